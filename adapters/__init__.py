@@ -1,0 +1,1 @@
+"""Adapters: everything external behind engine ports (Redis, geo, search, SMS, payments)."""

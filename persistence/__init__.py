@@ -1,0 +1,1 @@
+"""PostgreSQL: pool, migrations, query builders, the write-behind writer, outboxes."""

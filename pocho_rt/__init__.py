@@ -1,0 +1,1 @@
+"""The Pocho realtime server process: config, wiring, HTTP routes and Socket.IO namespaces."""

@@ -1,0 +1,1 @@
+"""Tokens, passwords and the principal of a request or socket."""

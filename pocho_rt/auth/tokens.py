@@ -1,0 +1,61 @@
+"""Access tokens: HS256 JWTs with sub, role, sid, exp, iat, jti (PROTOCOL "Accounts").
+
+Only HS256 is accepted, so `alg: none` and algorithm-confusion tokens fail like forged ones.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+
+import jwt
+
+ROLES = ("CUSTOMER", "VENDOR", "RIDER", "ADMIN")
+_REQUIRED = ["sub", "role", "sid", "exp", "iat", "jti"]
+
+
+class TokenError(Exception):
+    """The token is missing, malformed, forged or expired."""
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: taken from a verified access token."""
+
+    user_id: str
+    role: str
+    sid: str
+    iat: int
+    exp: int
+
+
+@dataclass(frozen=True, slots=True)
+class TokenService:
+    secret: str
+    access_ttl: int
+
+    def issue(self, user_id: str, role: str, sid: str) -> tuple[str, int]:
+        """Return (token, expires_in seconds)."""
+        now = int(time.time())
+        claims = {
+            "sub": user_id, "role": role, "sid": sid,
+            "iat": now, "exp": now + self.access_ttl, "jti": uuid.uuid4().hex,
+        }
+        return jwt.encode(claims, self.secret, algorithm="HS256"), self.access_ttl
+
+    def verify(self, token: object) -> Principal:
+        if not isinstance(token, str) or not token or len(token) > 4096:
+            raise TokenError("missing token")
+        try:
+            claims = jwt.decode(
+                token, self.secret, algorithms=["HS256"], options={"require": _REQUIRED}
+            )
+        except jwt.PyJWTError as exc:
+            raise TokenError(type(exc).__name__) from None
+        role = claims.get("role")
+        if role not in ROLES or not isinstance(claims.get("sub"), str) or not isinstance(claims.get("sid"), str):
+            raise TokenError("bad claims")
+        return Principal(
+            user_id=claims["sub"], role=role, sid=claims["sid"], iat=int(claims["iat"]), exp=int(claims["exp"])
+        )

@@ -1,0 +1,166 @@
+"""One typed settings object, read from the environment once and validated at start.
+
+A bad value stops the process with a message naming the variable, so a typo in a
+deployment fails loudly instead of running with a surprising default.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+DEV_JWT_SECRET = "dev-insecure-jwt-secret-change-me"
+DEV_ADMIN_KEY = "dev-admin-key"
+_DEFAULT_SECRETS = {DEV_JWT_SECRET, DEV_ADMIN_KEY, "", "changeme", "secret"}
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+def _bool(name: str, raw: str) -> bool:
+    low = raw.strip().lower()
+    if low in {"1", "true", "yes", "on"}:
+        return True
+    if low in {"0", "false", "no", "off"}:
+        return False
+    raise ConfigError(f"{name} must be true or false, got {raw!r}")
+
+
+def _int(name: str, raw: str, lo: int, hi: int) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+    if not lo <= value <= hi:
+        raise ConfigError(f"{name} must be between {lo} and {hi}, got {value}")
+    return value
+
+
+def _float(name: str, raw: str, lo: float, hi: float) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if not lo <= value <= hi:
+        raise ConfigError(f"{name} must be between {lo} and {hi}, got {value}")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Every knob of the server. Field docs live in the README's configuration table."""
+
+    port: int = 8080
+    host: str = "0.0.0.0"
+    database_url: str | None = None
+    redis_url: str | None = None
+    data_dir: Path = Path(".pocho")
+    node_id: str = ""
+    workers: int = 1
+    env: str = "development"
+    jwt_secret: str = DEV_JWT_SECRET
+    jwt_access_ttl: int = 900
+    jwt_refresh_ttl: int = 30 * 24 * 3600
+    admin_key: str = DEV_ADMIN_KEY
+    rate_limit_enabled: bool = True
+    paystack_secret_key: str = ""
+    flutterwave_secret_hash: str = ""
+    meilisearch_url: str | None = None
+    meilisearch_api_key: str = ""
+    log_level: str = "INFO"
+    # Limits a client can otherwise grow.
+    max_socket_message_bytes: int = 64 * 1024
+    max_http_body_bytes: int = 1024 * 1024
+    # Engine timing.
+    actor_idle_seconds: float = 300.0
+    actor_mailbox_size: int = 1024
+    ask_timeout_seconds: float = 5.0
+    writer_flush_ms: float = 2.0
+    writer_batch_rows: int = 2000
+    writer_queue_max: int = 50_000
+    expiry_scale: float = 1.0
+    db_pool_size: int = 10
+
+    @property
+    def production(self) -> bool:
+        return self.env == "production"
+
+    def with_(self, **changes: Any) -> Settings:
+        return replace(self, **changes)
+
+
+def _level(name: str, raw: str) -> str:
+    up = raw.strip().upper()
+    if up not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+        raise ConfigError(f"{name} must be DEBUG, INFO, WARNING, ERROR or CRITICAL, got {raw!r}")
+    return up
+
+
+def _env_name(name: str, raw: str) -> str:
+    if raw not in {"development", "production"}:
+        raise ConfigError(f"{name} must be development or production, got {raw!r}")
+    return raw
+
+
+# env var -> (field, parser)
+_ENV: dict[str, tuple[str, Any]] = {
+    "PORT": ("port", lambda n, r: _int(n, r, 0, 65535)),
+    "HOST": ("host", lambda n, r: r),
+    "DATABASE_URL": ("database_url", lambda n, r: r or None),
+    "REDIS_URL": ("redis_url", lambda n, r: r or None),
+    "POCHO_DATA_DIR": ("data_dir", lambda n, r: Path(r)),
+    "POCHO_NODE_ID": ("node_id", lambda n, r: r),
+    "WORKERS": ("workers", lambda n, r: _int(n, r, 1, 256)),
+    "POCHO_ENV": ("env", _env_name),
+    "JWT_SECRET": ("jwt_secret", lambda n, r: r),
+    "JWT_ACCESS_TTL": ("jwt_access_ttl", lambda n, r: _int(n, r, 10, 7 * 24 * 3600)),
+    "JWT_REFRESH_TTL": ("jwt_refresh_ttl", lambda n, r: _int(n, r, 60, 365 * 24 * 3600)),
+    "POCHO_ADMIN_KEY": ("admin_key", lambda n, r: r),
+    "RATE_LIMIT_ENABLED": ("rate_limit_enabled", _bool),
+    "PAYSTACK_SECRET_KEY": ("paystack_secret_key", lambda n, r: r),
+    "FLUTTERWAVE_SECRET_HASH": ("flutterwave_secret_hash", lambda n, r: r),
+    "MEILISEARCH_URL": ("meilisearch_url", lambda n, r: r or None),
+    "MEILISEARCH_API_KEY": ("meilisearch_api_key", lambda n, r: r),
+    "LOG_LEVEL": ("log_level", _level),
+    "POCHO_MAX_SOCKET_MESSAGE_BYTES": ("max_socket_message_bytes", lambda n, r: _int(n, r, 1024, 16 << 20)),
+    "POCHO_MAX_HTTP_BODY_BYTES": ("max_http_body_bytes", lambda n, r: _int(n, r, 1024, 64 << 20)),
+    "POCHO_ACTOR_IDLE_SECONDS": ("actor_idle_seconds", lambda n, r: _float(n, r, 0.05, 86400)),
+    "POCHO_ACTOR_MAILBOX_SIZE": ("actor_mailbox_size", lambda n, r: _int(n, r, 1, 1 << 20)),
+    "POCHO_ASK_TIMEOUT_SECONDS": ("ask_timeout_seconds", lambda n, r: _float(n, r, 0.01, 600)),
+    "POCHO_WRITER_FLUSH_MS": ("writer_flush_ms", lambda n, r: _float(n, r, 0.0, 1000)),
+    "POCHO_WRITER_BATCH_ROWS": ("writer_batch_rows", lambda n, r: _int(n, r, 1, 100_000)),
+    "POCHO_WRITER_QUEUE_MAX": ("writer_queue_max", lambda n, r: _int(n, r, 1, 10_000_000)),
+    "POCHO_EXPIRY_SCALE": ("expiry_scale", lambda n, r: _float(n, r, 0.0001, 1.0)),
+    "POCHO_DB_POOL_SIZE": ("db_pool_size", lambda n, r: _int(n, r, 1, 200)),
+}
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Build Settings from the environment; raise ConfigError naming the bad variable."""
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for var, (attr, parse) in _ENV.items():
+        raw = env.get(var)
+        if raw is not None:
+            values[attr] = parse(var, raw)
+    settings = Settings(**values)
+    _check_secrets(settings, env)
+    return settings
+
+
+def _check_secrets(settings: Settings, env: Mapping[str, str]) -> None:
+    if not settings.production:
+        return
+    for var, value, min_len in (
+        ("JWT_SECRET", settings.jwt_secret, 32),
+        ("POCHO_ADMIN_KEY", settings.admin_key, 16),
+    ):
+        if var not in env or value in _DEFAULT_SECRETS:
+            raise ConfigError(f"{var} must be set to a non-default secret when POCHO_ENV=production")
+        if len(value) < min_len:
+            raise ConfigError(f"{var} must be at least {min_len} characters when POCHO_ENV=production")
+

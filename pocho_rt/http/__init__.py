@@ -1,0 +1,1 @@
+"""HTTP routes: accounts, catalogue, admin, health and metrics. Thin: validate, act, answer."""

@@ -1,0 +1,9 @@
+"""The /customer namespace of PROTOCOL."""
+
+from __future__ import annotations
+
+from pocho_rt.sockets.base import BaseNamespace
+
+
+class CustomerNamespace(BaseNamespace):
+    role = "CUSTOMER"

@@ -1,0 +1,1 @@
+"""Seed data, demo traffic, load generator and benchmarks."""

@@ -1,0 +1,167 @@
+"""Test fixtures: real PostgreSQL and Redis (TEST_DATABASE_URL / TEST_REDIS_URL, else
+embedded servers started once per session), a fresh database per session, and every
+test starting from empty tables and an empty Redis database.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import aiohttp
+import asyncpg
+import pytest
+from aiohttp import web
+from redis.asyncio import Redis
+
+from persistence.migrate import migrate
+from pocho_rt.app import build_app, close_services, open_services
+from pocho_rt.config import Settings
+from pocho_rt.context import Services
+from pocho_rt.embedded import EmbeddedServices
+from tests.helpers import Client
+
+
+def _with_db(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path="/" + name))
+
+
+@pytest.fixture(scope="session")
+def backing_urls() -> Iterator[tuple[str, str]]:
+    """(admin database url, redis url) of real servers, embedded when not given."""
+    db, rd = os.environ.get("TEST_DATABASE_URL"), os.environ.get("TEST_REDIS_URL")
+    embedded = None
+    if not db or not rd:
+        embedded = EmbeddedServices(Path(tempfile.gettempdir()) / "pocho-test-services")
+        embedded.start(need_pg=not db, need_redis=not rd)
+        db = db or embedded.database_url
+        rd = rd or embedded.redis_url
+    assert db and rd
+    try:
+        yield db, rd
+    finally:
+        if embedded:
+            embedded.stop()
+
+
+@pytest.fixture(scope="session")
+async def database_url(backing_urls: tuple[str, str]) -> AsyncIterator[str]:
+    """A database of our own for this session, migrated once."""
+    admin_url, _ = backing_urls
+    name = f"pocho_test_{uuid.uuid4().hex[:10]}"
+    admin = await asyncpg.connect(admin_url)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    url = _with_db(admin_url, name)
+    conn = await asyncpg.connect(url)
+    await migrate(conn)
+    await conn.close()
+    try:
+        yield url
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+@pytest.fixture(scope="session")
+def redis_url(backing_urls: tuple[str, str]) -> str:
+    """Database 9 of the Redis server, flushed before each test."""
+    parts = urlsplit(backing_urls[1])
+    if parts.scheme == "unix":
+        return urlunsplit(parts._replace(query="db=9"))
+    return urlunsplit(parts._replace(path="/9"))
+
+
+@pytest.fixture(scope="session")
+async def _tables(database_url: str) -> list[str]:
+    conn = await asyncpg.connect(database_url)
+    rows = await conn.fetch(
+        "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'schema_migrations'")
+    await conn.close()
+    return [r["tablename"] for r in rows]
+
+
+@pytest.fixture
+async def clean(database_url: str, redis_url: str, _tables: list[str]) -> None:
+    """Empty tables and Redis before the test: each test sees only its own data."""
+    conn = await asyncpg.connect(database_url)
+    await conn.execute("TRUNCATE " + ", ".join(f'"{t}"' for t in _tables) + " RESTART IDENTITY CASCADE")
+    await conn.close()
+    r = Redis.from_url(redis_url)
+    await r.flushdb()
+    await r.aclose()
+
+
+@pytest.fixture
+async def db(database_url: str, clean: None) -> AsyncIterator[asyncpg.Connection]:
+    conn = await asyncpg.connect(database_url)
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+async def redis(redis_url: str, clean: None) -> AsyncIterator[Redis]:
+    r = Redis.from_url(redis_url)
+    try:
+        yield r
+    finally:
+        await r.aclose()
+
+
+class Server:
+    """One in-process node on a real TCP port: tests reach it over real HTTP/Socket.IO."""
+
+    def __init__(self, svc: Services, runner: web.AppRunner, url: str) -> None:
+        self.svc, self.runner, self.url = svc, runner, url
+
+    async def stop(self) -> None:
+        await self.runner.cleanup()
+        await close_services(self.svc)
+
+
+StartServer = Callable[..., Awaitable[Server]]
+
+
+@pytest.fixture
+async def start_server(database_url: str, redis_url: str, clean: None) -> AsyncIterator[StartServer]:
+    """Factory: start a node with settings overrides (e.g. rate_limit_enabled=False)."""
+    started: list[Server] = []
+
+    async def _start(**overrides: Any) -> Server:
+        settings = Settings(port=0, host="127.0.0.1", db_pool_size=5, **overrides)
+        svc = await open_services(settings, database_url, redis_url)
+        app = build_app(svc)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        server = Server(svc, runner, f"http://127.0.0.1:{port}")
+        started.append(server)
+        return server
+
+    yield _start
+    for s in reversed(started):
+        await s.stop()
+
+
+@pytest.fixture
+async def server(start_server: StartServer) -> Server:
+    return await start_server()
+
+
+@pytest.fixture
+async def client(server: Server) -> AsyncIterator[Client]:
+    async with aiohttp.ClientSession(base_url=server.url) as session:
+        c = Client(session, server)
+        try:
+            yield c
+        finally:
+            await c.close()

@@ -1,0 +1,129 @@
+"""Health, readiness, metrics, error format, size limits and socket authentication."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+
+import jwt
+import pytest
+import socketio
+
+from pocho_rt.config import ConfigError, load_settings
+from tests.conftest import StartServer
+from tests.helpers import Client
+
+
+async def test_health_ready_and_metrics(client: Client) -> None:
+    assert (await client.call("GET", "/healthz"))[0] == 200
+    status, body = await client.call("GET", "/readyz")
+    assert status == 200 and body["checks"] == {"postgres": "ok", "redis": "ok"}
+    async with client.session.get("/metrics") as resp:
+        text = await resp.text()
+    assert resp.status == 200
+    assert 'pocho_http_requests_total{method="GET",route="/readyz",status="200"}' in text
+    assert "pocho_db_pool_size" in text
+    names = [line.split()[2] for line in text.splitlines() if line.startswith("# TYPE")]
+    assert names and all(n.startswith("pocho_") for n in names)
+
+
+async def test_readyz_reports_down_database(client: Client) -> None:
+    await client.server.svc.pool.close()
+    status, body = await client.call("GET", "/readyz")
+    assert status == 503 and body["checks"]["postgres"].startswith("down")
+
+
+async def test_unknown_route_is_json_404_with_request_id(client: Client) -> None:
+    async with client.session.get("/api/v1/nope", headers={"X-Request-Id": "abc123"}) as resp:
+        body = await resp.json()
+        assert resp.status == 404
+        assert resp.headers["X-Request-Id"] == "abc123"
+    assert body["error"]["code"] == "not_found"
+
+
+async def test_http_body_over_limit_is_413(start_server: StartServer) -> None:
+    import aiohttp
+
+    server = await start_server(max_http_body_bytes=2048)
+    async with aiohttp.ClientSession(base_url=server.url) as s:
+        async with s.post("/api/v1/auth/login", data=b"{" + b" " * 4096 + b"}",
+                          headers={"Content-Type": "application/json"}) as resp:
+            assert resp.status == 413
+            assert (await resp.json())["error"]["code"] == "payload_too_large"
+
+
+def test_production_refuses_default_secrets() -> None:
+    with pytest.raises(ConfigError, match="JWT_SECRET"):
+        load_settings({"POCHO_ENV": "production"})
+    with pytest.raises(ConfigError, match="POCHO_ADMIN_KEY"):
+        load_settings({"POCHO_ENV": "production", "JWT_SECRET": "x" * 40})
+    ok = load_settings({"POCHO_ENV": "production", "JWT_SECRET": "x" * 40, "POCHO_ADMIN_KEY": "k" * 20})
+    assert ok.production
+    with pytest.raises(ConfigError, match="PORT"):
+        load_settings({"PORT": "eighty"})
+    with pytest.raises(ConfigError, match="RATE_LIMIT_ENABLED"):
+        load_settings({"RATE_LIMIT_ENABLED": "maybe"})
+
+
+def _token(client: Client, role: str, **claims: object) -> str:
+    tok, _ = client.server.svc.tokens.issue(str(uuid.uuid4()), role, str(uuid.uuid4()))
+    if not claims:
+        return tok
+    body = jwt.decode(tok, options={"verify_signature": False}) | claims
+    return jwt.encode(body, client.server.svc.settings.jwt_secret, algorithm="HS256")
+
+
+async def _refused(client: Client, ns: str, token: str | None) -> object:
+    """Connect and return the connect_error data the server sent."""
+    sio = socketio.AsyncClient(reconnection=False)
+    got: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+    sio.on("connect_error", lambda data: got.done() or got.set_result(data), namespace=ns)
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        await sio.connect(client.server.url, namespaces=[ns], auth={"token": token} if token else None,
+                          transports=["websocket"], wait_timeout=5)
+    return await asyncio.wait_for(got, 5)
+
+
+@pytest.mark.parametrize("ns,role", [("/customer", "CUSTOMER"), ("/vendor", "VENDOR"), ("/rider", "RIDER")])
+async def test_socket_accepts_matching_role(client: Client, ns: str, role: str) -> None:
+    sio = await client.connect(ns, _token(client, role))
+    assert sio.connected and ns in sio.namespaces
+
+
+async def test_socket_refusals(client: Client) -> None:
+    secret = client.server.svc.settings.jwt_secret
+    now = int(time.time())
+    base = {"sub": str(uuid.uuid4()), "role": "CUSTOMER", "sid": "s", "iat": now, "jti": "j"}
+    forged = jwt.encode(base | {"exp": now + 60}, "not-the-secret-not-the-secret-123", algorithm="HS256")
+    expired = jwt.encode(base | {"exp": now - 5, "iat": now - 100}, secret, algorithm="HS256")
+    alg_none = jwt.encode(base | {"exp": now + 60}, None, algorithm="none")  # type: ignore[arg-type]
+    for token in (None, "garbage", forged, expired, alg_none):
+        assert await _refused(client, "/customer", token) == {"message": "unauthorized",
+                                                              "data": {"code": "unauthorized"}}
+    forbidden = {"message": "forbidden", "data": {"code": "forbidden"}}
+    assert await _refused(client, "/vendor", _token(client, "CUSTOMER")) == forbidden
+    assert await _refused(client, "/rider", _token(client, "ADMIN")) == forbidden
+
+
+async def test_unknown_event_is_not_found(client: Client) -> None:
+    sio = await client.connect("/customer", _token(client, "CUSTOMER"))
+    reply = await sio.call("no:such:event", {}, namespace="/customer", timeout=5)
+    assert reply["ok"] is False and reply["error"]["code"] == "not_found"
+
+
+async def test_oversized_socket_frame_closes_connection(start_server: StartServer) -> None:
+    import aiohttp
+
+    from tests.helpers import Client as C
+
+    server = await start_server(max_socket_message_bytes=4096)
+    async with aiohttp.ClientSession(base_url=server.url) as s:
+        c = C(s, server)
+        sio = await c.connect("/customer", _token(c, "CUSTOMER"))
+        gone = asyncio.Event()
+        sio.on("disconnect", lambda *a: gone.set(), namespace="/customer")
+        await sio.emit("request:create", {"notes": "x" * 10_000}, namespace="/customer")
+        await asyncio.wait_for(gone.wait(), 10)
+        assert not sio.connected
+        await c.close()
