@@ -70,11 +70,11 @@ async def database_url(backing_urls: tuple[str, str]) -> AsyncIterator[str]:
 
 @pytest.fixture(scope="session")
 def redis_url(backing_urls: tuple[str, str]) -> str:
-    """Database 9 of the Redis server, flushed before each test."""
+    """The test Redis database (db 9 unless TEST_REDIS_URL names one), flushed before each test."""
     parts = urlsplit(backing_urls[1])
     if parts.scheme == "unix":
-        return urlunsplit(parts._replace(query="db=9"))
-    return urlunsplit(parts._replace(path="/9"))
+        return urlunsplit(parts._replace(query=parts.query or "db=9"))
+    return urlunsplit(parts._replace(path=parts.path if parts.path.strip("/") else "/9"))
 
 
 @pytest.fixture(scope="session")

@@ -7,6 +7,8 @@ whose tokens issued before that moment are void (password reset, account disable
 
 from __future__ import annotations
 
+import hmac
+
 from aiohttp import web
 from redis.asyncio import Redis
 
@@ -60,3 +62,18 @@ async def require_user(request: web.Request, *roles: str) -> Principal:
     if roles and principal.role not in roles:
         raise ApiError("forbidden", f"this route is for {', '.join(roles)} accounts")
     return principal
+
+
+async def require_admin(request: web.Request) -> Principal | None:
+    """Admin routes: an ADMIN bearer token, or X-Admin-Key equal to POCHO_ADMIN_KEY.
+
+    Returns the admin principal, or None when the shared key was used. A wrong key or a
+    missing token is 401; a valid token of another role is 403.
+    """
+    svc = services(request)
+    key = request.headers.get("X-Admin-Key")
+    if key is not None:
+        if svc.settings.admin_key and hmac.compare_digest(key.encode(), svc.settings.admin_key.encode()):
+            return None
+        raise ApiError("unauthorized", "bad admin key")
+    return await require_user(request, "ADMIN")

@@ -182,8 +182,7 @@ def test_create_request_reports_every_bad_field_at_once() -> None:
 def test_view_field_sets_match_protocol() -> None:
     req = new_request()
     place(req, "v1", 300_000)
-    events, order = n.accept_offer(req, AcceptOffer(customer_id=CUSTOMER, offer_id=offer_of(req, "v1").id,
-                                                    order_id="ord-1", now=LATER))
+    _, order = accept(req, offer_of(req, "v1").id)
     assert set(n.request_view(req)) == REQUEST_FIELDS
     assert set(n.offer_view(offer_of(req, "v1"))) == OFFER_FIELDS
     assert set(n.order_view(order)) == ORDER_FIELDS
@@ -407,9 +406,11 @@ def test_recompute_with_no_live_offers() -> None:
 def test_revise_offer_happy_path() -> None:
     req = new_request()
     place(req, "v1", 300_000, details="d", prep_minutes=20)
-    events = n.revise_offer(req, ReviseOffer(offer_id="off-v1-0", vendor_id="v1", price_kobo=600_000, now=LATER))
+    cmd = ReviseOffer(offer_id="off-v1-0", vendor_id="v1", price_kobo=600_000, now=LATER)
+    events = n.revise_offer(req, cmd)
     o = offer_of(req, "v1")
-    assert (o.price_kobo, o.details, o.prep_minutes, o.over_budget, o.updated_at) == (600_000, "d", 20, True, LATER)
+    assert (o.price_kobo, o.details, o.prep_minutes, o.over_budget) == (600_000, "d", 20, True)
+    assert o.updated_at == LATER
     [e] = events
     assert e.kind == "offer:updated" and e.targets == (("room", "offer:updated"),)
     check_seqs(req, events, 3)
@@ -446,7 +447,8 @@ def test_revise_refusals() -> None:
 
     def revise(vendor: str = "v1", offer: str = "off-v1-0", price: Any = 200_000,
                at: datetime = T0, **kw: Any) -> list[Event]:
-        return n.revise_offer(req, ReviseOffer(offer_id=offer, vendor_id=vendor, price_kobo=price, now=at, **kw))
+        cmd = ReviseOffer(offer_id=offer, vendor_id=vendor, price_kobo=price, now=at, **kw)
+        return n.revise_offer(req, cmd)
 
     refused(req, lambda: revise(offer="nope"), "not_found")
     refused(req, lambda: revise(vendor="v2"), "forbidden")
@@ -757,7 +759,7 @@ def test_expire_does_nothing_to_closed_requests() -> None:
     assert req == before
 
 
-# ---------------------------------------------------------------- seq and audiences across a whole negotiation
+# ---------------------------------------------------------------- seqs and audiences, whole negotiation
 
 
 def test_full_negotiation_has_gap_free_seqs_and_room_targets() -> None:
