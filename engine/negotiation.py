@@ -3,10 +3,14 @@
 Each rule takes the request state and a command, validates everything first and raises
 `DomainError` without touching the state, or mutates the state and returns the events to
 publish. The rules never read the clock nor make ids: both come in the command, so actors
-replay and tests stay deterministic. No I/O, stdlib only.
+replay and tests stay deterministic. No I/O; stdlib and engine.errors only.
 
 Every event takes the request's next `seq` (no gaps). After creation every event has a
-"room" target, so a watcher replaying with `sinceSeq` sees a gap-free sequence.
+"room" target, so a watcher replaying with `sinceSeq` sees a gap-free sequence (hence the
+room also hears `request:closed` on expiry, right after `request:expired`).
+
+`offerCount` in the request view counts offers that are live or ACCEPTED: withdrawn,
+rejected and expired bids are history, not offers the customer can still take.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ import math
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+from engine.errors import EngineError
 
 MAX_BUDGET_KOBO = 50_000_000  # NGN 500k: the largest budget a customer may post.
 MAX_PRICE_KOBO = MAX_BUDGET_KOBO * 2
@@ -33,14 +39,11 @@ ROOM, NEARBY = "room", "nearby"
 Target = tuple[str, str]
 
 
-class DomainError(Exception):
+class DomainError(EngineError):
     """A rule refused a command; `code` is one of PROTOCOL's ack error codes."""
 
     def __init__(self, code: str, message: str, details: dict[str, Any] | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.details = details
+        super().__init__(code, message, details)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"code": self.code, "message": self.message}
@@ -118,10 +121,10 @@ class Event:
 
 # ---------------------------------------------------------------- commands
 
-_cmd = dataclass(frozen=True, slots=True, kw_only=True)
+# Commands are keyword-only so call sites read like the socket payloads they come from.
 
 
-@_cmd
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CreateRequest:
     request_id: str
     customer_id: str
@@ -135,16 +138,19 @@ class CreateRequest:
     notes: str | None = None
     desired_at: datetime | None = None
     expires_in_minutes: int = 15
+    time_scale: float = 1.0  # < 1 shortens lifetimes (tests and demos; POCHO_EXPIRY_SCALE)
     max_vendor_offers: int = 10
 
 
-@_cmd
+@dataclass(frozen=True, slots=True, kw_only=True)
 class PlaceOffer:
     offer_id: str
     vendor_id: str
     vendor_name: str
     vendor_verified: bool
-    vendor_in_range: bool
+    vendor_lat: float  # the vendor's own location and service radius decide coverage
+    vendor_lng: float
+    vendor_km: float
     price_kobo: int
     now: datetime
     details: str | None = None
@@ -153,7 +159,7 @@ class PlaceOffer:
     slot_to: datetime | None = None
 
 
-@_cmd
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ReviseOffer:
     offer_id: str
     vendor_id: str
@@ -163,14 +169,14 @@ class ReviseOffer:
     prep_minutes: int | None = None  # None keeps the current value
 
 
-@_cmd
+@dataclass(frozen=True, slots=True, kw_only=True)
 class WithdrawOffer:
     vendor_id: str
     offer_id: str
     now: datetime
 
 
-@_cmd
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CounterOffer:
     customer_id: str
     offer_id: str
@@ -179,14 +185,14 @@ class CounterOffer:
     message: str | None = None
 
 
-@_cmd
+@dataclass(frozen=True, slots=True, kw_only=True)
 class AcceptCounter:
     vendor_id: str
     offer_id: str
     now: datetime
 
 
-@_cmd
+@dataclass(frozen=True, slots=True, kw_only=True)
 class AcceptOffer:
     customer_id: str
     offer_id: str
@@ -194,14 +200,14 @@ class AcceptOffer:
     now: datetime
 
 
-@_cmd
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RejectOffer:
     customer_id: str
     offer_id: str
     now: datetime
 
 
-@_cmd
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CancelRequest:
     customer_id: str
     now: datetime
@@ -421,7 +427,7 @@ def create_request(cmd: CreateRequest) -> tuple[MealRequest, list[Event]]:
         budget_min_kobo=lo, budget_max_kobo=hi,
         delivery_lat=float(cmd.delivery_lat), delivery_lng=float(cmd.delivery_lng),
         address_line=cmd.address_line, notes=cmd.notes, desired_at=d, status=OPEN,
-        expires_at=cmd.now + timedelta(minutes=cmd.expires_in_minutes),
+        expires_at=cmd.now + timedelta(minutes=cmd.expires_in_minutes) * cmd.time_scale,
         max_vendor_offers=cmd.max_vendor_offers, created_at=cmd.now,
     )
     req.seq = 1  # the snapshot handed to the creator already carries the creation event's seq
@@ -433,7 +439,7 @@ def place_offer(req: MealRequest, cmd: PlaceOffer) -> list[Event]:
     _check_open(req, cmd.now)
     if not cmd.vendor_verified:
         raise DomainError("forbidden", "vendor is not verified")
-    if not cmd.vendor_in_range:
+    if not covers(cmd.vendor_lat, cmd.vendor_lng, cmd.vendor_km, req.delivery_lat, req.delivery_lng):
         raise DomainError("forbidden", "delivery point is outside the vendor's service area")
     _invalid({
         "priceKobo": _int_error(cmd.price_kobo, 1, MAX_PRICE_KOBO),

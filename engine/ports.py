@@ -5,7 +5,11 @@ Adapters (`adapters/`) and persistence implement these; nothing here does I/O it
 
 from __future__ import annotations
 
+import asyncio
+from dataclasses import dataclass
 from typing import Any, Protocol
+
+from engine.negotiation import Event, MealRequest, NewOrder, Offer
 
 
 class SmsSender(Protocol):
@@ -24,3 +28,48 @@ class SearchIndex(Protocol):
     async def upsert(self, entity: str, docs: list[dict[str, Any]]) -> None: ...
 
     async def delete(self, entity: str, ids: list[str]) -> None: ...
+
+
+# ---------------------------------------------------------------- negotiation
+
+
+@dataclass(slots=True)
+class NegotiationChange:
+    """What one command changed on a meal request, written in one group commit."""
+
+    request: MealRequest
+    offer_count: int
+    offers: list[Offer]
+    events: list[Event]
+    order: NewOrder | None = None
+    reply: tuple[str, str, Any] | None = None  # (user id, clientMsgId, ack data)
+
+
+@dataclass(slots=True)
+class Loaded:
+    """A meal request as stored, plus the replies remembered for clientMsgId retries."""
+
+    request: MealRequest
+    replies: dict[tuple[str, str], Any]
+
+
+class NegotiationStore(Protocol):
+    def record(self, change: NegotiationChange) -> asyncio.Future[None]:
+        """Queue the change for group commit; the future resolves when it is durable."""
+        ...
+
+    async def load(self, request_id: str, reply_limit: int) -> Loaded | None: ...
+
+    async def events_since(self, request_id: str, since_seq: int, limit: int) -> list[dict[str, Any]]: ...
+
+
+class Publisher(Protocol):
+    """Delivers committed events to their audiences (sockets, geo index)."""
+
+    def publish(self, request: MealRequest, events: list[Event], nearby: tuple[str, ...]) -> None: ...
+
+
+class VendorDirectory(Protocol):
+    async def vendors_covering(self, lat: float, lng: float) -> tuple[str, ...]:
+        """Ids of verified vendors whose own service radius covers the point."""
+        ...

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 import socket
+from collections.abc import AsyncIterator
 
 import asyncpg
 from aiohttp import web
@@ -16,8 +17,9 @@ from persistence.migrate import migrate
 from pocho_rt.auth.tokens import TokenService
 from pocho_rt.config import Settings
 from pocho_rt.context import SERVICES, Services
-from pocho_rt.http import accounts, admin, catalogue, health
+from pocho_rt.http import accounts, admin, catalogue, health, meal_requests
 from pocho_rt.http.middleware import observe
+from pocho_rt.runtime import Engine
 from pocho_rt.sockets.customer import CustomerNamespace
 from pocho_rt.sockets.rider import RiderNamespace
 from pocho_rt.sockets.server import create_sio
@@ -53,7 +55,7 @@ def build_app(svc: Services) -> web.Application:
     app = web.Application(client_max_size=svc.settings.max_http_body_bytes, middlewares=[observe])
     app[SERVICES] = svc
     app.router.add_routes(health.routes)
-    for module in (accounts, catalogue, admin):
+    for module in (accounts, catalogue, admin, meal_requests):
         module.setup(app)
     sio = create_sio(svc.settings)
     for ns in (CustomerNamespace("/customer", svc), VendorNamespace("/vendor", svc),
@@ -61,6 +63,16 @@ def build_app(svc: Services) -> web.Application:
         sio.register_namespace(ns)
     sio.attach(app)
     svc.extras["sio"] = sio
+    engine = Engine(svc.settings, svc.pool, svc.redis, sio)
+    svc.engine = engine
+    svc.extras["on_vendor_changed"] = engine.vendor_changed
+
+    async def _engine_ctx(_: web.Application) -> AsyncIterator[None]:
+        await engine.start()
+        yield
+        await engine.stop()
+
+    app.cleanup_ctx.append(_engine_ctx)
     return app
 
 

@@ -82,7 +82,11 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> None:
         ]
         for p in procs:
             p.start()
-        signal.signal(signal.SIGTERM, lambda *_: [p.terminate() for p in procs])
+        def _terminate(*_: object) -> None:
+            for p in procs:
+                p.terminate()
+
+        signal.signal(signal.SIGTERM, _terminate)
         try:
             for p in procs:
                 p.join()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 from aiohttp import web
@@ -11,6 +11,9 @@ from redis.asyncio import Redis
 
 from pocho_rt.auth.tokens import TokenService
 from pocho_rt.config import Settings
+
+if TYPE_CHECKING:
+    from pocho_rt.runtime import Engine
 
 
 @dataclass
@@ -20,6 +23,7 @@ class Services:
     redis: Redis
     tokens: TokenService
     node_id: str
+    engine: Engine | None = None
     # Filled in by the modules that own them at app build time (engine, search, sms...).
     extras: dict[str, Any] = field(default_factory=dict)
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
-REGISTRY = CollectorRegistry(auto_describe=True)
+from engine.runtime.metrics import REGISTRY
 
 HTTP_REQUESTS = Counter(
     "pocho_http_requests_total", "HTTP requests by route and status", ["method", "route", "status"],

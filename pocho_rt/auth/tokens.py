@@ -5,6 +5,8 @@ Only HS256 is accepted, so `alg: none` and algorithm-confusion tokens fail like 
 
 from __future__ import annotations
 
+import hashlib
+import secrets
 import time
 import uuid
 from dataclasses import dataclass
@@ -13,6 +15,16 @@ import jwt
 
 ROLES = ("CUSTOMER", "VENDOR", "RIDER", "ADMIN")
 _REQUIRED = ["sub", "role", "sid", "exp", "iat", "jti"]
+
+
+def new_refresh_token() -> str:
+    """An opaque refresh token: 32 random bytes, URL-safe. Only its hash is stored."""
+    return secrets.token_urlsafe(32)
+
+
+def hash_refresh_token(token: str) -> str:
+    """The stored form of a refresh token (hex sha256); the token itself has 256 bits of entropy."""
+    return hashlib.sha256(token.encode()).hexdigest()
 
 
 class TokenError(Exception):

@@ -1,10 +1,72 @@
-"""HTTP routes: admin (PROTOCOL)."""
+"""HTTP routes: admin (PROTOCOL "Ops").
+
+    GET  /admin/vendors/pending?limit=     {vendors: [vendor...]}: unverified, oldest first;
+                                           limit 1..200, default 50
+    POST /admin/vendors/{id}/verify        200 vendor (verified: true); idempotent
+
+Access: an ADMIN bearer token, or `X-Admin-Key` equal to POCHO_ADMIN_KEY. No or wrong
+credentials: 401; a valid token of another role: 403 (`require_admin`).
+
+Verifying writes, in one transaction: the vendor (verified, verified_at, verified_by =
+the admin's user id, or NULL with the shared key), an `audit_log` row (actor_id = admin id
+and actor_kind 'admin', or actor_id NULL and actor_kind 'admin_key'; action
+'vendor.verify'), and a search outbox upsert. Verifying an already verified vendor
+changes and records nothing and answers the same vendor. After commit the engine's
+`svc.extras["on_vendor_changed"]` hook (see pocho_rt.http.catalogue) is awaited so the
+vendor joins the geo index that matches meal requests.
+"""
 
 from __future__ import annotations
 
 from aiohttp import web
 
+from persistence import catalogue as cat
+from pocho_rt.auth.principal import require_admin
+from pocho_rt.context import services
+from pocho_rt.errors import ApiError
+from pocho_rt.http.catalogue import invalid, nudge_search, path_uuid, vendor_changed
+from pocho_rt.http.middleware import json_response
+from pocho_rt.logs import request_id
+
 routes = web.RouteTableDef()
+
+
+@routes.get("/admin/vendors/pending")
+async def pending_vendors(request: web.Request) -> web.Response:
+    await require_admin(request)
+    limit = 50
+    raw = request.query.get("limit")
+    if raw is not None:
+        try:
+            limit = int(raw)
+        except ValueError:
+            raise invalid("limit", "must be an integer") from None
+        if not 1 <= limit <= 200:
+            raise invalid("limit", "must be between 1 and 200")
+    rows = await cat.pending_vendors(services(request).pool, limit)
+    return json_response({"vendors": [cat.vendor_view(r) for r in rows]})
+
+
+@routes.post("/admin/vendors/{id}/verify")
+async def verify_vendor(request: web.Request) -> web.Response:
+    principal = await require_admin(request)
+    vendor_id = path_uuid(request, "vendor")
+    admin_id = principal.user_id if principal is not None else None
+    svc = services(request)
+    async with svc.pool.acquire() as conn, conn.transaction():
+        if admin_id is not None and await conn.fetchval("SELECT 1 FROM users WHERE id = $1", admin_id) is None:
+            raise ApiError("unauthorized", "the account of this token no longer exists")
+        row, changed = await cat.verify_vendor(conn, vendor_id, admin_id)
+        if row is None:
+            raise ApiError("not_found", "vendor not found")
+        if changed:
+            await cat.audit(conn, actor_id=admin_id, actor_kind="admin" if admin_id else "admin_key",
+                            action="vendor.verify", target_kind="vendor", target_id=str(vendor_id),
+                            details={"displayName": row["display_name"]}, request_id=request_id.get())
+    if changed:
+        nudge_search(svc)
+        await vendor_changed(svc, vendor_id)
+    return json_response(cat.vendor_view(row))
 
 
 def setup(app: web.Application) -> None:

@@ -7,9 +7,10 @@ import asyncio
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from engine.runtime.metrics import REGISTRY
 from pocho_rt.context import services
 from pocho_rt.http.middleware import json_response
-from pocho_rt.metrics import DB_POOL_IDLE, DB_POOL_MAX, DB_POOL_SIZE, REGISTRY
+from pocho_rt.metrics import DB_POOL_IDLE, DB_POOL_MAX, DB_POOL_SIZE
 
 routes = web.RouteTableDef()
 

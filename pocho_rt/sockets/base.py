@@ -13,11 +13,13 @@ from typing import Any
 
 import socketio
 
+from engine.errors import EngineError
 from pocho_rt.auth.principal import authenticate
 from pocho_rt.auth.tokens import Principal, TokenError
 from pocho_rt.context import Services
 from pocho_rt.errors import ApiError
 from pocho_rt.metrics import SOCKET_COMMANDS, SOCKET_CONNECTIONS, SOCKET_CONNECTS
+from pocho_rt.runtime import Engine
 
 log = logging.getLogger("pocho.sockets")
 Handler = Callable[[str, Any], Awaitable[dict[str, Any]]]
@@ -58,6 +60,11 @@ class BaseNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
     async def on_disconnect(self, sid: str, reason: Any = None) -> None:
         SOCKET_CONNECTIONS.labels(self.namespace).dec()
 
+    @property
+    def engine(self) -> Engine:
+        assert self.svc.engine is not None
+        return self.svc.engine
+
     async def principal(self, sid: str) -> Principal:
         session = await self.get_session(sid)
         p: Principal = session["principal"]
@@ -74,8 +81,10 @@ class BaseNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             return ApiError("not_found", f"unknown event {event[:64]!r}").ack()
         try:
             reply = await handler(sid, data)
-        except ApiError as exc:
+        except (ApiError, EngineError) as exc:
             SOCKET_COMMANDS.labels(self.namespace, event, exc.code).inc()
+            if isinstance(exc, EngineError):
+                return ApiError(exc.code, exc.message, exc.details).ack()
             return exc.ack()
         except Exception:
             log.exception("socket handler failed", extra={"event": event, "namespace": self.namespace})

@@ -1,9 +1,66 @@
-"""The /customer namespace of PROTOCOL."""
+"""The /customer namespace: post and negotiate meal requests (PROTOCOL "/customer")."""
 
 from __future__ import annotations
 
+from typing import Any
+
+from engine import negotiation as n
+from engine.clock import utcnow
+from pocho_rt.errors import ok
+from pocho_rt.publisher import request_room
+from pocho_rt.sockets import schemas as s
 from pocho_rt.sockets.base import BaseNamespace
+from pocho_rt.validation import convert
 
 
 class CustomerNamespace(BaseNamespace):
     role = "CUSTOMER"
+
+    async def on_request_create(self, sid: str, data: Any) -> dict[str, Any]:
+        p = await self.principal(sid)
+        c = convert(data, s.RequestCreate)
+        request_id = self.engine.new_request_id(p.user_id, c.client_msg_id)
+        cmd = n.CreateRequest(
+            request_id=request_id, customer_id=p.user_id, category=c.category,
+            budget_min_kobo=c.budget_min_kobo, budget_max_kobo=c.budget_max_kobo,
+            delivery_lat=c.delivery_lat, delivery_lng=c.delivery_lng, address_line=c.address_line,
+            notes=c.notes, desired_at=c.desired_at, expires_in_minutes=c.expires_in_minutes,
+            max_vendor_offers=c.max_vendor_offers, now=utcnow(), time_scale=self.svc.settings.expiry_scale,
+        )
+        reply = await self.engine.request(request_id, cmd, p.user_id, c.client_msg_id)
+        await self.enter_room(sid, request_room(request_id))
+        return ok(reply)
+
+    async def on_request_cancel(self, sid: str, data: Any) -> dict[str, Any]:
+        p = await self.principal(sid)
+        c = convert(data, s.RequestRef)
+        cmd = n.CancelRequest(customer_id=p.user_id, now=utcnow())
+        return ok(await self.engine.request(c.request_id, cmd, p.user_id, c.client_msg_id))
+
+    async def on_request_watch(self, sid: str, data: Any) -> dict[str, Any]:
+        p = await self.principal(sid)
+        c = convert(data, s.RequestWatch)
+        snapshot = await self.engine.watch(c.request_id, p.user_id)
+        await self.enter_room(sid, request_room(c.request_id))
+        events = await self.engine.missed_events(c.request_id, c.since_seq, "room")
+        return ok({**snapshot, "events": events})
+
+    async def on_offer_counter(self, sid: str, data: Any) -> dict[str, Any]:
+        p = await self.principal(sid)
+        c = convert(data, s.OfferCounter)
+        cmd = n.CounterOffer(customer_id=p.user_id, offer_id=c.offer_id, price_kobo=c.price_kobo,
+                             message=c.message, now=utcnow())
+        return ok(await self.engine.offer(c.offer_id, cmd, p.user_id, c.client_msg_id))
+
+    async def on_offer_accept(self, sid: str, data: Any) -> dict[str, Any]:
+        p = await self.principal(sid)
+        c = convert(data, s.OfferRef)
+        cmd = n.AcceptOffer(customer_id=p.user_id, offer_id=c.offer_id, order_id=self.engine.new_id(),
+                            now=utcnow())
+        return ok(await self.engine.offer(c.offer_id, cmd, p.user_id, c.client_msg_id))
+
+    async def on_offer_reject(self, sid: str, data: Any) -> dict[str, Any]:
+        p = await self.principal(sid)
+        c = convert(data, s.OfferRef)
+        cmd = n.RejectOffer(customer_id=p.user_id, offer_id=c.offer_id, now=utcnow())
+        return ok(await self.engine.offer(c.offer_id, cmd, p.user_id, c.client_msg_id))

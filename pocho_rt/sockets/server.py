@@ -14,7 +14,7 @@ from pocho_rt.config import Settings
 
 # engine.io builds WebSocketResponse with aiohttp's default compress=True, which costs
 # ~18% CPU on our tiny frames (DESIGN); the driver looks the class up by module name.
-_eio_aiohttp.WebSocketResponse = functools.partial(web.WebSocketResponse, compress=False)  # type: ignore[attr-defined]
+_eio_aiohttp.WebSocketResponse = functools.partial(web.WebSocketResponse, compress=False)
 
 
 class _OrjsonModule:

@@ -1,9 +1,78 @@
-"""The /vendor namespace of PROTOCOL."""
+"""The /vendor namespace: nearby requests, bids and answers to counters (PROTOCOL "/vendor").
+
+Only vendors verified by an admin may see requests and bid; the vendor profile is read
+once per connection and re-read while it is still unverified, so a vendor verified
+mid-session need not reconnect.
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
+from engine import negotiation as n
+from engine.clock import utcnow
+from pocho_rt.auth.tokens import Principal
+from pocho_rt.errors import ApiError, ok
+from pocho_rt.publisher import vendor_room
+from pocho_rt.runtime import VendorProfile
+from pocho_rt.sockets import schemas as s
 from pocho_rt.sockets.base import BaseNamespace
+from pocho_rt.validation import convert
 
 
 class VendorNamespace(BaseNamespace):
     role = "VENDOR"
+
+    async def joined(self, sid: str, principal: Principal) -> None:
+        profile = await self.engine.vendor_profile(principal.user_id)
+        session = await self.get_session(sid)
+        session["vendor"] = profile
+        if profile is not None:
+            await self.enter_room(sid, vendor_room(profile.id))
+
+    async def _vendor(self, sid: str) -> VendorProfile:
+        session = await self.get_session(sid)
+        profile: VendorProfile | None = session.get("vendor")
+        if profile is None or not profile.verified:
+            profile = await self.engine.vendor_profile(session["principal"].user_id)
+            if profile is not None and session.get("vendor") is None:
+                await self.enter_room(sid, vendor_room(profile.id))
+            session["vendor"] = profile
+        if profile is None:
+            raise ApiError("forbidden", "create your vendor profile first")
+        if not profile.verified:
+            raise ApiError("forbidden", "your vendor profile is not verified yet")
+        return profile
+
+    async def on_requests_nearby(self, sid: str, data: Any) -> dict[str, Any]:
+        v = await self._vendor(sid)
+        return ok({"requests": await self.engine.requests_near(v)})
+
+    async def on_offer_place(self, sid: str, data: Any) -> dict[str, Any]:
+        v = await self._vendor(sid)
+        c = convert(data, s.OfferPlace)
+        cmd = n.PlaceOffer(
+            offer_id=self.engine.new_id(), vendor_id=v.id, vendor_name=v.name, vendor_verified=v.verified,
+            vendor_lat=v.lat, vendor_lng=v.lng, vendor_km=v.km, price_kobo=c.price_kobo, details=c.details, prep_minutes=c.prep_minutes,
+            slot_from=c.slot_from, slot_to=c.slot_to, now=utcnow(),
+        )
+        return ok(await self.engine.place_offer(c.request_id, v, cmd, v.user_id, c.client_msg_id))
+
+    async def on_offer_revise(self, sid: str, data: Any) -> dict[str, Any]:
+        v = await self._vendor(sid)
+        c = convert(data, s.OfferRevise)
+        cmd = n.ReviseOffer(offer_id=c.offer_id, vendor_id=v.id, price_kobo=c.price_kobo, details=c.details,
+                            prep_minutes=c.prep_minutes, now=utcnow())
+        return ok(await self.engine.offer(c.offer_id, cmd, v.user_id, c.client_msg_id))
+
+    async def on_offer_withdraw(self, sid: str, data: Any) -> dict[str, Any]:
+        v = await self._vendor(sid)
+        c = convert(data, s.OfferRef)
+        cmd = n.WithdrawOffer(vendor_id=v.id, offer_id=c.offer_id, now=utcnow())
+        return ok(await self.engine.offer(c.offer_id, cmd, v.user_id, c.client_msg_id))
+
+    async def on_counter_accept(self, sid: str, data: Any) -> dict[str, Any]:
+        v = await self._vendor(sid)
+        c = convert(data, s.OfferRef)
+        cmd = n.AcceptCounter(vendor_id=v.id, offer_id=c.offer_id, now=utcnow())
+        return ok(await self.engine.offer(c.offer_id, cmd, v.user_id, c.client_msg_id))

@@ -62,7 +62,8 @@ def new_request(**kw: Any) -> MealRequest:
 def place(req: MealRequest, vendor: str, price: int, at: datetime = T0, **kw: Any) -> list[Event]:
     args: dict[str, Any] = dict(
         offer_id=f"off-{vendor}-{len(req.offers)}", vendor_id=vendor, vendor_name=f"Kitchen {vendor}",
-        vendor_verified=True, vendor_in_range=True, price_kobo=price, now=at,
+        vendor_verified=True, vendor_lat=req.delivery_lat, vendor_lng=req.delivery_lng, vendor_km=5.0,
+        price_kobo=price, now=at,
     )
     args.update(kw)
     return n.place_offer(req, PlaceOffer(**args))
@@ -308,7 +309,7 @@ def test_place_offer_limits_are_inclusive() -> None:
 def test_place_offer_refusals() -> None:
     req = new_request(max_vendor_offers=2)
     refused(req, lambda: place(req, "v1", 1, vendor_verified=False), "forbidden")
-    refused(req, lambda: place(req, "v1", 1, vendor_in_range=False), "forbidden")
+    refused(req, lambda: place(req, "v1", 1, vendor_lat=req.delivery_lat + 1.0), "forbidden")
     place(req, "v1", 300_000)
     refused(req, lambda: place(req, "v1", 290_000, offer_id="other"), "conflict")
     refused(req, lambda: place(req, "v2", 290_000, offer_id="off-v1-0"), "conflict")

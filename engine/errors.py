@@ -1,0 +1,13 @@
+"""The engine's error: a PROTOCOL code plus a message, raised by rules and the runtime."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class EngineError(Exception):
+    def __init__(self, code: str, message: str = "", details: dict[str, Any] | None = None) -> None:
+        super().__init__(message or code)
+        self.code = code
+        self.message = message or code.replace("_", " ")
+        self.details = details

@@ -1,0 +1,1 @@
+"""The actor runtime: mailboxes, asks and tells, timers, activation and passivation."""

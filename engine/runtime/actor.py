@@ -1,0 +1,242 @@
+"""Actors: one per key, a bounded mailbox, one message at a time, activation and passivation.
+
+No task is created per message: the first caller that finds an actor idle drains its
+mailbox in its own coroutine (run-to-completion), later callers just queue and await
+their reply. `tell` (timers, sweeps) starts a drain task only when the actor is idle.
+A handler answers with a value, or with a `Pending` whose future the write-behind
+writer resolves on commit, so the actor takes its next message without waiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from engine.errors import EngineError
+from engine.runtime import metrics
+
+log = logging.getLogger("pocho.actors")
+
+
+@dataclass(slots=True)
+class Pending:
+    """A reply that becomes true on commit: `commit` resolves, then `reply` is answered."""
+
+    commit: asyncio.Future[None]
+    reply: Any
+
+
+class Actor:
+    """Base class: subclasses load their state and handle messages; the runtime does the rest."""
+
+    kind: ClassVar[str] = ""
+    __slots__ = ("_cell", "id")
+
+    def __init__(self, actor_id: str) -> None:
+        self.id = actor_id
+        self._cell: _Cell | None = None
+
+    async def activate(self) -> None:
+        """Load state from storage; re-arm stored deadlines with `self.schedule`."""
+
+    async def handle(self, msg: Any) -> Any:
+        raise NotImplementedError
+
+    def deactivate(self) -> None:
+        """Drop timers; the runtime has already waited for pending writes."""
+
+    def idle(self) -> bool:
+        """False while writes are in flight (the actor must not be passivated then)."""
+        return True
+
+    def snapshot(self) -> dict[str, Any]:
+        """Live state for ops (GET /admin/actors/...)."""
+        return {}
+
+    def schedule(self, delay: float, msg: Any) -> asyncio.TimerHandle:
+        """Send `msg` to myself after `delay` seconds (a timer is just a message)."""
+        cell = self._cell
+        assert cell is not None
+        return asyncio.get_running_loop().call_later(max(delay, 0.0), cell.system.tell, self.kind, self.id, msg)
+
+    def reset(self) -> None:
+        """Forget in-memory state after a failed write: the next message reloads from storage."""
+        if self._cell is not None:
+            self._cell.activated = False
+
+
+class _Cell:
+    """Runtime bookkeeping for one live actor."""
+
+    __slots__ = ("activated", "actor", "draining", "last_used", "mailbox", "system")
+
+    def __init__(self, system: ActorSystem, actor: Actor) -> None:
+        self.system = system
+        self.actor = actor
+        self.mailbox: deque[tuple[Any, asyncio.Future[Any] | None]] = deque()
+        self.draining = False
+        self.activated = False
+        self.last_used = time.monotonic()
+        actor._cell = self
+
+    async def drain(self) -> None:
+        """Handle queued messages one at a time until the mailbox is empty."""
+        kind = self.actor.kind
+        try:
+            while self.mailbox:
+                msg, fut = self.mailbox.popleft()
+                metrics.MAILBOX_DEPTH.labels(kind).dec()
+                if fut is not None and fut.done():  # the asker gave up
+                    continue
+                started = time.perf_counter()
+                try:
+                    if not self.activated:
+                        await self.actor.activate()
+                        self.activated = True
+                        metrics.ACTIVATIONS.labels(kind).inc()
+                    result = await self.actor.handle(msg)
+                except BaseException as exc:
+                    if fut is not None and not fut.done():
+                        fut.set_exception(exc if isinstance(exc, Exception) else EngineError("unavailable"))
+                    if not isinstance(exc, Exception):
+                        raise
+                    if not isinstance(exc, EngineError):
+                        log.exception("actor message failed", extra={"actor": f"{kind}:{self.actor.id}"})
+                else:
+                    if fut is not None:
+                        _answer(fut, result)
+                finally:
+                    metrics.HANDLE_SECONDS.labels(kind).observe(time.perf_counter() - started)
+                    self.last_used = time.monotonic()
+        finally:
+            self.draining = False
+            if self.mailbox:  # interrupted (cancelled caller): keep going in a task of our own
+                self.start_task()
+
+    def start_task(self) -> None:
+        if not self.draining:
+            self.draining = True
+            asyncio.get_running_loop().create_task(self.drain())
+
+
+def _answer(fut: asyncio.Future[Any], result: Any) -> None:
+    if not isinstance(result, Pending):
+        fut.set_result(result)
+        return
+    reply = result.reply
+
+    def _committed(commit: asyncio.Future[None]) -> None:
+        if fut.done():
+            return
+        if commit.cancelled():
+            fut.set_exception(EngineError("unavailable", "storage is unavailable, retry"))
+        elif (exc := commit.exception()) is not None:
+            failed = exc if isinstance(exc, EngineError) else EngineError("unavailable", "storage failed, retry")
+            fut.set_exception(failed)
+        else:
+            fut.set_result(reply)
+
+    result.commit.add_done_callback(_committed)
+
+
+Factory = Callable[[str], Actor]
+
+
+class ActorSystem:
+    """The live actors of this node, by key `kind:id`."""
+
+    def __init__(self, *, mailbox_size: int, idle_seconds: float, ask_timeout: float) -> None:
+        self._factories: dict[str, Factory] = {}
+        self._cells: dict[str, _Cell] = {}
+        self.mailbox_size = mailbox_size
+        self.idle_seconds = idle_seconds
+        self.ask_timeout = ask_timeout
+        self._sweeper: asyncio.Task[None] | None = None
+
+    def register(self, kind: str, factory: Factory) -> None:
+        self._factories[kind] = factory
+
+    def _cell(self, kind: str, actor_id: str) -> _Cell:
+        key = f"{kind}:{actor_id}"
+        cell = self._cells.get(key)
+        if cell is None:
+            cell = _Cell(self, self._factories[kind](actor_id))
+            self._cells[key] = cell
+            metrics.LIVE_ACTORS.labels(kind).inc()
+        return cell
+
+    def _enqueue(self, cell: _Cell, msg: Any, fut: asyncio.Future[Any] | None) -> None:
+        if len(cell.mailbox) >= self.mailbox_size:
+            metrics.MAILBOX_FULL.labels(cell.actor.kind).inc()
+            raise EngineError("unavailable", "too busy, retry")
+        cell.mailbox.append((msg, fut))
+        metrics.MAILBOX_DEPTH.labels(cell.actor.kind).inc()
+
+    async def ask(self, kind: str, actor_id: str, msg: Any, timeout: float | None = None) -> Any:  # noqa: ASYNC109
+        """Send and wait for the reply (EngineError `timeout` after `timeout` seconds)."""
+        cell = self._cell(kind, actor_id)
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._enqueue(cell, msg, fut)
+        try:
+            async with asyncio.timeout(timeout or self.ask_timeout):
+                if not cell.draining:
+                    cell.draining = True
+                    await cell.drain()
+                return await fut
+        except TimeoutError:
+            fut.cancel()
+            raise EngineError("timeout", "no answer in time, retry") from None
+
+    def tell(self, kind: str, actor_id: str, msg: Any) -> None:
+        """Send without waiting; errors are logged by the actor, not returned."""
+        cell = self._cell(kind, actor_id)
+        try:
+            self._enqueue(cell, msg, None)
+        except EngineError:
+            log.warning("mailbox full, dropped a told message", extra={"actor": f"{kind}:{actor_id}"})
+            return
+        cell.start_task()
+
+    def live(self, kind: str | None = None) -> list[Actor]:
+        return [c.actor for c in self._cells.values() if kind is None or c.actor.kind == kind]
+
+    def get(self, kind: str, actor_id: str) -> Actor | None:
+        cell = self._cells.get(f"{kind}:{actor_id}")
+        return cell.actor if cell else None
+
+    def passivate(self, kind: str, actor_id: str) -> bool:
+        """Drop an idle actor from memory; False if it is busy or has writes in flight."""
+        key = f"{kind}:{actor_id}"
+        cell = self._cells.get(key)
+        if cell is None or cell.draining or cell.mailbox or not cell.actor.idle():
+            return False
+        del self._cells[key]
+        cell.actor.deactivate()
+        metrics.LIVE_ACTORS.labels(kind).dec()
+        metrics.PASSIVATIONS.labels(kind).inc()
+        return True
+
+    def passivate_idle(self) -> int:
+        cutoff = time.monotonic() - self.idle_seconds
+        idle = [(c.actor.kind, c.actor.id) for c in self._cells.values() if c.last_used < cutoff]
+        return sum(self.passivate(k, i) for k, i in idle)
+
+    async def _sweep(self) -> None:
+        while True:
+            await asyncio.sleep(max(self.idle_seconds / 4, 0.05))
+            self.passivate_idle()
+
+    def start(self) -> None:
+        self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
+
+    async def stop(self) -> None:
+        if self._sweeper:
+            self._sweeper.cancel()
+        for cell in list(self._cells.values()):
+            cell.actor.deactivate()
+        self._cells.clear()

@@ -1,0 +1,174 @@
+"""The write-behind writer: many actors' changes, one transaction, futures resolved on commit.
+
+Actors hand over rows (already encoded, so later in-memory changes cannot leak in) and
+go on with their next message. A single loop takes everything queued, waits at most
+`flush_ms` for more (or until `batch_rows`), and commits it as one transaction with one
+`executemany` per statement, statements in a fixed order that respects foreign keys.
+
+Failures: a connection problem retries the same batch with backoff, forever, while new
+submissions queue up to `queue_max` and are refused (`unavailable`) past it; a data
+error in a group is retried one submission at a time so only the faulty one fails.
+Nothing whose future resolved successfully is ever dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+
+from engine.errors import EngineError
+from engine.runtime import metrics
+
+log = logging.getLogger("pocho.writer")
+
+_CONNECTION_ERRORS = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.AdminShutdownError,
+    TimeoutError,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Statement:
+    """One parametrised SQL statement; `order` fixes its place in a transaction (FKs first).
+
+    `key`: index of the row's identity column when later rows for the same identity in one
+    group replace earlier ones (snapshots); None when every row is appended (events).
+    """
+
+    name: str
+    sql: str
+    order: int
+    key: int | None = None
+
+
+@dataclass(slots=True)
+class _Submission:
+    rows: Sequence[tuple[Statement, tuple[Any, ...]]]
+    future: asyncio.Future[None]
+
+
+@dataclass
+class Writer:
+    pool: asyncpg.Pool
+    flush_ms: float = 2.0
+    batch_rows: int = 2000
+    queue_max: int = 50_000
+    _queue: list[_Submission] = field(default_factory=list)
+    _queued_rows: int = 0
+    _wakeup: asyncio.Event = field(default_factory=asyncio.Event)
+    _task: asyncio.Task[None] | None = None
+    _closing: bool = False
+
+    def submit(self, rows: Sequence[tuple[Statement, tuple[Any, ...]]]) -> asyncio.Future[None]:
+        """Queue rows for the next group commit; the future resolves once they are committed."""
+        if self._closing or self._queued_rows + len(rows) > self.queue_max:
+            metrics.WRITER_REFUSED.inc()
+            raise EngineError("unavailable", "storage is behind, retry shortly")
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue.append(_Submission(rows, fut))
+        self._queued_rows += len(rows)
+        metrics.WRITER_QUEUE.set(len(self._queue))
+        self._wakeup.set()
+        return fut
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self, timeout: float = 10.0) -> None:  # noqa: ASYNC109
+        """Flush what is queued, then stop. Unflushed submissions fail `unavailable`."""
+        self._closing = True
+        self._wakeup.set()
+        if self._task:
+            try:
+                await asyncio.wait_for(self._task, timeout)
+            except TimeoutError:
+                self._task.cancel()
+        for sub in self._queue:
+            if not sub.future.done():
+                sub.future.set_exception(EngineError("unavailable", "server shutting down"))
+        self._queue.clear()
+
+    async def _run(self) -> None:
+        while True:
+            if not self._queue:
+                if self._closing:
+                    return
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            if self.flush_ms > 0 and self._queued_rows < self.batch_rows and not self._closing:
+                await asyncio.sleep(self.flush_ms / 1000)
+            batch = self._take()
+            await self._commit_with_retry(batch)
+
+    def _take(self) -> list[_Submission]:
+        rows = n = 0
+        for sub in self._queue:
+            if n and rows + len(sub.rows) > self.batch_rows:
+                break
+            rows += len(sub.rows)
+            n += 1
+        taken = self._queue[:n]
+        del self._queue[:n]
+        self._queued_rows -= rows
+        metrics.WRITER_QUEUE.set(len(self._queue))
+        return taken
+
+    async def _commit_with_retry(self, batch: list[_Submission]) -> None:
+        delay = 0.05
+        while True:
+            live = [s for s in batch if not s.future.done()]
+            if not live:
+                return
+            try:
+                await self._commit(live)
+            except _CONNECTION_ERRORS as exc:
+                metrics.WRITER_FAILURES.labels("connection").inc()
+                log.warning("group commit failed, retrying", extra={"error": type(exc).__name__, "delay": delay})
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+                continue
+            except asyncpg.PostgresError as exc:
+                metrics.WRITER_FAILURES.labels("data").inc()
+                if len(live) == 1:
+                    log.error("write rejected", extra={"error": type(exc).__name__, "detail": str(exc)[:300]})
+                    live[0].future.set_exception(EngineError("unavailable", "write rejected"))
+                    return
+                for sub in live:  # isolate the faulty submission
+                    await self._commit_with_retry([sub])
+                return
+            for sub in live:
+                if not sub.future.done():
+                    sub.future.set_result(None)
+            return
+
+    async def _commit(self, subs: list[_Submission]) -> None:
+        started = time.perf_counter()
+        by_stmt: dict[Statement, list[tuple[Any, ...]] | dict[Any, tuple[Any, ...]]] = {}
+        for sub in subs:
+            for stmt, row in sub.rows:
+                if stmt.key is None:
+                    bucket = by_stmt.setdefault(stmt, [])
+                    assert isinstance(bucket, list)
+                    bucket.append(row)
+                else:
+                    keyed = by_stmt.setdefault(stmt, {})
+                    assert isinstance(keyed, dict)
+                    keyed[row[stmt.key]] = row  # the newest snapshot wins
+        async with self.pool.acquire() as conn, conn.transaction():
+            for stmt in sorted(by_stmt, key=lambda s: s.order):
+                rows = by_stmt[stmt]
+                await conn.executemany(stmt.sql, list(rows.values()) if isinstance(rows, dict) else rows)
+        metrics.WRITER_BATCH.observe(len(subs))
+        metrics.WRITER_COMMIT_SECONDS.observe(time.perf_counter() - started)

@@ -1,0 +1,88 @@
+"""Phone verification: a 6-digit code by SMS, 10 minutes, at most 5 guesses per code.
+
+Codes are stored as HMAC-SHA256 keyed with the JWT secret, so the table alone does not
+give them away (a plain hash of 10^6 possible codes would).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+
+from adapters.sms import DevSmsSender
+from engine.ports import SmsSender
+from persistence import users as users_db
+from pocho_rt.auth.audit import audit
+from pocho_rt.context import Services
+from pocho_rt.errors import ApiError
+
+CODE_TTL = 10 * 60
+MAX_ATTEMPTS = 5
+
+
+def sms(svc: Services) -> SmsSender:
+    """The node's SMS provider (the recording development provider unless one is set)."""
+    sender: SmsSender = svc.extras.setdefault("sms", DevSmsSender(svc.pool))
+    return sender
+
+
+def new_code() -> str:
+    return f"{secrets.randbelow(10**6):06d}"
+
+
+def hash_code(secret: str, user_id: str, code: str) -> str:
+    return hmac.new(secret.encode(), f"verify:{user_id}:{code}".encode(), hashlib.sha256).hexdigest()
+
+
+async def request_code(svc: Services, user_id: str) -> int:
+    """Create and send a code; returns its lifetime in seconds."""
+    async with svc.pool.acquire() as conn, conn.transaction():
+        user = await users_db.user_by_id(conn, user_id)
+        if user is None or user["disabled"]:
+            raise ApiError("unauthorized", "unknown or disabled account")
+        if user["phone_verified"]:
+            raise ApiError("conflict", "phone is already verified")
+        code = new_code()
+        await users_db.insert_verification_code(conn, user_id, hash_code(svc.settings.jwt_secret, user_id, code),
+                                                CODE_TTL)
+        phone = user["phone"]
+    await sms(svc).send(phone, f"Your Pocho verification code is {code}. It expires in {CODE_TTL // 60} minutes.",
+                        user_id=user_id, kind="verify_code")
+    return CODE_TTL
+
+
+@dataclass(slots=True)
+class _Result:
+    error: ApiError | None = None
+
+
+async def confirm_code(svc: Services, user_id: str, code: str) -> None:
+    """Mark the phone verified if `code` is the pending one; wrong guesses are counted."""
+    res = _Result()
+    async with svc.pool.acquire() as conn, conn.transaction():
+        user = await users_db.user_by_id(conn, user_id, for_update=True)
+        if user is None or user["disabled"]:
+            raise ApiError("unauthorized", "unknown or disabled account")
+        if user["phone_verified"]:
+            return
+        row = await users_db.pending_verification_code(conn, user_id)
+        if row is None:
+            res.error = ApiError("invalid", "no verification code pending; request one",
+                                 {"code": "no pending code"})
+        elif row["expired"]:
+            res.error = ApiError("expired", "the verification code has expired; request a new one",
+                                 {"code": "expired"}, status=400)
+        elif row["attempts"] >= MAX_ATTEMPTS:
+            res.error = ApiError("rate_limited", "too many wrong codes; request a new one",
+                                 {"limit": "verify_attempts"})
+        elif hmac.compare_digest(row["code_hash"], hash_code(svc.settings.jwt_secret, user_id, code)):
+            await users_db.consume_code(conn, row["id"])
+            await users_db.set_phone_verified(conn, user_id)
+            await audit(conn, "auth.phone_verified", actor_id=user_id)
+        else:
+            await users_db.count_code_attempt(conn, row["id"])
+            res.error = ApiError("invalid", "wrong verification code", {"code": "wrong code"})
+    if res.error:
+        raise res.error

@@ -1,0 +1,186 @@
+"""The engine as the server process sees it: actors, writer, publisher, and the few
+lookups namespaces need (which request an offer belongs to, a vendor's profile).
+
+Namespaces call these methods; each asks one actor and turns engine errors into the
+PROTOCOL error of the ack.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import socketio
+from redis.asyncio import Redis
+
+from adapters.geo import GeoIndex
+from engine import negotiation as n
+from engine.errors import EngineError
+from engine.meal_request_actor import Deps, Envelope, Expire, MealRequestActor, Watch
+from engine.runtime.actor import ActorSystem
+from persistence.negotiation import NegotiationStore, request_rows_view
+from persistence.writer import Writer
+from pocho_rt.config import Settings
+from pocho_rt.errors import ApiError
+from pocho_rt.publisher import SocketPublisher
+
+log = logging.getLogger("pocho.engine")
+_REQUEST_NS = uuid.UUID("6f1d3c0e-8a51-4f4e-9d0c-2b7f0a1c5e11")
+_OFFER_INDEX_MAX = 200_000
+_EVENTS_MAX = 1000  # events returned by one watch; older ones need a fresh snapshot
+
+
+@dataclass(frozen=True, slots=True)
+class VendorProfile:
+    id: str
+    user_id: str
+    name: str
+    lat: float
+    lng: float
+    km: float
+    verified: bool
+
+
+class Engine:
+    def __init__(self, settings: Settings, pool: asyncpg.Pool, redis: Redis, sio: socketio.AsyncServer) -> None:
+        self.settings = settings
+        self.pool = pool
+        self.writer = Writer(pool, flush_ms=settings.writer_flush_ms, batch_rows=settings.writer_batch_rows,
+                             queue_max=settings.writer_queue_max)
+        self.store = NegotiationStore(pool, self.writer)
+        self.geo = GeoIndex(redis)
+        self.publisher = SocketPublisher(sio, self.geo)
+        self.actors = ActorSystem(mailbox_size=settings.actor_mailbox_size, idle_seconds=settings.actor_idle_seconds,
+                                  ask_timeout=settings.ask_timeout_seconds)
+        MealRequestActor.deps = Deps(self.store, self.publisher, self.geo)
+        self.actors.register(MealRequestActor.kind, MealRequestActor)
+        self._offer_request: dict[str, str] = {}
+        self._sweeper: asyncio.Task[None] | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        self.writer.start()
+        self.publisher.start()
+        self.actors.start()
+        count = await self.geo.sync_vendors(self.pool)
+        log.info("engine started", extra={"verifiedVendors": count})
+        self._sweeper = asyncio.get_running_loop().create_task(self._sweep_deadlines())
+
+    async def stop(self) -> None:
+        if self._sweeper:
+            self._sweeper.cancel()
+        await self.writer.stop()
+        await self.publisher.stop()
+        await self.actors.stop()
+
+    async def _sweep_deadlines(self) -> None:
+        """Expire requests whose deadline passed while no actor held them (crash, passivation)."""
+        while True:
+            try:
+                for request_id in await self.store.due_for_expiry():
+                    self.actors.tell(MealRequestActor.kind, request_id, Expire())
+            except Exception as exc:
+                log.warning("deadline sweep failed", extra={"error": type(exc).__name__})
+            await asyncio.sleep(self.settings.sweep_seconds)
+
+    # ------------------------------------------------------------------ ids
+
+    @staticmethod
+    def new_id() -> str:
+        return str(uuid.uuid4())
+
+    @staticmethod
+    def new_request_id(user_id: str, client_msg_id: str | None) -> str:
+        """A retried request:create with the same clientMsgId lands on the same request."""
+        if client_msg_id is None:
+            return str(uuid.uuid4())
+        return str(uuid.uuid5(_REQUEST_NS, f"{user_id}:{client_msg_id}"))
+
+    # ------------------------------------------------------------------ commands
+
+    async def _ask(self, request_id: str, msg: Any) -> Any:
+        try:
+            uuid.UUID(request_id)
+        except ValueError:
+            raise ApiError("not_found", "no such meal request") from None
+        try:
+            return await self.actors.ask(MealRequestActor.kind, request_id, msg)
+        except EngineError as exc:
+            raise ApiError(exc.code, exc.message, exc.details) from None
+
+    async def request(self, request_id: str, cmd: Any, user_id: str, client_msg_id: str | None) -> Any:
+        return await self._ask(request_id, Envelope(cmd, user_id, client_msg_id))
+
+    async def place_offer(self, request_id: str, vendor: VendorProfile, cmd: n.PlaceOffer, user_id: str,
+                          client_msg_id: str | None) -> Any:
+        reply = await self._ask(request_id, Envelope(cmd, user_id, client_msg_id))
+        self._remember_offer(reply["offer"]["id"], request_id)
+        return reply
+
+    async def offer(self, offer_id: str, cmd: Any, user_id: str, client_msg_id: str | None) -> Any:
+        request_id = await self._request_of(offer_id)
+        return await self._ask(request_id, Envelope(cmd, user_id, client_msg_id))
+
+    async def watch(self, request_id: str, user_id: str, vendor_id: str | None = None) -> dict[str, Any]:
+        result: dict[str, Any] = await self._ask(request_id, Watch(user_id, vendor_id))
+        return result
+
+    async def missed_events(self, request_id: str, since_seq: int | None, audience: str) -> list[dict[str, Any]]:
+        """Events after `since_seq` meant for `audience`, as {seq, event, data}."""
+        if since_seq is None:
+            return []
+        out = []
+        for row in await self.store.events_since(request_id, since_seq, _EVENTS_MAX):
+            for aud, name in row["targets"]:
+                if aud == audience:
+                    out.append({"seq": row["seq"], "event": name, "data": row["payload"]})
+        return out
+
+    # ------------------------------------------------------------------ lookups
+
+    def _remember_offer(self, offer_id: str, request_id: str) -> None:
+        if len(self._offer_request) >= _OFFER_INDEX_MAX:
+            del self._offer_request[next(iter(self._offer_request))]
+        self._offer_request[offer_id] = request_id
+
+    async def _request_of(self, offer_id: str) -> str:
+        request_id = self._offer_request.get(offer_id)
+        if request_id is not None:
+            return request_id
+        with contextlib.suppress(ValueError):
+            row = await self.pool.fetchval("SELECT request_id FROM offers WHERE id = $1", uuid.UUID(offer_id))
+            if row is not None:
+                self._remember_offer(offer_id, str(row))
+                return str(row)
+        raise ApiError("not_found", "no such offer")
+
+    async def vendor_profile(self, user_id: str) -> VendorProfile | None:
+        row = await self.pool.fetchrow(
+            "SELECT id, display_name, lat, lng, km_service_area, verified FROM vendors WHERE user_id = $1",
+            uuid.UUID(user_id))
+        if row is None:
+            return None
+        return VendorProfile(str(row["id"]), user_id, row["display_name"], row["lat"], row["lng"],
+                             row["km_service_area"], row["verified"])
+
+    async def requests_near(self, vendor: VendorProfile) -> list[dict[str, Any]]:
+        """Open requests whose delivery point lies within this vendor's service area."""
+        ids = await self.geo.requests_near(vendor.lat, vendor.lng, vendor.km)
+        if not ids:
+            return []
+        return await request_rows_view(self.pool, ids)
+
+    async def vendor_changed(self, vendor_id: str) -> None:
+        """Hook for catalogue/admin: keep the geo index in step with a vendor's profile."""
+        row = await self.pool.fetchrow(
+            "SELECT lat, lng, km_service_area, verified FROM vendors WHERE id = $1", uuid.UUID(vendor_id))
+        if row is None or not row["verified"]:
+            await self.geo.remove_vendor(vendor_id)
+        else:
+            await self.geo.put_vendor(vendor_id, row["lat"], row["lng"], row["km_service_area"])
