@@ -62,7 +62,7 @@ CROSS JOIN LATERAL (
                 ELSE {haversine_sql("v.lat", "v.lng", "$2::float8", "$3::float8")} END AS km
 ) d
 WHERE i.is_available AND v.verified
-  AND (i.search_tsv @@ q.tsq OR $1 <% i.name OR $1 <% i.cuisine_tag)
+  AND (i.search_tsv @@ websearch_to_tsquery('simple', $1) OR $1 <% i.name OR $1 <% i.cuisine_tag)
 ORDER BY s.relevance / (1 + coalesce(d.km, 0) / $4::float8) DESC, i.id
 LIMIT $5
 """

@@ -182,3 +182,7 @@ def main(argv: list[str] | None = None) -> None:
         _with_services(settings, lambda svc: _prepare(svc, True, True))
     elif args.cmd == "create-admin":
         cmd_create_admin(settings, args)
+
+
+if __name__ == "__main__":
+    main()

@@ -38,6 +38,15 @@ class LiteClient:
         await asyncio.wait_for(self._connected, 10)
 
     async def _read(self) -> None:
+        try:
+            await self._read_frames()
+        finally:  # connection gone: nobody will answer the calls in flight
+            for fut in self._acks.values():
+                if not fut.done():
+                    fut.set_exception(ConnectionError("connection closed"))
+            self._acks.clear()
+
+    async def _read_frames(self) -> None:
         assert self._ws is not None
         prefix = f"{self.ns},"
         async for msg in self._ws:
@@ -73,6 +82,8 @@ class LiteClient:
         self._next_id += 1
         ack_id = self._next_id
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        if self._reader is None or self._reader.done():
+            raise ConnectionError("not connected")
         self._acks[ack_id] = fut
         await self._ws.send_str(f"42{self.ns},{ack_id}" + orjson.dumps([event, data]).decode())
         return await asyncio.wait_for(fut, timeout)

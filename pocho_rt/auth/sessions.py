@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -28,6 +29,13 @@ log = logging.getLogger("pocho.auth")
 NAMESPACES = ("/customer", "/vendor", "/rider")
 CHANNEL = "pocho:sessions:end"
 _LISTENER = "sessions_listener"
+_ORIGIN = "sessions_origin"
+
+
+def _origin(svc: Services) -> str:
+    """This app's id on the channel (node_id is not unique when tests run two apps in one process)."""
+    origin: str = svc.extras.setdefault(_ORIGIN, f"{svc.node_id}/{uuid.uuid4().hex}")
+    return origin
 
 
 async def end_local_sockets(sio: Any, room: str, reason: str) -> int:
@@ -55,13 +63,13 @@ async def end_sockets(svc: Services, room: str, reason: str) -> int:
     sio = svc.extras.get("sio")
     ended = await end_local_sockets(sio, room, reason) if sio is not None else 0
     try:
-        await svc.redis.publish(CHANNEL, orjson.dumps({"node": svc.node_id, "room": room, "reason": reason}))
+        await svc.redis.publish(CHANNEL, orjson.dumps({"node": _origin(svc), "room": room, "reason": reason}))
     except Exception:
         log.exception("publishing a session end failed")
     return ended
 
 
-async def _listen(svc: Services, ready: asyncio.Event) -> None:
+async def _listen_once(svc: Services, origin: str, ready: asyncio.Event) -> None:
     pubsub = svc.redis.pubsub()
     try:
         await pubsub.subscribe(CHANNEL)
@@ -72,7 +80,7 @@ async def _listen(svc: Services, ready: asyncio.Event) -> None:
                 continue
             try:
                 data = orjson.loads(msg["data"])
-                if data.get("node") == svc.node_id:
+                if data.get("node") == origin:
                     continue
                 sio = svc.extras.get("sio")
                 if sio is not None:
@@ -80,9 +88,22 @@ async def _listen(svc: Services, ready: asyncio.Event) -> None:
             except Exception:
                 log.exception("bad session-end message")
     finally:
-        ready.set()
         with contextlib.suppress(Exception):
             await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+
+async def _listen(svc: Services, ready: asyncio.Event) -> None:
+    """Subscribe and serve until cancelled; resubscribe after a Redis failure."""
+    origin = _origin(svc)
+    while True:
+        try:
+            await _listen_once(svc, origin, ready)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.warning("session-end listener lost Redis; retrying", exc_info=True)
+            ready.set()  # do not hold up startup while Redis is away
+            await asyncio.sleep(1.0)
 
 
 async def listener_ctx(app: web.Application) -> AsyncIterator[None]:

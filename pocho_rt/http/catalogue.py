@@ -8,7 +8,8 @@
     POST  /api/v1/menus/{id}/items         owner of the menu's vendor; 201 item
     PATCH /api/v1/menu-items/{id}          owner; partial update (null clears optional fields)
     POST  /api/v1/riders                   RIDER; 201 rider, 409 if the user has one
-    GET   /api/v1/search?q=&lat=&lng=&limit=   any authenticated user; {vendors, menuItems}
+    GET   /api/v1/search?q=&lat=&lng=&limit=   any authenticated user; {vendors, menuItems}, each
+                                           list up to `limit`; 503 when the index is unreachable
 
 Errors: 400 `invalid` with field details, 401 without a valid token, 403 for another
 role or a non-owner, 404 for an unknown id (or one that is not a uuid), 409 `conflict`.
@@ -357,6 +358,8 @@ async def search(request: web.Request) -> web.Response:
         result = await index.search(q, lat, lng, limit)
     except EngineError as exc:
         raise ApiError(exc.code, exc.message, exc.details) from None
+    except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, TimeoutError):
+        raise ApiError("unavailable", "search is unavailable, retry shortly") from None
     return json_response(result)
 
 

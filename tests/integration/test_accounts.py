@@ -212,7 +212,6 @@ async def test_totp_setup_enable_disable(client: Client, db: asyncpg.Connection)
     assert (await client.call("POST", enable, {}, token=token))[0] == 400
     status, body = await client.call("POST", enable, {"code": totp.code_at(secret, time.time())}, token=token)
     assert status == 200 and body == {"totpEnabled": True}
-    status, body = await client.call("GET", "/healthz")
     assert (await client.call("POST", SETUP, token=token))[0] == 409  # already on
     status, body = await client.call("POST", disable, {"code": wrong}, token=token)
     assert status == 400 and body["error"]["code"] == "invalid"
@@ -307,8 +306,6 @@ async def test_refresh_rejects_unknown_expired_and_bad(client: Client, db: async
     assert (await client.call("POST", REFRESH, {"refreshToken": "x" * 300}))[0] == 400
     await db.execute("UPDATE refresh_tokens SET expires_at = now() - interval '1 second'")
     assert (await client.call("POST", REFRESH, {"refreshToken": reg["tokens"]["refreshToken"]}))[0] == 401
-    row = await db.fetchrow("SELECT expires_at > now() + interval '29 days' AS fresh FROM refresh_tokens")
-    assert row["fresh"] is False
 
 
 async def test_refresh_token_lifetime_follows_setting(client: Client, db: asyncpg.Connection) -> None:

@@ -83,7 +83,7 @@ async def test_unverified_vendor_and_unavailable_items_never_appear(client: Clie
     _, customer = await account(client, db, "CUSTOMER")
     hidden_token, hidden = await new_vendor(client, db, displayName="Jollof Hidden")
     await new_item(client, hidden_token, hidden["id"], name="Jollof Rice Special")
-    token, shown, (item,) = await verified_vendor(client, db, [{"name": "Jollof Rice", "priceKobo": 1000}])
+    token, _shown, (item,) = await verified_vendor(client, db, [{"name": "Jollof Rice", "priceKobo": 1000}])
     body = await search(client, customer, "q=jollof")
     assert [v["id"] for v in body["vendors"]] == []  # "Mama Bisi Kitchen" does not match; hidden is unverified
     assert [i["id"] for i in body["menuItems"]] == [item["id"]]

@@ -1,0 +1,167 @@
+"""Acked means committed: SIGKILL the server mid-negotiation, restart, nothing acked is lost
+and expiry deadlines still fire."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import asyncpg
+import pytest
+
+from pocho_rt.auth.passwords import hash_password
+from pocho_rt.auth.tokens import TokenService
+from scripts.sio_lite import LiteClient
+from tests.e2e.util import LAGOS, request_payload
+
+SECRET = "crash-test-secret-crash-test-secret"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Node:
+    """A real `pocho-rt serve` process."""
+
+    def __init__(self, database_url: str, redis_url: str) -> None:
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url, "JWT_SECRET": SECRET,
+                    "PORT": str(self.port), "HOST": "127.0.0.1", "POCHO_EXPIRY_SCALE": "0.02",
+                    "POCHO_SWEEP_SECONDS": "0.2", "LOG_LEVEL": "WARNING", "RATE_LIMIT_ENABLED": "false"}
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    async def start(self) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-m", "pocho_rt.cli", "serve"], env=self.env)
+        async with aiohttp.ClientSession() as s:
+            for _ in range(300):  # the child process gives no event to await: poll readiness, bounded
+                try:
+                    async with s.get(self.url + "/readyz") as r:
+                        if r.status == 200:
+                            return
+                except aiohttp.ClientError:
+                    pass
+                assert self.proc.poll() is None, "server exited"
+                await asyncio.sleep(0.05)
+        raise AssertionError("server did not become ready")
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+@pytest.fixture
+async def node_factory(database_url: str, redis_url: str, clean: None) -> AsyncIterator[Any]:
+    nodes: list[Node] = []
+
+    def make() -> Node:
+        node = Node(database_url, redis_url)
+        nodes.append(node)
+        return node
+
+    yield make
+    for n in nodes:
+        n.stop()
+
+
+async def _users(db: asyncpg.Connection) -> tuple[str, str]:
+    tokens = TokenService(SECRET, 3600)
+    pw = hash_password("crash-test-pass")
+    cust, vend = uuid.uuid4(), uuid.uuid4()
+    for uid, role, phone in ((cust, "CUSTOMER", "+2348100000001"), (vend, "VENDOR", "+2348100000002")):
+        await db.execute("INSERT INTO users (id, phone, password_hash, role, first_name, last_name) "
+                         "VALUES ($1, $2, $3, $4, 'Crash', 'Test')", uid, phone, pw, role)
+    await db.execute("INSERT INTO vendors (user_id, display_name, lat, lng, km_service_area, verified) "
+                     "VALUES ($1, 'Crash Kitchen', $2, $3, 10, true)", vend, *LAGOS)
+    return tokens.issue(str(cust), "CUSTOMER", "s1")[0], tokens.issue(str(vend), "VENDOR", "s2")[0]
+
+
+async def test_sigkill_loses_nothing_acked(node_factory: Any, db: asyncpg.Connection) -> None:
+    cust_token, vend_token = await _users(db)
+    node = node_factory()
+    await node.start()
+    acked: list[dict[str, Any]] = []
+    async with aiohttp.ClientSession() as session:
+        cust = LiteClient(session, node.url, "/customer")
+        vend = LiteClient(session, node.url, "/vendor")
+        await cust.connect({"token": cust_token})
+        await vend.connect({"token": vend_token})
+        # One request expires ~6 s after creation (expiry scale 0.02); another (~1.2 s) is left untouched.
+        watched = (await cust.call("request:create", request_payload(expiresInMinutes=5)))["data"]["request"]
+        untouched = (await cust.call("request:create", request_payload(expiresInMinutes=1)))["data"]["request"]
+        offer = (await vend.call("offer:place", {"requestId": watched["id"], "priceKobo": 300_000}))["data"]["offer"]
+
+        async def revise_forever() -> None:
+            price = 300_000
+            while True:
+                price -= 1
+                reply = await vend.call("offer:revise", {"offerId": offer["id"], "priceKobo": price})
+                assert reply["ok"], reply
+                acked.append(reply["data"]["offer"])
+
+        task = asyncio.ensure_future(revise_forever())
+        while len(acked) < 200:  # a burst of acked revisions, then the kill lands mid-stream
+            await asyncio.sleep(0.01)
+        node.kill()
+        with pytest.raises((ConnectionError, TimeoutError, AssertionError, aiohttp.ClientError)):
+            await asyncio.wait_for(task, 15)
+        await cust.close()
+        await vend.close()
+
+    last = acked[-1]
+    stored = await db.fetchrow("SELECT price_kobo, updated_at FROM offers WHERE id = $1", uuid.UUID(offer["id"]))
+    # Every ack is durable: the stored price is the last acked one or a later (committed, unacked) one.
+    assert stored["price_kobo"] <= last["priceKobo"]
+    seqs = [r["seq"] for r in await db.fetch(
+        "SELECT seq FROM negotiation_events WHERE request_id = $1 ORDER BY seq", uuid.UUID(watched["id"]))]
+    assert seqs == list(range(1, len(seqs) + 1))
+    assert len(seqs) >= 2 + len(acked)  # request:new, offer:new, then one event per acked revision
+    prices = [r["p"] for r in await db.fetch(
+        "SELECT (payload->'offer'->>'priceKobo')::bigint AS p FROM negotiation_events "
+        "WHERE request_id = $1 AND kind = 'offer:updated' ORDER BY seq", uuid.UUID(watched["id"]))]
+    assert prices[: len(acked)] == [a["priceKobo"] for a in acked]
+
+    # Restart: the watched request's timer is re-armed on activation, the other is swept.
+    node2 = node_factory()
+    await node2.start()
+    async with aiohttp.ClientSession() as session:
+        cust = LiteClient(session, node2.url, "/customer")
+        await cust.connect({"token": cust_token})
+        expired: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        cust.handlers["request:expired"] = lambda d: expired.done() or expired.set_result(d)
+        snap = await cust.call("request:watch", {"requestId": watched["id"], "sinceSeq": 0})
+        assert snap["ok"] and snap["data"]["offers"][0]["priceKobo"] == stored["price_kobo"]
+        replayed = snap["data"]["events"]
+        assert [e["seq"] for e in replayed[: len(seqs) - 1]] == seqs[1:]
+        if snap["data"]["request"]["status"] == "OPEN":  # the usual case: the re-armed timer fires live
+            assert (await asyncio.wait_for(expired, 20))["requestId"] == watched["id"]
+        else:  # a slow machine: the sweeper got there first, and the replay shows it
+            assert "request:expired" in [e["event"] for e in replayed[len(seqs) - 1:]]
+        await cust.close()
+    for _ in range(200):  # the sweeper works in the server process: poll the database, bounded
+        if await db.fetchval("SELECT status FROM meal_requests WHERE id = $1",
+                             uuid.UUID(untouched["id"])) == "EXPIRED":
+            break
+        await asyncio.sleep(0.1)
+    assert await db.fetchval("SELECT status FROM meal_requests WHERE id = $1", uuid.UUID(untouched["id"])) == "EXPIRED"
+    assert await db.fetchval("SELECT status FROM offers WHERE id = $1", uuid.UUID(offer["id"])) == "EXPIRED"
