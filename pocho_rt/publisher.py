@@ -18,6 +18,7 @@ import socketio
 
 from adapters.geo import GeoIndex
 from engine.negotiation import Event, MealRequest
+from pocho_rt.sockets.server import emit_once
 
 log = logging.getLogger("pocho.publisher")
 
@@ -88,4 +89,4 @@ class SocketPublisher:
                 await self.geo.remove_request(request_id)
 
     async def _emit(self, name: str, payload: dict[str, Any], to: str | list[str], namespace: str) -> None:
-        await self.sio.emit(name, payload, to=to, namespace=namespace)
+        await emit_once(self.sio, name, payload, to, namespace)

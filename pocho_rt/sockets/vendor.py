@@ -53,8 +53,8 @@ class VendorNamespace(BaseNamespace):
         c = convert(data, s.OfferPlace)
         cmd = n.PlaceOffer(
             offer_id=self.engine.new_id(), vendor_id=v.id, vendor_name=v.name, vendor_verified=v.verified,
-            vendor_lat=v.lat, vendor_lng=v.lng, vendor_km=v.km, price_kobo=c.price_kobo, details=c.details, prep_minutes=c.prep_minutes,
-            slot_from=c.slot_from, slot_to=c.slot_to, now=utcnow(),
+            vendor_lat=v.lat, vendor_lng=v.lng, vendor_km=v.km, price_kobo=c.price_kobo, details=c.details,
+            prep_minutes=c.prep_minutes, slot_from=c.slot_from, slot_to=c.slot_to, now=utcnow(),
         )
         return ok(await self.engine.place_offer(c.request_id, v, cmd, v.user_id, c.client_msg_id))
 

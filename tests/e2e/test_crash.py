@@ -43,7 +43,7 @@ class Node:
         self.proc: subprocess.Popen[bytes] | None = None
 
     async def start(self) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "pocho_rt.cli", "serve"], env=self.env)
+        self.proc = subprocess.Popen([sys.executable, "-m", "pocho_rt.cli", "serve"], env=self.env)  # noqa: ASYNC220
         async with aiohttp.ClientSession() as s:
             for _ in range(300):  # the child process gives no event to await: poll readiness, bounded
                 try:
@@ -118,10 +118,12 @@ async def test_sigkill_loses_nothing_acked(node_factory: Any, db: asyncpg.Connec
                 reply = await vend.call("offer:revise", {"offerId": offer["id"], "priceKobo": price})
                 assert reply["ok"], reply
                 acked.append(reply["data"]["offer"])
+                if len(acked) == 200:
+                    burst.set()
 
+        burst = asyncio.Event()
         task = asyncio.ensure_future(revise_forever())
-        while len(acked) < 200:  # a burst of acked revisions, then the kill lands mid-stream
-            await asyncio.sleep(0.01)
+        await asyncio.wait_for(burst.wait(), 30)  # a burst of acked revisions, then the kill lands mid-stream
         node.kill()
         with pytest.raises((ConnectionError, TimeoutError, AssertionError, aiohttp.ClientError)):
             await asyncio.wait_for(task, 15)
