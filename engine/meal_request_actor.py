@@ -173,7 +173,7 @@ class MealRequestActor(Actor):
                 self._replies.clear()
                 self.deactivate()
                 return
-            self.deps.publisher.publish(req, events, nearby)
+            self.deps.publisher.publish(change, nearby)
 
         commit.add_done_callback(_done)
         return Pending(commit, reply)

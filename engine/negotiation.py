@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, fields
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
+from engine.clock import iso
 from engine.errors import EngineError
 
 MAX_BUDGET_KOBO = 50_000_000  # NGN 500k: the largest budget a customer may post.
@@ -214,14 +215,6 @@ class CancelRequest:
 
 
 # ---------------------------------------------------------------- views and geometry
-
-
-def iso(dt: datetime | None) -> str | None:
-    """ISO-8601 UTC with milliseconds and a "Z" (naive datetimes are taken as UTC)."""
-    if dt is None:
-        return None
-    dt = dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
 
 
 def offer_count(req: MealRequest) -> int:

@@ -43,6 +43,8 @@ class NegotiationChange:
     events: list[Event]
     order: NewOrder | None = None
     reply: tuple[str, str, Any] | None = None  # (user id, clientMsgId, ack data)
+    # Each event's payload as JSON, encoded once by the store and reused by the publisher.
+    payload_json: list[str] | None = None
 
 
 @dataclass(slots=True)
@@ -66,7 +68,7 @@ class NegotiationStore(Protocol):
 class Publisher(Protocol):
     """Delivers committed events to their audiences (sockets, geo index)."""
 
-    def publish(self, request: MealRequest, events: list[Event], nearby: tuple[str, ...]) -> None: ...
+    def publish(self, change: NegotiationChange, nearby: tuple[str, ...]) -> None: ...
 
 
 class VendorDirectory(Protocol):

@@ -8,7 +8,13 @@ import asyncpg
 import orjson
 
 
+class RawJson(str):
+    """Text that is already JSON: written to json/jsonb columns as is (encoded once)."""
+
+
 def _dumps(value: Any) -> str:
+    if type(value) is RawJson:
+        return value
     return orjson.dumps(value).decode()
 
 

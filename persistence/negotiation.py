@@ -12,10 +12,12 @@ import uuid
 from typing import Any
 
 import asyncpg
+import orjson
 from pypika import Order, Parameter, PostgreSQLQuery, Table
 
 from engine.negotiation import Event, MealRequest, NewOrder, Offer, offer_view, request_view
 from engine.ports import Loaded, NegotiationChange
+from persistence.db import RawJson
 from persistence.writer import Statement, Writer
 
 meal_requests = Table("meal_requests")
@@ -64,30 +66,26 @@ INSERT_REPLY = Statement(
         .insert(*_params(4)).on_conflict("actor_key", "user_id", "client_msg_id").do_nothing()), 50)
 
 
+# Ids go to asyncpg as strings (it encodes uuid text directly): no uuid objects per row.
 def _request_row(r: MealRequest, offer_count: int) -> tuple[Any, ...]:
-    return (uuid.UUID(r.id), uuid.UUID(r.customer_id), r.category, r.budget_min_kobo, r.budget_max_kobo,
+    return (r.id, r.customer_id, r.category, r.budget_min_kobo, r.budget_max_kobo,
             r.delivery_lat, r.delivery_lng, r.address_line, r.notes, r.desired_at, r.status, r.expires_at,
-            r.max_vendor_offers, offer_count, r.seq, _uuid(r.accepted_offer_id), _uuid(r.order_id), r.created_at)
+            r.max_vendor_offers, offer_count, r.seq, r.accepted_offer_id, r.order_id, r.created_at)
 
 
 def _offer_row(o: Offer) -> tuple[Any, ...]:
-    return (uuid.UUID(o.id), uuid.UUID(o.request_id), uuid.UUID(o.vendor_id), o.vendor_name, o.price_kobo,
-            o.details, o.prep_minutes, o.slot_from, o.slot_to, o.status, o.counter_price_kobo, o.round,
-            o.is_competitive, o.over_budget, o.created_at, o.updated_at)
+    return (o.id, o.request_id, o.vendor_id, o.vendor_name, o.price_kobo, o.details, o.prep_minutes, o.slot_from,
+            o.slot_to, o.status, o.counter_price_kobo, o.round, o.is_competitive, o.over_budget, o.created_at,
+            o.updated_at)
 
 
 def _order_row(o: NewOrder) -> tuple[Any, ...]:
-    return (uuid.UUID(o.id), uuid.UUID(o.request_id), uuid.UUID(o.offer_id), uuid.UUID(o.customer_id),
-            uuid.UUID(o.vendor_id), o.amount_kobo, o.status, o.payment_status, o.delivery_lat, o.delivery_lng,
-            o.created_at, o.created_at)
+    return (o.id, o.request_id, o.offer_id, o.customer_id, o.vendor_id, o.amount_kobo, o.status, o.payment_status,
+            o.delivery_lat, o.delivery_lng, o.created_at, o.created_at)
 
 
-def _event_row(request_id: uuid.UUID, e: Event) -> tuple[Any, ...]:
-    return (request_id, e.seq, e.kind, e.payload, [list(t) for t in e.targets])
-
-
-def _uuid(value: str | None) -> uuid.UUID | None:
-    return uuid.UUID(value) if value else None
+def _event_row(request_id: str, e: Event, payload: RawJson) -> tuple[Any, ...]:
+    return (request_id, e.seq, e.kind, payload, RawJson(orjson.dumps(e.targets).decode()))
 
 
 class NegotiationStore:
@@ -98,15 +96,16 @@ class NegotiationStore:
     def record(self, change: NegotiationChange) -> asyncio.Future[None]:
         """Encode the change now and queue it for the next group commit."""
         req = change.request
-        rid = uuid.UUID(req.id)
         rows: list[tuple[Statement, tuple[Any, ...]]] = [(UPSERT_REQUEST, _request_row(req, change.offer_count))]
         rows.extend((UPSERT_OFFER, _offer_row(o)) for o in change.offers)
         if change.order is not None:
             rows.append((INSERT_ORDER, _order_row(change.order)))
-        rows.extend((INSERT_EVENT, _event_row(rid, e)) for e in change.events)
+        encoded = [RawJson(orjson.dumps(e.payload).decode()) for e in change.events]
+        change.payload_json = list(encoded)
+        rows.extend((INSERT_EVENT, _event_row(req.id, e, p)) for e, p in zip(change.events, encoded, strict=True))
         if change.reply is not None:
             user_id, client_msg_id, reply = change.reply
-            rows.append((INSERT_REPLY, (f"meal_request:{req.id}", uuid.UUID(user_id), client_msg_id, reply)))
+            rows.append((INSERT_REPLY, (f"meal_request:{req.id}", user_id, client_msg_id, reply)))
         return self.writer.submit(rows)
 
     async def load(self, request_id: str, reply_limit: int) -> Loaded | None:

@@ -12,13 +12,13 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from typing import Any
 
+import orjson
 import socketio
 
 from adapters.geo import GeoIndex
-from engine.negotiation import Event, MealRequest
-from pocho_rt.sockets.server import emit_once
+from engine.ports import NegotiationChange
+from pocho_rt.sockets.server import emit_frame, event_frame
 
 log = logging.getLogger("pocho.publisher")
 
@@ -37,14 +37,14 @@ class SocketPublisher:
     def __init__(self, sio: socketio.AsyncServer, geo: GeoIndex) -> None:
         self.sio = sio
         self.geo = geo
-        self._queue: deque[tuple[str, float, float, list[Event], tuple[str, ...]]] = deque()
+        self._queue: deque[tuple[NegotiationChange, tuple[str, ...]]] = deque()
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
-    def publish(self, request: MealRequest, events: list[Event], nearby: tuple[str, ...]) -> None:
-        if events:
-            self._queue.append((request.id, request.delivery_lat, request.delivery_lng, events, nearby))
+    def publish(self, change: NegotiationChange, nearby: tuple[str, ...]) -> None:
+        if change.events:
+            self._queue.append((change, nearby))
             self._wake.set()
 
     def start(self) -> None:
@@ -66,27 +66,28 @@ class SocketPublisher:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-            request_id, lat, lng, events, nearby = self._queue.popleft()
+            change, nearby = self._queue.popleft()
             try:
-                await self._deliver(request_id, lat, lng, events, nearby)
+                await self._deliver(change, nearby)
             except Exception:
-                log.exception("event delivery failed", extra={"requestId": request_id})
+                log.exception("event delivery failed", extra={"requestId": change.request.id})
 
-    async def _deliver(self, request_id: str, lat: float, lng: float, events: list[Event],
-                       nearby: tuple[str, ...]) -> None:
-        for event in events:
+    async def _deliver(self, change: NegotiationChange, nearby: tuple[str, ...]) -> None:
+        req = change.request
+        encoded = change.payload_json or [orjson.dumps(e.payload).decode() for e in change.events]
+        for event, payload in zip(change.events, encoded, strict=True):
             for audience, name in event.targets:
+                to: str | list[str]
                 if audience == "room":
-                    await self._emit(name, event.payload, request_room(request_id), "/customer")
+                    to, ns = request_room(req.id), "/customer"
                 elif audience == "nearby":
-                    if nearby:
-                        await self._emit(name, event.payload, [vendor_room(v) for v in nearby], "/vendor")
+                    if not nearby:
+                        continue
+                    to, ns = [vendor_room(v) for v in nearby], "/vendor"
                 else:
-                    await self._emit(name, event.payload, vendor_room(audience.split(":", 1)[1]), "/vendor")
+                    to, ns = vendor_room(audience.split(":", 1)[1]), "/vendor"
+                await emit_frame(self.sio, event_frame(name, payload, ns), to, ns)
             if event.kind == "request:new":
-                await self.geo.put_request(request_id, lat, lng)
+                await self.geo.put_request(req.id, req.delivery_lat, req.delivery_lng)
             elif event.kind == "request:closed":
-                await self.geo.remove_request(request_id)
-
-    async def _emit(self, name: str, payload: dict[str, Any], to: str | list[str], namespace: str) -> None:
-        await emit_once(self.sio, name, payload, to, namespace)
+                await self.geo.remove_request(req.id)

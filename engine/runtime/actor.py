@@ -10,6 +10,7 @@ writer resolves on commit, so the actor takes its next message without waiting.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections import deque
@@ -73,7 +74,7 @@ class Actor:
 class _Cell:
     """Runtime bookkeeping for one live actor."""
 
-    __slots__ = ("activated", "actor", "draining", "last_used", "mailbox", "system")
+    __slots__ = ("activated", "actor", "depth", "draining", "handled", "last_used", "mailbox", "system")
 
     def __init__(self, system: ActorSystem, actor: Actor) -> None:
         self.system = system
@@ -82,6 +83,7 @@ class _Cell:
         self.draining = False
         self.activated = False
         self.last_used = time.monotonic()
+        self.depth, self.handled = _kind_metrics(actor.kind)
         actor._cell = self
 
     async def drain(self) -> None:
@@ -90,7 +92,7 @@ class _Cell:
         try:
             while self.mailbox:
                 msg, fut = self.mailbox.popleft()
-                metrics.MAILBOX_DEPTH.labels(kind).dec()
+                self.depth.dec()
                 if fut is not None and fut.done():  # the asker gave up
                     continue
                 started = time.perf_counter()
@@ -111,7 +113,7 @@ class _Cell:
                     if fut is not None:
                         _answer(fut, result)
                 finally:
-                    metrics.HANDLE_SECONDS.labels(kind).observe(time.perf_counter() - started)
+                    self.handled.observe(time.perf_counter() - started)
                     self.last_used = time.monotonic()
         finally:
             self.draining = False
@@ -142,6 +144,12 @@ def _answer(fut: asyncio.Future[Any], result: Any) -> None:
             fut.set_result(reply)
 
     result.commit.add_done_callback(_committed)
+
+
+@functools.cache
+def _kind_metrics(kind: str) -> tuple[Any, Any]:
+    """Labelled metric children per actor kind, looked up once (labels() costs on hot paths)."""
+    return metrics.MAILBOX_DEPTH.labels(kind), metrics.HANDLE_SECONDS.labels(kind)
 
 
 Factory = Callable[[str], Actor]
@@ -175,7 +183,7 @@ class ActorSystem:
             metrics.MAILBOX_FULL.labels(cell.actor.kind).inc()
             raise EngineError("unavailable", "too busy, retry")
         cell.mailbox.append((msg, fut))
-        metrics.MAILBOX_DEPTH.labels(cell.actor.kind).inc()
+        cell.depth.inc()
 
     async def ask(self, kind: str, actor_id: str, msg: Any, timeout: float | None = None) -> Any:  # noqa: ASYNC109
         """Send and wait for the reply (EngineError `timeout` after `timeout` seconds)."""

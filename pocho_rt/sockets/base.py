@@ -7,6 +7,7 @@ ApiError raised anywhere below becomes `{ok: false, error}`.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -90,5 +91,9 @@ class BaseNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             log.exception("socket handler failed", extra={"event": event, "namespace": self.namespace})
             SOCKET_COMMANDS.labels(self.namespace, event, "internal").inc()
             return ApiError("unavailable", "internal error, retry").ack()
-        SOCKET_COMMANDS.labels(self.namespace, event, "ok").inc()
+        self._ok_counter(event).inc()
         return reply
+
+    @functools.lru_cache(maxsize=128)  # noqa: B019 - namespaces live as long as the server
+    def _ok_counter(self, event: str) -> Any:
+        return SOCKET_COMMANDS.labels(self.namespace, event, "ok")

@@ -31,9 +31,16 @@ class _OrjsonModule:
         return orjson.loads(data)
 
 
+class _TextPacket(_sio_packet.Packet):  # type: ignore[misc]
+    """Our payloads are JSON only: skip the recursive scan for binary attachments (~7% CPU)."""
+
+    uses_binary_events = False
+
+
 def create_sio(settings: Settings) -> socketio.AsyncServer:
     return socketio.AsyncServer(
         async_mode="aiohttp",
+        serializer=_TextPacket,
         json=_OrjsonModule,
         cors_allowed_origins="*",
         max_http_buffer_size=settings.max_socket_message_bytes,
@@ -48,18 +55,24 @@ def create_sio(settings: Settings) -> socketio.AsyncServer:
     )
 
 
-async def emit_once(sio: socketio.AsyncServer, event: str, data: Any, to: str | list[str], namespace: str) -> int:
-    """Emit to local members of rooms: encoded once, queued on each socket, no task per recipient.
+def event_frame(event: str, payload_json: str, namespace: str) -> Any:
+    """An engine.io MESSAGE frame for a socket.io EVENT, from an already-encoded payload.
 
-    python-socketio's manager creates a task per recipient; each engine.io socket already
-    has its own send queue, so queuing directly keeps order and costs one encode.
+    Wire format (Socket.IO v4): `2<namespace>,["<event>",<payload>]`; event names are ours
+    (no quotes or backslashes), so no escaping is needed.
+    """
+    return _eio_packet.Packet(_eio_packet.MESSAGE, f'2{namespace},["{event}",{payload_json}]')
+
+
+async def emit_frame(sio: socketio.AsyncServer, frame: Any, to: str | list[str], namespace: str) -> int:
+    """Queue one encoded frame on every local member of the rooms; no task per recipient.
+
+    python-socketio's manager creates a task per recipient and re-encodes per emit; each
+    engine.io socket already has its own ordered send queue, so queuing directly is enough.
     Returns the number of recipients.
     """
-    members = list(sio.manager.get_participants(namespace, to))
-    if not members:
-        return 0
-    encoded = sio.packet_class(_sio_packet.EVENT, namespace=namespace, data=[event, data]).encode()
-    pkt = _eio_packet.Packet(_eio_packet.MESSAGE, encoded)
-    for _sid, eio_sid in members:
-        await sio.eio.send_packet(eio_sid, pkt)
-    return len(members)
+    n = 0
+    for _sid, eio_sid in sio.manager.get_participants(namespace, to):
+        await sio.eio.send_packet(eio_sid, frame)
+        n += 1
+    return n
