@@ -31,10 +31,14 @@ class Envelope:
 
 @dataclass(frozen=True, slots=True)
 class Watch:
-    """Snapshot for a customer (owner) or a vendor (the request, only its own offers)."""
+    """Snapshot for the owning customer, or for a vendor that may bid (in range) or has bid:
+    a vendor sees the request and only its own offers."""
 
     user_id: str
     vendor_id: str | None = None
+    vendor_lat: float = 0.0
+    vendor_lng: float = 0.0
+    vendor_km: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +188,12 @@ class MealRequestActor(Actor):
             raise EngineError("not_found", "no such meal request")
         if w.vendor_id is None and req.customer_id != w.user_id:
             raise EngineError("forbidden", "not your request")
+        if w.vendor_id is not None and not (
+            any(o.vendor_id == w.vendor_id for o in req.offers.values())
+            or (req.status == n.OPEN and n.covers(w.vendor_lat, w.vendor_lng, w.vendor_km,
+                                                   req.delivery_lat, req.delivery_lng))
+        ):
+            raise EngineError("forbidden", "this request is outside your service area")
         offers = [n.offer_view(o) for o in req.offers.values() if w.vendor_id in (None, o.vendor_id)]
         data = {"request": n.request_view(req), "offers": offers}
         if self._inflight == 0 or self._last is None:

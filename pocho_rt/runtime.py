@@ -27,7 +27,8 @@ from persistence.negotiation import NegotiationStore, request_rows_view
 from persistence.writer import Writer
 from pocho_rt.config import Settings
 from pocho_rt.errors import ApiError
-from pocho_rt.publisher import SocketPublisher
+from pocho_rt.presence import Presence
+from pocho_rt.publisher import SocketPublisher, request_room
 
 log = logging.getLogger("pocho.engine")
 _REQUEST_NS = uuid.UUID("6f1d3c0e-8a51-4f4e-9d0c-2b7f0a1c5e11")
@@ -60,6 +61,7 @@ class Engine:
         MealRequestActor.deps = Deps(self.store, self.publisher, self.geo)
         self.actors.register(MealRequestActor.kind, MealRequestActor)
         self._offer_request: dict[str, str] = {}
+        self.presence = Presence()
         self._sweeper: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -127,8 +129,9 @@ class Engine:
         request_id = await self._request_of(offer_id)
         return await self._ask(request_id, Envelope(cmd, user_id, client_msg_id))
 
-    async def watch(self, request_id: str, user_id: str, vendor_id: str | None = None) -> dict[str, Any]:
-        result: dict[str, Any] = await self._ask(request_id, Watch(user_id, vendor_id))
+    async def watch(self, request_id: str, user_id: str, vendor: VendorProfile | None = None) -> dict[str, Any]:
+        msg = Watch(user_id) if vendor is None else Watch(user_id, vendor.id, vendor.lat, vendor.lng, vendor.km)
+        result: dict[str, Any] = await self._ask(request_id, msg)
         return result
 
     async def missed_events(self, request_id: str, since_seq: int | None, audience: str) -> list[dict[str, Any]]:
@@ -141,6 +144,11 @@ class Engine:
                 if aud == audience:
                     out.append({"seq": row["seq"], "event": name, "data": row["payload"]})
         return out
+
+    async def presence_changed(self, request_id: str) -> None:
+        """Tell the request's customer how many vendors are viewing it now."""
+        payload = {"requestId": request_id, "vendorsViewing": self.presence.count(request_id)}
+        await self.publisher.sio.emit("presence", payload, to=request_room(request_id), namespace="/customer")
 
     # ------------------------------------------------------------------ lookups
 

@@ -43,7 +43,7 @@ class CustomerNamespace(BaseNamespace):
         snapshot = await self.engine.watch(c.request_id, p.user_id)
         await self.enter_room(sid, request_room(c.request_id))
         events = await self.engine.missed_events(c.request_id, c.since_seq, "room")
-        return ok({**snapshot, "events": events})
+        return ok({**snapshot, "events": events, "vendorsViewing": self.engine.presence.count(c.request_id)})
 
     async def on_offer_counter(self, sid: str, data: Any) -> dict[str, Any]:
         p = await self.principal(sid)

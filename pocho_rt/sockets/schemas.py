@@ -46,6 +46,10 @@ class RequestWatch(Schema, frozen=True):
     since_seq: Annotated[int, Meta(ge=0)] | None = None
 
 
+class RequestId(Schema, frozen=True):
+    request_id: Id
+
+
 class OfferRef(Schema, frozen=True):
     offer_id: Id
     client_msg_id: ClientMsgId | None = None

@@ -13,6 +13,7 @@ from engine import negotiation as n
 from engine.clock import utcnow
 from pocho_rt.auth.tokens import Principal
 from pocho_rt.errors import ApiError, ok
+from pocho_rt.presence import MAX_WATCHED_PER_SOCKET
 from pocho_rt.publisher import vendor_room
 from pocho_rt.runtime import VendorProfile
 from pocho_rt.sockets import schemas as s
@@ -47,6 +48,29 @@ class VendorNamespace(BaseNamespace):
     async def on_requests_nearby(self, sid: str, data: Any) -> dict[str, Any]:
         v = await self._vendor(sid)
         return ok({"requests": await self.engine.requests_near(v)})
+
+    async def on_request_watch(self, sid: str, data: Any) -> dict[str, Any]:
+        """Open a request's details: its state and my offers; counts me in its `presence`."""
+        v = await self._vendor(sid)
+        c = convert(data, s.RequestId)
+        presence = self.engine.presence
+        if presence.watching(sid) >= MAX_WATCHED_PER_SOCKET:
+            raise ApiError("limit_reached", f"watch at most {MAX_WATCHED_PER_SOCKET} requests at once")
+        snapshot = await self.engine.watch(c.request_id, v.user_id, v)
+        if presence.join(sid, c.request_id, v.id):
+            await self.engine.presence_changed(c.request_id)
+        return ok(snapshot)
+
+    async def on_request_unwatch(self, sid: str, data: Any) -> dict[str, Any]:
+        c = convert(data, s.RequestId)
+        if self.engine.presence.leave(sid, c.request_id):
+            await self.engine.presence_changed(c.request_id)
+        return ok({})
+
+    async def on_disconnect(self, sid: str, reason: Any = None) -> None:
+        await super().on_disconnect(sid, reason)
+        for request_id in self.engine.presence.leave_all(sid):
+            await self.engine.presence_changed(request_id)
 
     async def on_offer_place(self, sid: str, data: Any) -> dict[str, Any]:
         v = await self._vendor(sid)

@@ -227,3 +227,37 @@ async def test_http_reads_stored_state(client: Client, db: asyncpg.Connection) -
     assert status == 200 and [r["id"] for r in body["requests"]] == [rid]
     near = await a.ok("requests:nearby", {})
     assert [r["id"] for r in near["requests"]] == [rid]
+
+
+async def test_presence_counts_distinct_vendors_viewing(client: Client, db: asyncpg.Connection) -> None:
+    cust = await customer(client)
+    a = await vendor(client, db)
+    b = await vendor(client, db)
+    far = await vendor(client, db, lat=LAGOS[0] + 1.0, km=5.0)
+    rid = (await cust.ok("request:create", request_payload()))["request"]["id"]
+
+    counts: list[int] = []
+    for who, expected in ((a, 1), (b, 2)):
+        seen = asyncio.ensure_future(cust.next("presence"))
+        snap = await who.ok("request:watch", {"requestId": rid})
+        assert snap["request"]["id"] == rid and snap["offers"] == []
+        got = await seen
+        assert got["requestId"] == rid
+        counts.append(got["vendorsViewing"])
+        assert got["vendorsViewing"] == expected
+    # A second socket of vendor A does not count twice; a far vendor may not look.
+    a2 = await client.connect("/vendor", a.token)
+    again = await a2.call("request:watch", {"requestId": rid}, namespace="/vendor", timeout=5)
+    assert again["ok"]
+    assert await far.err("request:watch", {"requestId": rid}) == "forbidden"
+    watch = await cust.ok("request:watch", {"requestId": rid})
+    assert watch["vendorsViewing"] == 2
+
+    dropped = asyncio.ensure_future(cust.next("presence"))
+    await b.sio.disconnect()
+    assert (await dropped)["vendorsViewing"] == 1
+    left = asyncio.ensure_future(cust.next("presence"))
+    await a.ok("request:unwatch", {"requestId": rid})  # A's other socket still views it
+    await a2.call("request:unwatch", {"requestId": rid}, namespace="/vendor", timeout=5)
+    assert (await left)["vendorsViewing"] == 0
+    assert counts == [1, 2]
