@@ -8,7 +8,7 @@ Matching (typo tolerant): an item matches when its full-text vector (name A, cui
 B, description C; `websearch_to_tsquery('simple', q)`) matches, or when the query has a
 similar word in the item's name or cuisine tag by pg_trgm `<%` (word similarity >=
 `WORD_SIMILARITY_THRESHOLD`, e.g. "jolof" ~ "Jollof Rice" at 0.83). A vendor matches
-when the query is word-similar to its name + categories. Both use GIN indexes (0001, 0003).
+when the query is word-similar to its name + categories. Both use GIN indexes (0001, 0002).
 
 Ranking. relevance = best trigram word similarity (0..1) + ts_rank(..., 32) (0..1, only
 for full-text hits). Without a location: relevance descending. With lat/lng, each result

@@ -3,6 +3,9 @@
     GET  /admin/vendors/pending?limit=     {vendors: [vendor...]}: unverified, oldest first;
                                            limit 1..200, default 50
     POST /admin/vendors/{id}/verify        200 vendor (verified: true); idempotent
+    GET  /admin/actors?kind=&limit=        actors in this node's memory
+    GET  /admin/actors/{kind}/{id}         one actor's live state (404 if not in memory)
+    POST /admin/actors/{kind}/{id}/passivate  drop an idle actor from memory (409 if busy)
 
 Access: an ADMIN bearer token, or `X-Admin-Key` equal to POCHO_ADMIN_KEY. No or wrong
 credentials: 401; a valid token of another role: 403 (`require_admin`).
@@ -67,6 +70,50 @@ async def verify_vendor(request: web.Request) -> web.Response:
         nudge_search(svc)
         await vendor_changed(svc, vendor_id)
     return json_response(cat.vendor_view(row))
+
+
+@routes.get("/admin/actors")
+async def list_actors(request: web.Request) -> web.Response:
+    """Actors live in this node's memory: {actors: [{kind, id}], count}."""
+    await require_admin(request)
+    engine = services(request).engine
+    assert engine is not None
+    kind = request.query.get("kind") or None
+    raw = request.query.get("limit", "100")
+    if not raw.isdigit() or not 1 <= int(raw) <= 1000:
+        raise invalid("limit", "must be an integer 1..1000")
+    live = engine.actors.live(kind)
+    return json_response({"count": len(live), "actors": [{"kind": a.kind, "id": a.id} for a in live[: int(raw)]]})
+
+
+@routes.get("/admin/actors/{kind}/{id}")
+async def get_actor(request: web.Request) -> web.Response:
+    """The live in-memory state of one actor on this node (404 when it is not in memory)."""
+    await require_admin(request)
+    engine = services(request).engine
+    assert engine is not None
+    actor = engine.actors.get(request.match_info["kind"], request.match_info["id"])
+    if actor is None:
+        raise ApiError("not_found", "actor not in memory on this node")
+    return json_response({"kind": actor.kind, "id": actor.id, "state": actor.snapshot()})
+
+
+@routes.post("/admin/actors/{kind}/{id}/passivate")
+async def passivate_actor(request: web.Request) -> web.Response:
+    """Drop an idle actor from memory (409 while it is busy or has writes in flight)."""
+    principal = await require_admin(request)
+    engine = services(request).engine
+    assert engine is not None
+    kind, actor_id = request.match_info["kind"], request.match_info["id"]
+    if engine.actors.get(kind, actor_id) is None:
+        raise ApiError("not_found", "actor not in memory on this node")
+    if not engine.actors.passivate(kind, actor_id):
+        raise ApiError("conflict", "actor is busy, retry")
+    async with services(request).pool.acquire() as conn:
+        await cat.audit(conn, actor_id=principal.user_id if principal else None,
+                        actor_kind="admin" if principal else "admin_key", action="actor.passivate",
+                        target_kind=kind, target_id=actor_id, details={}, request_id=request_id.get())
+    return json_response({"passivated": True})
 
 
 def setup(app: web.Application) -> None:

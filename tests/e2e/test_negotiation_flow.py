@@ -261,3 +261,21 @@ async def test_presence_counts_distinct_vendors_viewing(client: Client, db: asyn
     await a2.call("request:unwatch", {"requestId": rid}, namespace="/vendor", timeout=5)
     assert (await left)["vendorsViewing"] == 0
     assert counts == [1, 2]
+
+
+async def test_admin_sees_and_passivates_live_actors(client: Client, db: asyncpg.Connection) -> None:
+    cust = await customer(client)
+    rid = (await cust.ok("request:create", request_payload()))["request"]["id"]
+    admin = client.admin_headers()
+    status, body = await client.call("GET", "/admin/actors?kind=meal_request", headers=admin)
+    assert status == 200 and {"kind": "meal_request", "id": rid} in body["actors"]
+    status, body = await client.call("GET", f"/admin/actors/meal_request/{rid}", headers=admin)
+    assert status == 200 and body["state"]["request"]["status"] == "OPEN"
+    assert (await client.call("GET", f"/admin/actors/meal_request/{rid}", token=cust.token))[0] == 403
+    assert (await client.call("GET", "/admin/actors", headers={"X-Admin-Key": "wrong"}))[0] == 401
+    status, _ = await client.call("POST", f"/admin/actors/meal_request/{rid}/passivate", headers=admin)
+    assert status == 200
+    assert (await client.call("GET", f"/admin/actors/meal_request/{rid}", headers=admin))[0] == 404
+    assert await db.fetchval("SELECT count(*) FROM audit_log WHERE action = 'actor.passivate'") == 1
+    # Still served after passivation: the next command reactivates it from PostgreSQL.
+    assert (await cust.ok("request:watch", {"requestId": rid}))["request"]["id"] == rid
