@@ -53,7 +53,12 @@ class Deps:
     vendors: VendorDirectory
 
 
-def _offer_reply(req: n.MealRequest, offer_id: str) -> dict[str, Any]:
+def _offer_reply(req: n.MealRequest, offer_id: str, events: list[n.Event]) -> dict[str, Any]:
+    """The command's offer as its first event shows it (the view is built once per command)."""
+    for e in events:
+        view = e.payload.get("offer")
+        if view is not None and view["id"] == offer_id:
+            return {"offer": view}
     return {"offer": n.offer_view(req.offers[offer_id])}
 
 
@@ -147,7 +152,7 @@ class MealRequestActor(Actor):
                 raise EngineError("invalid", f"unknown command {type(cmd).__name__}")
             events = rule(req, cmd)
             offer_id = getattr(cmd, "offer_id", None)
-            reply = _offer_reply(req, offer_id) if offer_id else {"request": n.request_view(req)}
+            reply = _offer_reply(req, offer_id, events) if offer_id else {"request": n.request_view(req)}
         if req.status != n.OPEN:
             self.deactivate()
         return self._commit(events, order, key, reply)

@@ -1,0 +1,98 @@
+"""Edges of the negotiation path: a deadline passed while the actor slept, and storage
+too slow to keep up (bounded queue, `unavailable`, nothing acked lost)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+import aiohttp
+import asyncpg
+
+from tests.conftest import StartServer
+from tests.e2e.util import customer, request_payload, vendor
+from tests.helpers import Client
+
+
+async def _until(probe: Any, what: str, tries: int = 200) -> None:
+    """Wait for a condition inside PostgreSQL or the server that has no event to await."""
+    for _ in range(tries):
+        if await probe():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+async def test_command_after_deadline_is_expired(start_server: StartServer, db: asyncpg.Connection) -> None:
+    server = await start_server(sweep_seconds=3600)  # no sweeper: activation alone must notice
+    async with aiohttp.ClientSession(base_url=server.url) as session:
+        client = Client(session, server)
+        try:
+            cust = await customer(client)
+            a = await vendor(client, db)
+            rid = (await cust.ok("request:create", request_payload()))["request"]["id"]
+            engine = server.svc.engine
+            assert engine is not None and engine.actors.passivate("meal_request", rid)
+            await db.execute("UPDATE meal_requests SET expires_at = now() - interval '1 second' WHERE id = $1",
+                             uuid.UUID(rid))
+            expired = asyncio.ensure_future(cust.next("request:expired"))
+            assert await a.err("offer:place", {"requestId": rid, "priceKobo": 300_000}) == "expired"
+            assert (await expired)["requestId"] == rid  # the re-armed timer closed it right after
+            assert await a.err("offer:place", {"requestId": rid, "priceKobo": 300_000}) == "conflict"
+        finally:
+            await client.close()
+
+
+async def test_slow_storage_refuses_past_the_bound_and_loses_nothing(
+        start_server: StartServer, db: asyncpg.Connection, database_url: str) -> None:
+    # One revision = 3 rows (request, offer, event): a queue of 8 rows holds two waiting revisions.
+    server = await start_server(writer_queue_max=8, writer_flush_ms=0)
+    async with aiohttp.ClientSession(base_url=server.url) as session:
+        client = Client(session, server)
+        try:
+            cust = await customer(client)
+            vendors = [await vendor(client, db) for _ in range(4)]
+            rid = (await cust.ok("request:create", request_payload()))["request"]["id"]
+            offers = [(await v.ok("offer:place", {"requestId": rid, "priceKobo": 300_000 + i}))["offer"]["id"]
+                      for i, v in enumerate(vendors)]
+            engine = server.svc.engine
+            assert engine is not None
+
+            blocker = await asyncpg.connect(database_url)
+            tx = blocker.transaction()
+            await tx.start()
+            await blocker.execute("SELECT 1 FROM meal_requests WHERE id = $1 FOR UPDATE", uuid.UUID(rid))
+
+            def revise(i: int) -> asyncio.Future[dict[str, Any]]:
+                return asyncio.ensure_future(vendors[i].call("offer:revise", {"offerId": offers[i],
+                                                                              "priceKobo": 200_000 + i}))
+
+            first = revise(0)  # taken by the writer, which now waits on our row lock
+
+            async def writer_blocked() -> bool:
+                return bool(await db.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                    "AND query LIKE 'INSERT INTO \"meal_requests\"%'"))
+
+            await _until(writer_blocked, "the writer to wait on the lock")
+            queued = [revise(1), revise(2)]
+
+            async def two_waiting() -> bool:
+                return engine.writer._queued_rows == 6
+
+            await _until(two_waiting, "two revisions to queue")
+            refused = await vendors[3].call("offer:revise", {"offerId": offers[3], "priceKobo": 1})
+            assert refused["ok"] is False and refused["error"]["code"] == "unavailable"
+            assert not first.done() and not any(q.done() for q in queued)  # nobody acked before commit
+
+            await tx.rollback()
+            await blocker.close()
+            for i, fut in enumerate([first, *queued]):
+                reply = await asyncio.wait_for(fut, 10)
+                assert reply["ok"] is True and reply["data"]["offer"]["priceKobo"] == 200_000 + i
+            stored = dict(await db.fetch("SELECT id::text, price_kobo FROM offers WHERE request_id = $1",
+                                         uuid.UUID(rid)))
+            assert [stored[o] for o in offers] == [200_000, 200_001, 200_002, 300_003]
+        finally:
+            await client.close()
