@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from typing import Any
 
@@ -37,8 +38,40 @@ class _TextPacket(_sio_packet.Packet):  # type: ignore[misc]
     uses_binary_events = False
 
 
+class GuardedServer(socketio.AsyncServer):  # type: ignore[misc]
+    """Closes an engine.io session that has not joined a namespace within `connect_timeout`.
+
+    Stock python-engineio has no such timeout (DESIGN "Transport facts"): without it, an
+    open session that never sends the namespace CONNECT holds a connection for free.
+    """
+
+    def __init__(self, *args: Any, connect_timeout: float = 10.0, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.connect_timeout = connect_timeout
+
+    async def _handle_eio_connect(self, eio_sid: str, environ: dict[str, Any]) -> Any:
+        result = await super()._handle_eio_connect(eio_sid, environ)
+        asyncio.get_running_loop().call_later(self.connect_timeout, self._check_joined, eio_sid)
+        return result
+
+    def _check_joined(self, eio_sid: str) -> None:
+        if eio_sid not in self.environ:  # already gone
+            return
+        joined = any(self.manager.sid_from_eio_sid(eio_sid, ns) for ns in self.namespace_handlers)
+        if not joined:
+            asyncio.get_running_loop().create_task(self._drop(eio_sid))
+
+    async def _drop(self, eio_sid: str) -> None:
+        """Close the session and its transport: a CLOSE packet alone waits for the client."""
+        socket = self.eio.sockets.get(eio_sid)
+        await self.eio.disconnect(eio_sid)
+        if socket is not None:
+            socket.queue.put_nowait(None)  # ends engine.io's writer, which closes the websocket
+
+
 def create_sio(settings: Settings) -> socketio.AsyncServer:
-    return socketio.AsyncServer(
+    return GuardedServer(
+        connect_timeout=settings.socket_connect_timeout,
         async_mode="aiohttp",
         serializer=_TextPacket,
         json=_OrjsonModule,

@@ -127,3 +127,17 @@ async def test_oversized_socket_frame_closes_connection(start_server: StartServe
         await asyncio.wait_for(gone.wait(), 10)
         assert not sio.connected
         await c.close()
+
+
+async def test_session_that_joins_no_namespace_is_closed(start_server: StartServer) -> None:
+    import aiohttp
+
+    server = await start_server(socket_connect_timeout=0.3)
+    url = server.url.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket"
+    async with aiohttp.ClientSession() as s, s.ws_connect(url) as ws:
+        opened = await ws.receive_str()
+        assert opened.startswith("0{")  # engine.io OPEN; we never send the namespace CONNECT
+        msg = await asyncio.wait_for(ws.receive(), 5)
+        while msg.type == aiohttp.WSMsgType.TEXT:  # pings may come first
+            msg = await asyncio.wait_for(ws.receive(), 5)
+        assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING)

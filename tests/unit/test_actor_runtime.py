@@ -167,6 +167,7 @@ async def test_a_handler_that_awaits_does_not_interleave(system: ActorSystem, jo
     first = spawn(system.ask(PROBE, "a", Op("slow", entered=entered, gate=gate)))
     await wait_event(entered)
     second = spawn(system.ask(PROBE, "a", Op("fast")))
+    await asyncio.sleep(0)  # the ask enqueues when its task first runs
     system.tell(PROBE, "a", Op("told"))
     for _ in range(5):
         await asyncio.sleep(0)
