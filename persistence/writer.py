@@ -5,10 +5,14 @@ go on with their next message. A single loop takes everything queued, waits at m
 `flush_ms` for more (or until `batch_rows`), and commits it as one transaction with one
 `executemany` per statement, statements in a fixed order that respects foreign keys.
 
-Failures: a connection problem retries the same batch with backoff, forever, while new
-submissions queue up to `queue_max` and are refused (`unavailable`) past it; a data
-error in a group is retried one submission at a time so only the faulty one fails.
-Nothing whose future resolved successfully is ever dropped.
+Failures: a connection problem (or a serialization failure or deadlock) retries the same
+batch with backoff, forever, while new submissions queue up to `queue_max` and are
+refused (`unavailable`) past it; any other error in a group is retried one submission at
+a time so only the faulty one fails. Nothing whose future resolved successfully is ever
+dropped. If the connection drops after COMMIT was sent, the retry may hit the rows it
+already wrote (a unique violation): that submission then fails `unavailable` although it
+is stored; the actor reloads from PostgreSQL and a client retry with the same
+`clientMsgId` gets the stored answer.
 """
 
 from __future__ import annotations
@@ -27,14 +31,16 @@ from engine.runtime import metrics
 
 log = logging.getLogger("pocho.writer")
 
-_CONNECTION_ERRORS = (
+# Worth retrying the same group: the server is away, busy, or lost a race.
+_RETRYABLE = (
     OSError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,  # includes ConnectionDoesNotExistError
     asyncpg.CannotConnectNowError,
     asyncpg.TooManyConnectionsError,
     asyncpg.AdminShutdownError,
-    TimeoutError,
+    asyncpg.SerializationError,
+    asyncpg.DeadlockDetectedError,
 )
 
 
@@ -69,6 +75,7 @@ class Writer:
     _wakeup: asyncio.Event = field(default_factory=asyncio.Event)
     _task: asyncio.Task[None] | None = None
     _closing: bool = False
+    _inflight: list[_Submission] = field(default_factory=list)
 
     def submit(self, rows: Sequence[tuple[Statement, tuple[Any, ...]]]) -> asyncio.Future[None]:
         """Queue rows for the next group commit; the future resolves once they are committed."""
@@ -94,10 +101,11 @@ class Writer:
                 await asyncio.wait_for(self._task, timeout)
             except TimeoutError:
                 self._task.cancel()
-        for sub in self._queue:
+        for sub in self._inflight + self._queue:
             if not sub.future.done():
                 sub.future.set_exception(EngineError("unavailable", "server shutting down"))
         self._queue.clear()
+        self._inflight = []
 
     async def _run(self) -> None:
         while True:
@@ -109,8 +117,9 @@ class Writer:
                 continue
             if self.flush_ms > 0 and self._queued_rows < self.batch_rows and not self._closing:
                 await asyncio.sleep(self.flush_ms / 1000)
-            batch = self._take()
-            await self._commit_with_retry(batch)
+            self._inflight = self._take()
+            await self._commit_with_retry(self._inflight)
+            self._inflight = []
 
     def _take(self) -> list[_Submission]:
         rows = n = 0
@@ -133,13 +142,13 @@ class Writer:
                 return
             try:
                 await self._commit(live)
-            except _CONNECTION_ERRORS as exc:
+            except _RETRYABLE as exc:
                 metrics.WRITER_FAILURES.labels("connection").inc()
                 log.warning("group commit failed, retrying", extra={"error": type(exc).__name__, "delay": delay})
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
                 continue
-            except asyncpg.PostgresError as exc:
+            except Exception as exc:  # the data or a statement is wrong: isolate the culprit
                 metrics.WRITER_FAILURES.labels("data").inc()
                 if len(live) == 1:
                     log.error("write rejected", extra={"error": type(exc).__name__, "detail": str(exc)[:300]})

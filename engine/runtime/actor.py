@@ -1,8 +1,9 @@
 """Actors: one per key, a bounded mailbox, one message at a time, activation and passivation.
 
-No task is created per message: the first caller that finds an actor idle drains its
-mailbox in its own coroutine (run-to-completion), later callers just queue and await
-their reply. `tell` (timers, sweeps) starts a drain task only when the actor is idle.
+No task is created per message on the common path: a caller that finds an actor idle
+with an empty mailbox handles its own message in its own coroutine; when messages queue
+up behind a busy actor, one drain task works through them (so one asker's timeout never
+cancels another's handler). `tell` (timers, sweeps) starts that task when needed.
 A handler answers with a value, or with a `Pending` whose future the write-behind
 writer resolves on commit, so the actor takes its next message without waiting.
 """
@@ -86,11 +87,12 @@ class _Cell:
         self.depth, self.handled = _kind_metrics(actor.kind)
         actor._cell = self
 
-    async def drain(self) -> None:
-        """Handle queued messages one at a time until the mailbox is empty."""
+    async def drain(self, limit: int = -1) -> None:
+        """Handle queued messages one at a time until the mailbox is empty (or `limit` done)."""
         kind = self.actor.kind
         try:
-            while self.mailbox:
+            while self.mailbox and limit != 0:
+                limit -= 1
                 msg, fut = self.mailbox.popleft()
                 self.depth.dec()
                 if fut is not None and fut.done():  # the asker gave up
@@ -117,7 +119,7 @@ class _Cell:
                     self.last_used = time.monotonic()
         finally:
             self.draining = False
-            if self.mailbox:  # interrupted (cancelled caller): keep going in a task of our own
+            if self.mailbox:  # more arrived, or the caller was cancelled: go on in a task of our own
                 self.start_task()
 
     def start_task(self) -> None:
@@ -127,6 +129,8 @@ class _Cell:
 
 
 def _answer(fut: asyncio.Future[Any], result: Any) -> None:
+    if fut.done():  # the asker timed out or was cancelled while we handled its message
+        return
     if not isinstance(result, Pending):
         fut.set_result(result)
         return
@@ -192,9 +196,14 @@ class ActorSystem:
         self._enqueue(cell, msg, fut)
         try:
             async with asyncio.timeout(timeout or self.ask_timeout):
-                if not cell.draining:
+                if not cell.draining and len(cell.mailbox) == 1:
+                    # Ours is the only message: handle it right here, no task. Anything that
+                    # arrives meanwhile is drained by a task, so our timeout never cuts
+                    # another asker's handler short.
                     cell.draining = True
-                    await cell.drain()
+                    await cell.drain(limit=1)
+                elif not cell.draining:
+                    cell.start_task()
                 return await fut
         except TimeoutError:
             fut.cancel()
@@ -247,4 +256,5 @@ class ActorSystem:
             self._sweeper.cancel()
         for cell in list(self._cells.values()):
             cell.actor.deactivate()
+            metrics.LIVE_ACTORS.labels(cell.actor.kind).dec()
         self._cells.clear()

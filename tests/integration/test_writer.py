@@ -49,8 +49,8 @@ def pg_target(url: str) -> tuple[str, int] | str:
     """Where PostgreSQL listens for this URL: (host, port), or a unix socket path."""
     parts = urlsplit(url)
     query = parse_qs(parts.query)
-    host = (query.get("host") or [None])[0] or parts.hostname
-    port = int((query.get("port") or [None])[0] or parts.port or 5432)
+    host = query["host"][0] if query.get("host") else parts.hostname
+    port = int(query["port"][0]) if query.get("port") else parts.port or 5432
     if host is None or host.startswith("/"):
         return f"{host or '/tmp'}/.s.PGSQL.{port}"
     return (host, port)
@@ -328,10 +328,6 @@ async def test_bad_parameter_type_fails_only_its_submission(pool: asyncpg.Pool, 
         assert await db.fetchval("SELECT count(*) FROM wt_type") == 1
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "persistence/writer.py _CONNECTION_ERRORS includes asyncpg.InterfaceError, which asyncpg also "
-    "raises for client-side misuse (wrong parameter count): the batch is retried as a connection "
-    "error forever, wedging the writer for every actor"))
 async def test_wrong_parameter_count_fails_only_its_submission(pool: asyncpg.Pool, db: asyncpg.Connection) -> None:
     ddl = "CREATE TABLE wt_arity (id int PRIMARY KEY, v text)"
     stmt = insert("wt_arity")
@@ -439,9 +435,6 @@ async def test_stop_flushes_queued_and_refuses_later_submissions(
         assert sample("pocho_writer_refused_total") == refused + 1
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "persistence/writer.py Writer.stop: on timeout it cancels the run task but only fails futures "
-    "still in _queue; the batch already taken by _take() and being retried is never resolved"))
 async def test_stop_during_outage_fails_every_unflushed_submission(
     proxied_pool: asyncpg.Pool, proxy: PgProxy, db: asyncpg.Connection
 ) -> None:
@@ -456,7 +449,7 @@ async def test_stop_during_outage_fails_every_unflushed_submission(
         await eventually(lambda: failures("connection") > conn_failures)
         queued = writer.submit([(stmt, (2, "y"))])
         await writer.stop(timeout=0.3)
-        for fut in (queued, in_flight):
-            assert fut.done(), "an unflushed submission was left pending forever"
+        for name, fut in (("queued", queued), ("in-flight", in_flight)):
+            assert fut.done(), f"the {name} submission was left pending forever"
             err = fut.exception()
             assert isinstance(err, EngineError) and err.code == "unavailable"

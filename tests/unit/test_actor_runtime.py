@@ -243,10 +243,6 @@ async def test_ask_timeout_while_queued_skips_the_message(system: ActorSystem, j
     assert journal.handled("q") == ["head", "after"]  # the abandoned message was never handled
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "actor.py _Cell.drain/_answer: an asker that times out while its message is being handled by "
-    "another caller's drain has its future cancelled; _answer() then calls fut.set_result() on the "
-    "cancelled future and the InvalidStateError escapes into the drainer, whose own ask fails"))
 async def test_ask_timing_out_during_its_handler_does_not_break_the_drainer(system: ActorSystem) -> None:
     gate_c, entered_c = asyncio.Event(), asyncio.Event()
     c = spawn(system.ask(PROBE, "d", Op("c", entered=entered_c, gate=gate_c), timeout=5.0))
@@ -264,10 +260,6 @@ async def test_ask_timing_out_during_its_handler_does_not_break_the_drainer(syst
     assert await system.ask(PROBE, "d", Op("after")) == ("d", "after")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "actor.py ActorSystem.ask: the first asker drains the whole mailbox under its own timeout, so "
-    "its ready reply is held back by later messages, it reports 'timeout' although it was answered, "
-    "and its timeout cancels another asker's handler mid-flight (that asker gets 'unavailable')"))
 async def test_an_answered_asker_is_not_held_by_later_messages(system: ActorSystem) -> None:
     gate_a, entered_a = asyncio.Event(), asyncio.Event()
     a = spawn(system.ask(PROBE, "h", Op("a", entered=entered_a, gate=gate_a), timeout=0.3))
@@ -463,9 +455,6 @@ async def test_stop_deactivates_every_actor(journal: Journal) -> None:
     assert sys_.live() == []
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "actor.py ActorSystem.stop clears _cells without decrementing pocho_actors_live, so the gauge "
-    "keeps counting actors that are no longer in memory"))
 async def test_stop_resets_the_live_actor_gauge(journal: Journal) -> None:
     sys_ = ActorSystem(mailbox_size=10, idle_seconds=60.0, ask_timeout=2.0)
     _register(sys_, journal)
