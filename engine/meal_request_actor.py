@@ -77,7 +77,7 @@ _RULES: dict[type, Callable[[n.MealRequest, Any], list[n.Event]]] = {
 class MealRequestActor(Actor):
     kind: ClassVar[str] = "meal_request"
     deps: ClassVar[Deps]
-    __slots__ = ("_inflight", "_last", "_nearby", "_replies", "_timer", "req")
+    __slots__ = ("_generation", "_inflight", "_last", "_nearby", "_replies", "_timer", "req")
 
     def __init__(self, actor_id: str) -> None:
         super().__init__(actor_id)
@@ -87,6 +87,7 @@ class MealRequestActor(Actor):
         self._timer: asyncio.TimerHandle | None = None
         self._inflight = 0
         self._last: asyncio.Future[None] | None = None
+        self._generation = 0
 
     async def activate(self) -> None:
         loaded = await self.deps.store.load(self.id, REMEMBERED_REPLIES)
@@ -159,6 +160,13 @@ class MealRequestActor(Actor):
 
     def _commit(self, events: list[n.Event], order: n.NewOrder | None,
                 key: tuple[str, str] | None, reply: Any) -> Pending:
+        """Hand the change to the writer; reply and publish once it is committed.
+
+        Writes of one actor form a chain: if one fails, the writer fails every later one
+        (they were computed on top of it) and the actor reloads from PostgreSQL. A reply
+        remembered for a clientMsgId stays pending until its commit, so a retry is never
+        told `ok` before the first attempt is durable.
+        """
         req = self.req
         assert req is not None
         # Every offer a rule changes appears in one of its events.
@@ -166,26 +174,42 @@ class MealRequestActor(Actor):
                        for e in events if "offer" in e.payload}.values())
         change = NegotiationChange(req, n.offer_count(req), offers, events, order,
                                    (key[0], key[1], reply) if key else None)
-        commit = self.deps.store.record(change)
+        try:
+            commit = self.deps.store.record(change, after=self._last)
+        except EngineError:  # refused (queue full): the state we just changed was never stored
+            self._forget()
+            raise
+        generation = self._generation
+        pending = Pending(commit, reply)
         self._last = commit
         self._inflight += 1
         nearby = self._nearby or ()
         if key is not None:
-            self._replies[key] = reply
+            self._replies[key] = pending
             if len(self._replies) > REMEMBERED_REPLIES:
                 del self._replies[next(iter(self._replies))]
 
         def _done(fut: asyncio.Future[None]) -> None:
             self._inflight -= 1
+            if generation != self._generation:
+                return  # from before a reload: its outcome is already accounted for
             if fut.cancelled() or fut.exception() is not None:
-                self.reset()  # storage refused it: forget memory, reload on the next message
-                self._replies.clear()
-                self.deactivate()
+                self._forget()
                 return
+            if key is not None and self._replies.get(key) is pending:
+                self._replies[key] = reply
             self.deps.publisher.publish(change, nearby)
 
         commit.add_done_callback(_done)
-        return Pending(commit, reply)
+        return pending
+
+    def _forget(self) -> None:
+        """Drop memory that storage did not accept; the next message reloads from PostgreSQL."""
+        self._generation += 1
+        self._last = None
+        self._replies.clear()
+        self.deactivate()
+        self.reset()
 
     def _watch(self, w: Watch) -> Any:
         req = self.req
@@ -209,11 +233,11 @@ class MealRequestActor(Actor):
         req = self.req
         if req is None or req.status != n.OPEN:
             return None
-        events = n.expire_request(req, utcnow())
-        if not events:
+        if utcnow() < req.expires_at:
             self._arm()  # fired early (clock skew): try again at the deadline
             return None
-        if self._nearby is None:
+        if self._nearby is None:  # every await comes before the rule changes anything
             self._nearby = await self.deps.vendors.vendors_covering(req.delivery_lat, req.delivery_lng)
+        events = n.expire_request(req, utcnow())
         self.deactivate()
         return self._commit(events, None, None, None)

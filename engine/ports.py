@@ -56,8 +56,11 @@ class Loaded:
 
 
 class NegotiationStore(Protocol):
-    def record(self, change: NegotiationChange) -> asyncio.Future[None]:
-        """Queue the change for group commit; the future resolves when it is durable."""
+    def record(self, change: NegotiationChange, after: asyncio.Future[None] | None) -> asyncio.Future[None]:
+        """Queue the change for group commit; the future resolves when it is durable.
+
+        `after` is the same actor's previous write: if it failed, this one fails unwritten.
+        Raises EngineError("unavailable") when storage is too far behind."""
         ...
 
     async def load(self, request_id: str, reply_limit: int) -> Loaded | None: ...

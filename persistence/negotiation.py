@@ -93,7 +93,7 @@ class NegotiationStore:
         self.pool = pool
         self.writer = writer
 
-    def record(self, change: NegotiationChange) -> asyncio.Future[None]:
+    def record(self, change: NegotiationChange, after: asyncio.Future[None] | None = None) -> asyncio.Future[None]:
         """Encode the change now and queue it for the next group commit."""
         req = change.request
         rows: list[tuple[Statement, tuple[Any, ...]]] = [(UPSERT_REQUEST, _request_row(req, change.offer_count))]
@@ -106,7 +106,7 @@ class NegotiationStore:
         if change.reply is not None:
             user_id, client_msg_id, reply = change.reply
             rows.append((INSERT_REPLY, (f"meal_request:{req.id}", user_id, client_msg_id, reply)))
-        return self.writer.submit(rows)
+        return self.writer.submit(rows, after=after)
 
     async def load(self, request_id: str, reply_limit: int) -> Loaded | None:
         try:

@@ -62,9 +62,19 @@ class Statement:
 class _Submission:
     rows: Sequence[tuple[Statement, tuple[Any, ...]]]
     future: asyncio.Future[None]
+    after: asyncio.Future[None] | None = None
+
+    def orphaned(self) -> bool:
+        """Its predecessor failed: it was computed on state that never reached storage."""
+        a = self.after
+        if a is None or not a.done() or (not a.cancelled() and a.exception() is None):
+            return False
+        if not self.future.done():
+            self.future.set_exception(EngineError("unavailable", "an earlier change failed, retry"))
+        return True
 
 
-@dataclass
+@dataclass(eq=False)  # identity semantics: writers are registered in a WeakSet for metrics
 class Writer:
     pool: asyncpg.Pool
     flush_ms: float = 2.0
@@ -77,19 +87,25 @@ class Writer:
     _closing: bool = False
     _inflight: list[_Submission] = field(default_factory=list)
 
-    def submit(self, rows: Sequence[tuple[Statement, tuple[Any, ...]]]) -> asyncio.Future[None]:
-        """Queue rows for the next group commit; the future resolves once they are committed."""
+    def submit(self, rows: Sequence[tuple[Statement, tuple[Any, ...]]],
+               after: asyncio.Future[None] | None = None) -> asyncio.Future[None]:
+        """Queue rows for the next group commit; the future resolves once they are committed.
+
+        `after`: the caller's previous submission; if it fails, this one fails unwritten."""
         if self._closing or self._queued_rows + len(rows) > self.queue_max:
             metrics.WRITER_REFUSED.inc()
             raise EngineError("unavailable", "storage is behind, retry shortly")
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Submission(rows, fut))
+        self._queue.append(_Submission(rows, fut, after))
         self._queued_rows += len(rows)
-        metrics.WRITER_QUEUE.set(len(self._queue))
         self._wakeup.set()
         return fut
 
+    def queued_rows(self) -> int:
+        return self._queued_rows
+
     def start(self) -> None:
+        metrics.WRITERS.add(self)
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def stop(self, timeout: float = 10.0) -> None:  # noqa: ASYNC109
@@ -131,13 +147,12 @@ class Writer:
         taken = self._queue[:n]
         del self._queue[:n]
         self._queued_rows -= rows
-        metrics.WRITER_QUEUE.set(len(self._queue))
         return taken
 
     async def _commit_with_retry(self, batch: list[_Submission]) -> None:
         delay = 0.05
         while True:
-            live = [s for s in batch if not s.future.done()]
+            live = [s for s in batch if not s.future.done() and not s.orphaned()]
             if not live:
                 return
             try:
@@ -151,7 +166,9 @@ class Writer:
             except Exception as exc:  # the data or a statement is wrong: isolate the culprit
                 metrics.WRITER_FAILURES.labels("data").inc()
                 if len(live) == 1:
-                    log.error("write rejected", extra={"error": type(exc).__name__, "detail": str(exc)[:300]})
+                    # No str(exc): PostgreSQL quotes row values there, and rows may hold personal data.
+                    log.error("write rejected", extra={"error": type(exc).__name__,
+                                                       "constraint": getattr(exc, "constraint_name", None)})
                     live[0].future.set_exception(EngineError("unavailable", "write rejected"))
                     return
                 for sub in live:  # isolate the faulty submission

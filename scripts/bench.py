@@ -169,6 +169,8 @@ async def main() -> None:
     parser.add_argument("--warmup", type=float, default=3)
     parser.add_argument("--target", choices=["both", "pocho", "relay"], default="both")
     parser.add_argument("--cores", default="0,1", help="server core, load-generator core")
+    parser.add_argument("--server-env", action="append", default=[], metavar="KEY=VALUE",
+                        help="extra environment for the Pocho server (e.g. POCHO_WRITER_FLUSH_MS=5)")
     args = parser.parse_args()
     server_core, load_core = (int(c) for c in args.cores.split(","))
     os.sched_setaffinity(0, {load_core})
@@ -189,6 +191,7 @@ async def main() -> None:
             port = _port()
             env = {**os.environ, "PORT": str(port), "HOST": "127.0.0.1", "DATABASE_URL": bench_db,
                    "REDIS_URL": redis_url, "JWT_SECRET": SECRET, "RATE_LIMIT_ENABLED": "false", "LOG_LEVEL": "WARNING"}
+            env.update(kv.split("=", 1) for kv in args.server_env)
             if target == "relay":
                 cmd = [sys.executable, "-m", "scripts.relay_server", "--port", str(port)]
             else:

@@ -57,7 +57,7 @@ class GuardedServer(socketio.AsyncServer):  # type: ignore[misc]
     def _check_joined(self, eio_sid: str) -> None:
         if eio_sid not in self.environ:  # already gone
             return
-        joined = any(self.manager.sid_from_eio_sid(eio_sid, ns) for ns in self.namespace_handlers)
+        joined = any(self.manager.sid_from_eio_sid(eio_sid, ns) for ns in list(self.manager.rooms))
         if not joined:
             asyncio.get_running_loop().create_task(self._drop(eio_sid))
 
