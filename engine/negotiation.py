@@ -26,6 +26,7 @@ from engine.errors import EngineError
 MAX_BUDGET_KOBO = 50_000_000  # NGN 500k: the largest budget a customer may post.
 MAX_PRICE_KOBO = MAX_BUDGET_KOBO * 2
 MAX_COUNTER_ROUNDS = 3
+MAX_OFFERS_PER_REQUEST = 60  # live or not: bounds place/withdraw churn on one request
 DESIRED_AT_GRACE = timedelta(minutes=5)  # phone clocks drift; a slightly past desiredAt is fine
 
 # Offer statuses
@@ -291,6 +292,8 @@ def _text_error(v: object, lo: int, hi: int) -> str | None:
         return "must be a string"
     if lo and not v.strip():
         return "must not be empty"
+    if "\x00" in v:  # PostgreSQL text cannot hold NUL
+        return "must not contain NUL characters"
     return None if len(v) <= hi else f"must be at most {hi} characters"
 
 
@@ -448,6 +451,8 @@ def place_offer(req: MealRequest, cmd: PlaceOffer) -> list[Event]:
         raise DomainError("conflict", "vendor already has a live offer; revise it instead")
     if len(live) >= req.max_vendor_offers:
         raise DomainError("limit_reached", "request has the maximum number of live offers")
+    if len(req.offers) >= MAX_OFFERS_PER_REQUEST:
+        raise DomainError("limit_reached", "request has had the maximum number of offers")
     offer = Offer(
         id=cmd.offer_id, request_id=req.id, vendor_id=cmd.vendor_id, vendor_name=cmd.vendor_name,
         price_kobo=cmd.price_kobo, details=cmd.details, prep_minutes=cmd.prep_minutes,

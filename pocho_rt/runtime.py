@@ -33,7 +33,8 @@ from pocho_rt.publisher import SocketPublisher, request_room
 log = logging.getLogger("pocho.engine")
 _REQUEST_NS = uuid.UUID("6f1d3c0e-8a51-4f4e-9d0c-2b7f0a1c5e11")
 _OFFER_INDEX_MAX = 200_000
-_EVENTS_MAX = 1000  # events returned by one watch; older ones need a fresh snapshot
+_EVENTS_MAX = 1000
+MAX_OPEN_REQUESTS = 10  # per customer  # events returned by one watch; older ones need a fresh snapshot
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,10 +115,21 @@ class Engine:
         try:
             return await self.actors.ask(MealRequestActor.kind, request_id, msg)
         except EngineError as exc:
+            actor = self.actors.get(MealRequestActor.kind, request_id)
+            if isinstance(actor, MealRequestActor) and actor.req is None:
+                self.actors.passivate(MealRequestActor.kind, request_id)  # no such request: keep no cell
             raise ApiError(exc.code, exc.message, exc.details) from None
 
     async def request(self, request_id: str, cmd: Any, user_id: str, client_msg_id: str | None) -> Any:
         return await self._ask(request_id, Envelope(cmd, user_id, client_msg_id))
+
+    async def check_open_quota(self, customer_id: str, request_id: str) -> None:
+        """At most MAX_OPEN_REQUESTS open requests per customer (this one not counted)."""
+        count = await self.pool.fetchval(
+            "SELECT count(*) FROM meal_requests WHERE customer_id = $1 AND status = 'OPEN' "
+            "AND expires_at > now() AND id <> $2", uuid.UUID(customer_id), uuid.UUID(request_id))
+        if count >= MAX_OPEN_REQUESTS:
+            raise ApiError("limit_reached", f"at most {MAX_OPEN_REQUESTS} open requests at a time")
 
     async def place_offer(self, request_id: str, vendor: VendorProfile, cmd: n.PlaceOffer, user_id: str,
                           client_msg_id: str | None) -> Any:

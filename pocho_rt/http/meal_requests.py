@@ -11,6 +11,7 @@ from datetime import datetime
 
 from aiohttp import web
 
+from engine.negotiation import covers
 from persistence.negotiation import list_requests, request_detail
 from pocho_rt.auth.principal import require_user
 from pocho_rt.context import services
@@ -69,9 +70,11 @@ async def get_meal_request(request: web.Request) -> web.Response:
     if p.role == "VENDOR":
         assert svc.engine is not None
         vendor = await svc.engine.vendor_profile(p.user_id)
-        if vendor is None:
-            raise ApiError("forbidden", "create your vendor profile first")
-        offers = [o for o in offers if o["vendorId"] == vendor.id]
+        offers = [o for o in offers if vendor is not None and o["vendorId"] == vendor.id]
+        may_bid = (vendor is not None and vendor.verified and req["status"] == "OPEN"
+                   and covers(vendor.lat, vendor.lng, vendor.km, req["deliveryLat"], req["deliveryLng"]))
+        if not offers and not may_bid:  # same rule as request:watch on /vendor
+            raise ApiError("not_found", "no such meal request")
     return json_response({"request": req, "offers": offers})
 
 

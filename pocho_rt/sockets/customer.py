@@ -20,6 +20,7 @@ class CustomerNamespace(BaseNamespace):
         p = await self.principal(sid)
         c = convert(data, s.RequestCreate)
         request_id = self.engine.new_request_id(p.user_id, c.client_msg_id)
+        await self.engine.check_open_quota(p.user_id, request_id)
         cmd = n.CreateRequest(
             request_id=request_id, customer_id=p.user_id, category=c.category,
             budget_min_kobo=c.budget_min_kobo, budget_max_kobo=c.budget_max_kobo,

@@ -31,10 +31,12 @@ class VendorNamespace(BaseNamespace):
         if profile is not None:
             await self.enter_room(sid, vendor_room(profile.id))
 
-    async def _vendor(self, sid: str) -> VendorProfile:
+    async def _vendor(self, sid: str, *, fresh: bool = False) -> VendorProfile:
+        """The caller's vendor profile; `fresh` re-reads it (location, radius, verification
+        may have changed) for commands that depend on them, not for the hot revise path."""
         session = await self.get_session(sid)
         profile: VendorProfile | None = session.get("vendor")
-        if profile is None or not profile.verified:
+        if fresh or profile is None or not profile.verified:
             profile = await self.engine.vendor_profile(session["principal"].user_id)
             if profile is not None and session.get("vendor") is None:
                 await self.enter_room(sid, vendor_room(profile.id))
@@ -46,17 +48,19 @@ class VendorNamespace(BaseNamespace):
         return profile
 
     async def on_requests_nearby(self, sid: str, data: Any) -> dict[str, Any]:
-        v = await self._vendor(sid)
+        v = await self._vendor(sid, fresh=True)
         return ok({"requests": await self.engine.requests_near(v)})
 
     async def on_request_watch(self, sid: str, data: Any) -> dict[str, Any]:
         """Open a request's details: its state and my offers; counts me in its `presence`."""
-        v = await self._vendor(sid)
+        v = await self._vendor(sid, fresh=True)
         c = convert(data, s.RequestId)
         presence = self.engine.presence
         if presence.watching(sid) >= MAX_WATCHED_PER_SOCKET:
             raise ApiError("limit_reached", f"watch at most {MAX_WATCHED_PER_SOCKET} requests at once")
         snapshot = await self.engine.watch(c.request_id, v.user_id, v)
+        if not self.server.manager.is_connected(sid, self.namespace):
+            return ok(snapshot)  # disconnected while we waited: do not count a ghost
         if presence.join(sid, c.request_id, v.id):
             await self.engine.presence_changed(c.request_id)
         return ok(snapshot)
@@ -73,7 +77,7 @@ class VendorNamespace(BaseNamespace):
             await self.engine.presence_changed(request_id)
 
     async def on_offer_place(self, sid: str, data: Any) -> dict[str, Any]:
-        v = await self._vendor(sid)
+        v = await self._vendor(sid, fresh=True)
         c = convert(data, s.OfferPlace)
         cmd = n.PlaceOffer(
             offer_id=self.engine.new_id(), vendor_id=v.id, vendor_name=v.name, vendor_verified=v.verified,

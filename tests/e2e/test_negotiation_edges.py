@@ -68,7 +68,8 @@ async def test_slow_storage_refuses_past_the_bound_and_loses_nothing(
                 return asyncio.ensure_future(vendors[i].call("offer:revise", {"offerId": offers[i],
                                                                               "priceKobo": 200_000 + i}))
 
-            first = revise(0)  # taken by the writer, which now waits on our row lock
+            first = asyncio.ensure_future(vendors[0].call(  # taken by the writer, which now waits on our lock
+                "offer:revise", {"offerId": offers[0], "priceKobo": 200_000, "clientMsgId": "rev-0"}))
 
             async def writer_blocked() -> bool:
                 return bool(await db.fetchval(
@@ -76,6 +77,12 @@ async def test_slow_storage_refuses_past_the_bound_and_loses_nothing(
                     "AND query LIKE 'INSERT INTO \"meal_requests\"%'"))
 
             await _until(writer_blocked, "the writer to wait on the lock")
+            # A retry of the blocked command from the vendor's second phone: it must not be told
+            # ok before the first attempt is committed.
+            second_phone = await client.connect("/vendor", vendors[0].token)
+            retry = asyncio.ensure_future(second_phone.call(
+                "offer:revise", {"offerId": offers[0], "priceKobo": 200_000, "clientMsgId": "rev-0"},
+                namespace="/vendor", timeout=10))
             queued = [revise(1), revise(2)]
 
             async def two_waiting() -> bool:
@@ -84,15 +91,37 @@ async def test_slow_storage_refuses_past_the_bound_and_loses_nothing(
             await _until(two_waiting, "two revisions to queue")
             refused = await vendors[3].call("offer:revise", {"offerId": offers[3], "priceKobo": 1})
             assert refused["ok"] is False and refused["error"]["code"] == "unavailable"
-            assert not first.done() and not any(q.done() for q in queued)  # nobody acked before commit
+            assert not first.done() and not retry.done() and not any(q.done() for q in queued)  # no early ack
 
             await tx.rollback()
             await blocker.close()
             for i, fut in enumerate([first, *queued]):
                 reply = await asyncio.wait_for(fut, 10)
                 assert reply["ok"] is True and reply["data"]["offer"]["priceKobo"] == 200_000 + i
+            assert await asyncio.wait_for(retry, 10) == await first  # the first answer, applied once
+            assert await db.fetchval("SELECT count(*) FROM negotiation_events WHERE request_id = $1 "
+                                     "AND kind = 'offer:updated' AND (payload->'offer'->>'priceKobo')::int = 200000",
+                                     uuid.UUID(rid)) == 1
             stored = dict(await db.fetch("SELECT id::text, price_kobo FROM offers WHERE request_id = $1",
                                          uuid.UUID(rid)))
             assert [stored[o] for o in offers] == [200_000, 200_001, 200_002, 300_003]
         finally:
             await client.close()
+
+
+async def test_quotas_and_text_hygiene(client: Client, db: asyncpg.Connection) -> None:
+    cust = await customer(client)
+    a = await vendor(client, db)
+    for _ in range(10):
+        await cust.ok("request:create", request_payload())
+    assert await cust.err("request:create", request_payload()) == "limit_reached"
+    rid = (await db.fetchval("SELECT id::text FROM meal_requests LIMIT 1"))
+    nul = await a.call("offer:place", {"requestId": rid, "priceKobo": 300_000, "details": "jollof\x00"})
+    assert nul["ok"] is False and nul["error"]["details"] == {"details": "must not contain NUL characters"}
+    assert await db.fetchval("SELECT count(*) FROM offers") == 0
+    # An id that names no request leaves no actor behind.
+    engine = client.server.svc.engine
+    assert engine is not None
+    ghost = str(uuid.uuid4())
+    assert await cust.err("request:watch", {"requestId": ghost}) == "not_found"
+    assert engine.actors.get("meal_request", ghost) is None

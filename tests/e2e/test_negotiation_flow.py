@@ -227,6 +227,11 @@ async def test_http_reads_stored_state(client: Client, db: asyncpg.Connection) -
     assert status == 200 and [r["id"] for r in body["requests"]] == [rid]
     near = await a.ok("requests:nearby", {})
     assert [r["id"] for r in near["requests"]] == [rid]
+    # A vendor out of range with no offer on it cannot read the request (address, notes...).
+    far = await vendor(client, db, lat=LAGOS[0] + 1.0, km=5.0)
+    assert (await client.call("GET", f"/api/v1/meal-requests/{rid}", token=far.token))[0] == 404
+    status, body = await client.call("GET", f"/api/v1/meal-requests/{rid}", token=a.token)
+    assert status == 200 and len(body["offers"]) == 1
 
 
 async def test_presence_counts_distinct_vendors_viewing(client: Client, db: asyncpg.Connection) -> None:

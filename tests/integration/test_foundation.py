@@ -141,3 +141,43 @@ async def test_session_that_joins_no_namespace_is_closed(start_server: StartServ
         while msg.type == aiohttp.WSMsgType.TEXT:  # pings may come first
             msg = await asyncio.wait_for(ws.receive(), 5)
         assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING)
+
+
+async def test_token_expiry_and_renewal_on_live_socket(start_server: StartServer) -> None:
+    import aiohttp
+
+    from tests.helpers import Client as C
+
+    server = await start_server(session_expiry_grace=0.2)
+    async with aiohttp.ClientSession(base_url=server.url) as s:
+        c = C(s, server)
+        user = str(uuid.uuid4())
+        now = int(time.time())
+        secret = server.svc.settings.jwt_secret
+
+        def token(exp: int, sub: str = user) -> str:
+            claims = {"sub": sub, "role": "CUSTOMER", "sid": "fam", "iat": now, "exp": exp, "jti": uuid.uuid4().hex}
+            return jwt.encode(claims, secret, algorithm="HS256")
+
+        # Renewed in time: the socket outlives its first token.
+        renewed = await c.connect("/customer", token(now + 2))
+        expired_events: list[object] = []
+        renewed.on("session:expired", expired_events.append, namespace="/customer")
+        other = await renewed.call("auth:renew", {"token": token(now + 60, sub=str(uuid.uuid4()))},
+                                   namespace="/customer", timeout=5)
+        assert other["ok"] is False and other["error"]["code"] == "forbidden"
+        bad = await renewed.call("auth:renew", {"token": "garbage"}, namespace="/customer", timeout=5)
+        assert bad["error"]["code"] == "unauthorized"
+        ack = await renewed.call("auth:renew", {"token": token(now + 60)}, namespace="/customer", timeout=5)
+        assert ack["ok"] is True and ack["data"]["expiresAt"].endswith("Z")
+
+        # Not renewed: session:expired, then the server hangs up.
+        lapsing = await c.connect("/customer", token(now + 2))
+        told: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+        gone = asyncio.Event()
+        lapsing.on("session:expired", lambda d: told.done() or told.set_result(d), namespace="/customer")
+        lapsing.on("disconnect", lambda *a: gone.set(), namespace="/customer")
+        assert await asyncio.wait_for(told, 5) == {}
+        await asyncio.wait_for(gone.wait(), 5)
+        assert renewed.connected and expired_events == []
+        await c.close()
