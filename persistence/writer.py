@@ -1,8 +1,9 @@
 """The write-behind writer: many actors' changes, one transaction, futures resolved on commit.
 
 Actors hand over rows (already encoded, so later in-memory changes cannot leak in) and
-go on with their next message. A single loop takes everything queued, waits at most
-`flush_ms` for more (or until `batch_rows`), and commits it as one transaction with one
+go on with their next message. A single loop takes everything queued (what
+arrived while the previous commit ran, plus an optional `flush_ms` linger, up to
+`batch_rows`), and commits it as one transaction with one
 `executemany` per statement, statements in a fixed order that respects foreign keys.
 
 Failures: a connection problem (or a serialization failure or deadlock) retries the same
@@ -77,7 +78,7 @@ class _Submission:
 @dataclass(eq=False)  # identity semantics: writers are registered in a WeakSet for metrics
 class Writer:
     pool: asyncpg.Pool
-    flush_ms: float = 2.0
+    flush_ms: float = 0.0
     batch_rows: int = 2000
     queue_max: int = 50_000
     _queue: list[_Submission] = field(default_factory=list)

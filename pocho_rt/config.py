@@ -81,7 +81,7 @@ class Settings:
     actor_idle_seconds: float = 300.0
     actor_mailbox_size: int = 1024
     ask_timeout_seconds: float = 5.0
-    writer_flush_ms: float = 2.0
+    writer_flush_ms: float = 0.0
     writer_batch_rows: int = 2000
     writer_queue_max: int = 50_000
     expiry_scale: float = 1.0
