@@ -216,11 +216,7 @@ async def patch_vendor(request: web.Request) -> web.Response:
     changes = changes_of(await body(request, VendorPatch))
     svc = services(request)
     async with svc.pool.acquire() as conn, conn.transaction():
-        old = await cat.get_vendor(conn, vendor_id, for_update=True)
-        if old is None:
-            raise ApiError("not_found", "vendor not found")
-        if str(old["user_id"]) != principal.user_id:
-            raise ApiError("forbidden", "only the vendor's owner may change it")
+        old = _owned(await cat.get_vendor(conn, vendor_id, for_update=True), "user_id", principal.user_id, "vendor")
         row = await cat.update_vendor(conn, vendor_id, changes)
     nudge_search(svc)
     moved = any(old[c] != row[c] for c in ("lat", "lng", "km_service_area"))
@@ -231,13 +227,17 @@ async def patch_vendor(request: web.Request) -> web.Response:
 
 # ---------------------------------------------------------------- menus and items
 
-async def _owned_vendor(conn: asyncpg.Connection | asyncpg.Pool, vendor_id: UUID, user_id: str) -> asyncpg.Record:
-    row = await cat.get_vendor(conn, vendor_id)
+def _owned(row: asyncpg.Record | None, owner_column: str, user_id: str, what: str) -> asyncpg.Record:
+    """The row if the caller owns it: 404 when missing, 403 for someone else's."""
     if row is None:
-        raise ApiError("not_found", "vendor not found")
-    if str(row["user_id"]) != user_id:
-        raise ApiError("forbidden", "only the vendor's owner may change its menus")
+        raise ApiError("not_found", f"{what} not found")
+    if str(row[owner_column]) != user_id:
+        raise ApiError("forbidden", f"only the vendor's owner may change this {what}")
     return row
+
+
+async def _owned_vendor(conn: asyncpg.Connection | asyncpg.Pool, vendor_id: UUID, user_id: str) -> asyncpg.Record:
+    return _owned(await cat.get_vendor(conn, vendor_id), "user_id", user_id, "vendor")
 
 
 @routes.post("/api/v1/vendors/{id}/menus")
@@ -271,11 +271,7 @@ async def create_item(request: web.Request) -> web.Response:
     data = fields_of(await body(request, ItemCreate))
     svc = services(request)
     async with svc.pool.acquire() as conn, conn.transaction():
-        menu = await cat.menu_owner(conn, menu_id)
-        if menu is None:
-            raise ApiError("not_found", "menu not found")
-        if str(menu["owner_id"]) != principal.user_id:
-            raise ApiError("forbidden", "only the vendor's owner may change its menus")
+        menu = _owned(await cat.menu_owner(conn, menu_id), "owner_id", principal.user_id, "menu")
         row = await cat.create_item(conn, menu_id=menu_id, vendor_id=menu["vendor_id"], fields=data)
     nudge_search(svc)
     return json_response(cat.item_view(row), 201)
@@ -288,11 +284,8 @@ async def patch_item(request: web.Request) -> web.Response:
     changes = changes_of(await body(request, ItemPatch))
     svc = services(request)
     async with svc.pool.acquire() as conn, conn.transaction():
-        old = await cat.get_item_with_owner(conn, item_id, for_update=True)
-        if old is None:
-            raise ApiError("not_found", "menu item not found")
-        if str(old["owner_id"]) != principal.user_id:
-            raise ApiError("forbidden", "only the vendor's owner may change its menus")
+        _owned(await cat.get_item_with_owner(conn, item_id, for_update=True), "owner_id", principal.user_id,
+               "menu item")
         row = await cat.update_item(conn, item_id, changes)
     nudge_search(svc)
     return json_response(cat.item_view(row))
