@@ -108,6 +108,15 @@ async def _prepare(svc: object, do_migrate: bool, do_seed: bool) -> None:
         await seed(svc.pool)
 
 
+async def _reindex(svc: object) -> None:
+    from persistence.catalogue import enqueue_full_reindex
+    from pocho_rt.context import Services
+
+    assert isinstance(svc, Services)
+    async with svc.pool.acquire() as conn:
+        print(f"{await enqueue_full_reindex(conn)} documents queued")
+
+
 def _run(settings: Settings, db: str, rd: str, fn: Callable[[object], Awaitable[None]]) -> None:
     async def main() -> None:
         svc = await open_services(settings, db, rd)
@@ -162,6 +171,7 @@ def main(argv: list[str] | None = None) -> None:
     s.add_argument("--seed", action="store_true", help="seed demo data first (idempotent)")
     sub.add_parser("migrate", help="apply pending SQL migrations")
     sub.add_parser("seed", help="seed demo data (idempotent)")
+    sub.add_parser("reindex", help="queue every vendor and menu item for the Meilisearch sync")
     a = sub.add_parser("create-admin", help="create an ADMIN account")
     a.add_argument("--phone", required=True)
     a.add_argument("--password")
@@ -180,6 +190,8 @@ def main(argv: list[str] | None = None) -> None:
         _with_services(settings, lambda svc: _prepare(svc, True, False))
     elif args.cmd == "seed":
         _with_services(settings, lambda svc: _prepare(svc, True, True))
+    elif args.cmd == "reindex":
+        _with_services(settings, _reindex)
     elif args.cmd == "create-admin":
         cmd_create_admin(settings, args)
 

@@ -31,6 +31,7 @@ be able to rebuild from the vendors table.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 from typing import Annotated, Any, Literal
@@ -358,6 +359,27 @@ async def search(request: web.Request) -> web.Response:
 
 # ---------------------------------------------------------------- wiring
 
+_PRUNE_EVERY = 300.0
+
+
+async def _prune_search_outbox(app: web.Application) -> Any:
+    """PostgreSQL search reads the tables themselves, so nothing drains `search_outbox`:
+    drop rows older than an hour so it cannot grow without bound. Switching to Meilisearch
+    later starts from `pocho-rt reindex`."""
+    pool = app[SERVICES].pool
+
+    async def prune() -> None:
+        while True:
+            try:
+                await pool.execute("DELETE FROM search_outbox WHERE created_at < now() - interval '1 hour'")
+            except Exception as exc:
+                log.warning("search outbox prune failed", extra={"error": type(exc).__name__})
+            await asyncio.sleep(_PRUNE_EVERY)
+
+    task = asyncio.get_running_loop().create_task(prune())
+    yield
+    task.cancel()
+
 def setup(app: web.Application) -> None:
     """Routes, the search index (`svc.extras["search"]`) and, with Meilisearch, the outbox worker."""
     app.add_routes(routes)
@@ -365,6 +387,7 @@ def setup(app: web.Application) -> None:
     url = svc.settings.meilisearch_url
     if not url:
         svc.extras["search"] = PgSearchIndex(svc.pool)
+        app.cleanup_ctx.append(_prune_search_outbox)
         return
     meili = MeiliSearchIndex(url, svc.settings.meilisearch_api_key)
     svc.extras["search"] = meili
