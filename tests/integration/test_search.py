@@ -328,3 +328,16 @@ async def test_worker_retries_failed_rows_and_stops_cleanly(db: asyncpg.Connecti
     assert seen[0] == ids
     row = await db.fetchrow("SELECT * FROM search_outbox WHERE id = $1", ids[1])
     assert row["status"] == "pending" and row["attempts"] == 1 and row["last_error"] == "nope"
+
+
+async def test_search_outbox_is_pruned_without_meilisearch(start_server: Any, db: asyncpg.Connection) -> None:
+    await db.execute("INSERT INTO search_outbox (entity, entity_id, op, created_at) "
+                     "VALUES ('vendor', gen_random_uuid(), 'upsert', now() - interval '2 hours'), "
+                     "('vendor', gen_random_uuid(), 'upsert', now())")
+    await start_server()  # prunes at start, then every few minutes
+    for _ in range(100):  # the prune runs in the server's background: poll, bounded
+        if await db.fetchval("SELECT count(*) FROM search_outbox") == 1:
+            break
+        await asyncio.sleep(0.05)
+    assert await db.fetchval("SELECT count(*) FROM search_outbox WHERE created_at > now() - interval '1 hour'") == 1
+    assert await db.fetchval("SELECT count(*) FROM search_outbox") == 1
