@@ -90,6 +90,8 @@ class MealRequestActor(Actor):
         self._generation = 0
 
     async def activate(self) -> None:
+        if self._last is not None and not self._last.done():
+            await asyncio.wait([self._last])  # a reload must see every write still in flight
         loaded = await self.deps.store.load(self.id, REMEMBERED_REPLIES)
         self.req = loaded.request if loaded else None
         self._replies = loaded.replies if loaded else {}
@@ -177,7 +179,9 @@ class MealRequestActor(Actor):
         try:
             commit = self.deps.store.record(change, after=self._last)
         except EngineError:  # refused (queue full): the state we just changed was never stored
-            self._forget()
+            self._replies.clear()
+            self.deactivate()
+            self.reset()  # reload on the next message, after the writes still in flight (activate)
             raise
         generation = self._generation
         pending = Pending(commit, reply)

@@ -124,7 +124,9 @@ class _Cell:
     def start_task(self) -> None:
         if not self.draining:
             self.draining = True
-            asyncio.get_running_loop().create_task(self.drain())
+            task = asyncio.get_running_loop().create_task(self.drain())
+            self.system.drains.add(task)  # keep a reference until it is done
+            task.add_done_callback(self.system.drains.discard)
 
 
 def _answer(fut: asyncio.Future[Any], result: Any) -> None:
@@ -168,6 +170,7 @@ class ActorSystem:
         self.idle_seconds = idle_seconds
         self.ask_timeout = ask_timeout
         self._sweeper: asyncio.Task[None] | None = None
+        self.drains: set[asyncio.Task[None]] = set()
         metrics.SYSTEMS.add(self)
 
     def mailbox_depths(self) -> dict[str, int]:
@@ -233,6 +236,8 @@ class ActorSystem:
             return await fut
         finally:
             timer.cancel()
+            if fut.done() and not fut.cancelled():
+                fut.exception()  # retrieved: an asker cancelled mid-wait leaves no asyncio warning
 
     def tell(self, kind: str, actor_id: str, msg: Any) -> None:
         """Send without waiting; errors are logged by the actor, not returned."""

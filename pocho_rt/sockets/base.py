@@ -64,10 +64,11 @@ class BaseNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         if principal.role != self.role:
             SOCKET_CONNECTS.labels(self.namespace, "forbidden").inc()
             raise socketio.exceptions.ConnectionRefusedError("forbidden", {"code": "forbidden"})
-        await self.save_session(sid, {"principal": principal, "expiry": self._expiry_timer(sid, principal)})
+        await self.save_session(sid, {"principal": principal})
         await self.enter_room(sid, f"user:{principal.user_id}")
         await self.enter_room(sid, f"sid:{principal.sid}")
         await self.joined(sid, principal)
+        (await self.get_session(sid))["expiry"] = self._expiry_timer(sid, principal)  # last: nothing can leak it
         SOCKET_CONNECTS.labels(self.namespace, "ok").inc()
         SOCKET_CONNECTIONS.labels(self.namespace).inc()
 
@@ -104,6 +105,8 @@ class BaseNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             await self.leave_room(sid, f"sid:{current.sid}")
             await self.enter_room(sid, f"sid:{fresh.sid}")
         session["expiry"].cancel()
+        if (ending := self._ending.pop(sid, None)) is not None:
+            ending.cancel()  # renewed during the grace period after session:expired
         session["principal"] = fresh
         session["expiry"] = self._expiry_timer(sid, fresh)
         return ok({"expiresAt": iso(datetime.fromtimestamp(fresh.exp, UTC))})
@@ -115,6 +118,8 @@ class BaseNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         SOCKET_CONNECTIONS.labels(self.namespace).dec()
         with contextlib.suppress(KeyError):
             (await self.get_session(sid))["expiry"].cancel()
+        if (ending := self._ending.pop(sid, None)) is not None:
+            ending.cancel()
 
     @property
     def engine(self) -> Engine:
