@@ -181,3 +181,32 @@ async def test_token_expiry_and_renewal_on_live_socket(start_server: StartServer
         await asyncio.wait_for(gone.wait(), 5)
         assert renewed.connected and expired_events == []
         await c.close()
+
+
+async def test_renewal_during_grace_keeps_the_socket(start_server: StartServer) -> None:
+    import aiohttp
+
+    from tests.helpers import Client as C
+
+    server = await start_server(session_expiry_grace=0.5)
+    async with aiohttp.ClientSession(base_url=server.url) as s:
+        c = C(s, server)
+        user, now, secret = str(uuid.uuid4()), int(time.time()), server.svc.settings.jwt_secret
+
+        def token(exp: int) -> str:
+            return jwt.encode({"sub": user, "role": "CUSTOMER", "sid": "fam", "iat": now, "exp": exp,
+                               "jti": uuid.uuid4().hex}, secret, algorithm="HS256")
+
+        sock = await c.connect("/customer", token(now + 2))
+        told, gone = asyncio.Event(), asyncio.Event()
+        sock.on("session:expired", lambda d: told.set(), namespace="/customer")
+        sock.on("disconnect", lambda *a: gone.set(), namespace="/customer")
+        await asyncio.wait_for(told.wait(), 5)
+        ack = await sock.call("auth:renew", {"token": token(now + 600)}, namespace="/customer", timeout=5)
+        assert ack["ok"] is True
+        # The hang-up was due 0.5 s after session:expired; a bounded wait well past it is the only way
+        # to observe that it did not happen.
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(gone.wait(), 1.5)
+        assert sock.connected
+        await c.close()
