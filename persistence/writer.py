@@ -19,6 +19,7 @@ is stored; the actor reloads from PostgreSQL and a client retry with the same
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Sequence
@@ -87,6 +88,8 @@ class Writer:
     _task: asyncio.Task[None] | None = None
     _closing: bool = False
     _inflight: list[_Submission] = field(default_factory=list)
+    # The writer keeps one connection: acquiring from the pool per group costs a reset query.
+    _conn: asyncpg.Connection | None = None
 
     def submit(self, rows: Sequence[tuple[Statement, tuple[Any, ...]]],
                after: asyncio.Future[None] | None = None) -> asyncio.Future[None]:
@@ -123,6 +126,22 @@ class Writer:
                 sub.future.set_exception(EngineError("unavailable", "server shutting down"))
         self._queue.clear()
         self._inflight = []
+        await self._drop_connection()
+
+    async def _connection(self) -> asyncpg.Connection:
+        if self._conn is None:
+            self._conn = await self.pool.acquire()
+        return self._conn
+
+    async def _drop_connection(self) -> None:
+        """Give a possibly broken connection back (the pool replaces a closed one)."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                await self.pool.release(conn, timeout=2)
+            except Exception:  # broken beyond release: make sure it is gone
+                with contextlib.suppress(Exception):
+                    conn.terminate()
 
     async def _run(self) -> None:
         while True:
@@ -150,6 +169,18 @@ class Writer:
         self._queued_rows -= rows
         return taken
 
+    def _transient(self, exc: Exception) -> bool:
+        """Worth retrying the same group: the server is away or busy, or our connection broke
+        (asyncpg reports a closed connection as a plain InterfaceError)."""
+        if isinstance(exc, _RETRYABLE):
+            return True
+        if self._conn is None:
+            return False
+        try:
+            return bool(self._conn.is_closed())
+        except asyncpg.InterfaceError:  # already taken back by the pool
+            return True
+
     async def _commit_with_retry(self, batch: list[_Submission]) -> None:
         delay = 0.05
         while True:
@@ -158,13 +189,15 @@ class Writer:
                 return
             try:
                 await self._commit(live)
-            except _RETRYABLE as exc:
-                metrics.WRITER_FAILURES.labels("connection").inc()
-                log.warning("group commit failed, retrying", extra={"error": type(exc).__name__, "delay": delay})
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
-                continue
-            except Exception as exc:  # the data or a statement is wrong: isolate the culprit
+            except Exception as exc:
+                if self._transient(exc):
+                    metrics.WRITER_FAILURES.labels("connection").inc()
+                    await self._drop_connection()
+                    log.warning("group commit failed, retrying", extra={"error": type(exc).__name__, "delay": delay})
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 2.0)
+                    continue
+                # The data or a statement is wrong: isolate the culprit.
                 metrics.WRITER_FAILURES.labels("data").inc()
                 if len(live) == 1:
                     # No str(exc): PostgreSQL quotes row values there, and rows may hold personal data.
@@ -172,7 +205,7 @@ class Writer:
                                                        "constraint": getattr(exc, "constraint_name", None)})
                     live[0].future.set_exception(EngineError("unavailable", "write rejected"))
                     return
-                for sub in live:  # isolate the faulty submission
+                for sub in live:
                     await self._commit_with_retry([sub])
                 return
             for sub in live:
@@ -193,7 +226,8 @@ class Writer:
                     keyed = by_stmt.setdefault(stmt, {})
                     assert isinstance(keyed, dict)
                     keyed[row[stmt.key]] = row  # the newest snapshot wins
-        async with self.pool.acquire() as conn, conn.transaction():
+        conn = await self._connection()
+        async with conn.transaction():
             for stmt in sorted(by_stmt, key=lambda s: s.order):
                 rows = by_stmt[stmt]
                 await conn.executemany(stmt.sql, list(rows.values()) if isinstance(rows, dict) else rows)
