@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
-from copy import deepcopy
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -12,89 +10,32 @@ import pytest
 
 from engine import negotiation as n
 from engine.negotiation import (
-    AcceptCounter,
     AcceptOffer,
     CancelRequest,
     CounterOffer,
-    CreateRequest,
     DomainError,
     Event,
     MealRequest,
-    PlaceOffer,
-    RejectOffer,
     ReviseOffer,
     WithdrawOffer,
 )
-
-T0 = datetime(2026, 11, 25, 20, 0, 0, tzinfo=UTC)
-CUSTOMER = "cust-1"
-
-REQUEST_FIELDS = {
-    "id", "customerId", "category", "budgetMinKobo", "budgetMaxKobo", "deliveryLat", "deliveryLng",
-    "addressLine", "notes", "desiredAt", "status", "expiresAt", "maxVendorOffers", "offerCount",
-    "createdAt", "seq",
-}
-OFFER_FIELDS = {
-    "id", "requestId", "vendorId", "vendorName", "priceKobo", "details", "prepMinutes", "slotFrom",
-    "slotTo", "status", "counterPriceKobo", "round", "isCompetitive", "overBudget", "createdAt", "updatedAt",
-}
-ORDER_FIELDS = {
-    "id", "requestId", "offerId", "customerId", "vendorId", "riderId", "amountKobo", "status",
-    "paymentStatus", "etaMinutes", "deliveryLat", "deliveryLng", "createdAt", "updatedAt", "seq",
-}
-
-
-def create_cmd(**kw: Any) -> CreateRequest:
-    args: dict[str, Any] = dict(
-        request_id="req-1", customer_id=CUSTOMER, category="jollof", budget_min_kobo=200_000,
-        budget_max_kobo=500_000, delivery_lat=6.5244, delivery_lng=3.3792,
-        address_line="12 Allen Avenue, Ikeja", now=T0,
-    )
-    args.update(kw)
-    return CreateRequest(**args)
-
-
-def new_request(**kw: Any) -> MealRequest:
-    req, _ = n.create_request(create_cmd(**kw))
-    return req
-
-
-def place(req: MealRequest, vendor: str, price: int, at: datetime = T0, **kw: Any) -> list[Event]:
-    args: dict[str, Any] = dict(
-        offer_id=f"off-{vendor}-{len(req.offers)}", vendor_id=vendor, vendor_name=f"Kitchen {vendor}",
-        vendor_verified=True, vendor_lat=req.delivery_lat, vendor_lng=req.delivery_lng, vendor_km=5.0,
-        price_kobo=price, now=at,
-    )
-    args.update(kw)
-    return n.place_offer(req, PlaceOffer(**args))
-
-
-def offer_of(req: MealRequest, vendor: str) -> n.Offer:
-    return [o for o in req.offers.values() if o.vendor_id == vendor][-1]
-
-
-def refused(req: MealRequest, fn: Callable[[], object], code: str) -> DomainError:
-    """Run a command expected to fail: check its code and that the state is untouched."""
-    before = deepcopy(req)
-    with pytest.raises(DomainError) as info:
-        fn()
-    assert info.value.code == code, info.value.message
-    assert req == before
-    return info.value
-
-
-def check_seqs(req: MealRequest, events: list[Event], start: int) -> None:
-    assert [e.seq for e in events] == list(range(start, start + len(events)))
-    assert all(e.payload["seq"] == e.seq for e in events)
-    assert req.seq == start + len(events) - 1
-
-
-def targets(e: Event) -> set[tuple[str, str]]:
-    return set(e.targets)
-
-
-LATER = T0 + timedelta(minutes=1)
-
+from tests.unit.negotiation_support import (
+    CUSTOMER,
+    LATER,
+    OFFER_FIELDS,
+    ORDER_FIELDS,
+    REQUEST_FIELDS,
+    T0,
+    accept,
+    assert_refused,
+    check_seqs,
+    create_cmd,
+    flags,
+    new_request,
+    offer_of,
+    place,
+    targets,
+)
 
 # ---------------------------------------------------------------- create_request
 
@@ -296,7 +237,7 @@ def test_vendor_may_bid_again_after_withdrawing() -> None:
 def test_place_offer_invalid(kw: dict[str, Any], field: str) -> None:
     req = new_request()
     price = kw.pop("price_kobo", 300_000)
-    err = refused(req, lambda: place(req, "v1", price, **kw), "invalid")
+    err = assert_refused(req, lambda: place(req, "v1", price, **kw), "invalid")
     assert err.details is not None and set(err.details) == {field}
 
 
@@ -304,50 +245,50 @@ def test_place_offer_limits_are_inclusive() -> None:
     req = new_request()
     place(req, "v1", n.MAX_BUDGET_KOBO * 2, details="d" * 500, prep_minutes=600)
     place(req, "v2", 1, prep_minutes=1)
+    assert [o.status for o in req.offers.values()] == ["PENDING", "PENDING"]
+    assert [o.price_kobo for o in req.offers.values()] == [n.MAX_BUDGET_KOBO * 2, 1]
 
 
 def test_place_offer_refusals() -> None:
     req = new_request(max_vendor_offers=2)
-    refused(req, lambda: place(req, "v1", 1, vendor_verified=False), "forbidden")
-    refused(req, lambda: place(req, "v1", 1, vendor_lat=req.delivery_lat + 1.0), "forbidden")
+    assert_refused(req, lambda: place(req, "v1", 1, vendor_verified=False), "forbidden")
+    assert_refused(req, lambda: place(req, "v1", 1, vendor_lat=req.delivery_lat + 1.0), "forbidden")
     place(req, "v1", 300_000)
-    refused(req, lambda: place(req, "v1", 290_000, offer_id="other"), "conflict")
-    refused(req, lambda: place(req, "v2", 290_000, offer_id="off-v1-0"), "conflict")
+    assert_refused(req, lambda: place(req, "v1", 290_000, offer_id="other"), "conflict")
+    assert_refused(req, lambda: place(req, "v2", 290_000, offer_id="off-v1-0"), "conflict")
     place(req, "v2", 310_000)
-    refused(req, lambda: place(req, "v3", 305_000), "limit_reached")
-    refused(req, lambda: place(req, "v3", 305_000, at=req.expires_at), "expired")
+    assert_refused(req, lambda: place(req, "v3", 305_000), "limit_reached")
+    assert_refused(req, lambda: place(req, "v3", 305_000, at=req.expires_at), "expired")
     n.cancel_request(req, CancelRequest(customer_id=CUSTOMER, now=T0))
-    refused(req, lambda: place(req, "v3", 305_000), "conflict")
+    assert_refused(req, lambda: place(req, "v3", 305_000), "conflict")
 
 
 def test_place_offer_check_order() -> None:
     """Request state first (conflict, expired), then the vendor (forbidden), then the payload."""
     req = new_request()
     late = req.expires_at
-    refused(req, lambda: place(req, "v1", 0, at=late, vendor_verified=False), "expired")
-    refused(req, lambda: place(req, "v1", 0, vendor_verified=False), "forbidden")
+    assert_refused(req, lambda: place(req, "v1", 0, at=late, vendor_verified=False), "expired")
+    assert_refused(req, lambda: place(req, "v1", 0, vendor_verified=False), "forbidden")
     n.cancel_request(req, CancelRequest(customer_id=CUSTOMER, now=T0))
-    refused(req, lambda: place(req, "v1", 0, at=late, vendor_verified=False), "conflict")
+    assert_refused(req, lambda: place(req, "v1", 0, at=late, vendor_verified=False), "conflict")
 
 
 # ---------------------------------------------------------------- competitiveness (median)
 
 
-def _flags(req: MealRequest) -> dict[str, bool]:
-    return {o.vendor_id: o.is_competitive for o in req.offers.values()}
 
 
 def test_single_offer_is_competitive() -> None:
     req = new_request()
     place(req, "v1", n.MAX_BUDGET_KOBO * 2)
-    assert _flags(req) == {"v1": True}
+    assert flags(req) == {"v1": True}
 
 
 def test_median_odd_count() -> None:
     req = new_request()
     for v, p in (("a", 300), ("b", 100), ("c", 200)):
         place(req, v, p)
-    assert _flags(req) == {"a": False, "b": True, "c": True}
+    assert flags(req) == {"a": False, "b": True, "c": True}
 
 
 def test_median_even_count_uses_mean_of_middle_values() -> None:
@@ -355,25 +296,25 @@ def test_median_even_count_uses_mean_of_middle_values() -> None:
     for v, p in (("a", 100), ("b", 201), ("c", 200), ("d", 400)):
         place(req, v, p)
     # middle values 200 and 201: median 200.5, so 201 is above it
-    assert _flags(req) == {"a": True, "b": False, "c": True, "d": False}
+    assert flags(req) == {"a": True, "b": False, "c": True, "d": False}
 
 
 def test_median_even_count_at_exact_mean() -> None:
     req = new_request()
     for v, p in (("a", 100), ("b", 300)):
         place(req, v, p)
-    assert _flags(req) == {"a": True, "b": False}
+    assert flags(req) == {"a": True, "b": False}
     place(req, "c", 200)  # median 200 exactly
-    assert _flags(req) == {"a": True, "b": False, "c": True}
+    assert flags(req) == {"a": True, "b": False, "c": True}
 
 
 def test_median_ties() -> None:
     req = new_request()
     for v in ("a", "b", "c"):
         place(req, v, 500)
-    assert _flags(req) == {"a": True, "b": True, "c": True}
+    assert flags(req) == {"a": True, "b": True, "c": True}
     place(req, "d", 100)  # 100, 500, 500, 500: median 500, all still competitive
-    assert _flags(req) == {"a": True, "b": True, "c": True, "d": True}
+    assert flags(req) == {"a": True, "b": True, "c": True, "d": True}
 
 
 def test_recompute_returns_only_flipped_live_offers() -> None:
@@ -451,16 +392,16 @@ def test_revise_refusals() -> None:
         cmd = ReviseOffer(offer_id=offer, vendor_id=vendor, price_kobo=price, now=at, **kw)
         return n.revise_offer(req, cmd)
 
-    refused(req, lambda: revise(offer="nope"), "not_found")
-    refused(req, lambda: revise(vendor="v2"), "forbidden")
-    refused(req, lambda: revise(at=req.expires_at), "expired")
-    refused(req, lambda: revise(price=0), "invalid")
-    refused(req, lambda: revise(details="d" * 501), "invalid")
-    refused(req, lambda: revise(prep_minutes=601), "invalid")
+    assert_refused(req, lambda: revise(offer="nope"), "not_found")
+    assert_refused(req, lambda: revise(vendor="v2"), "forbidden")
+    assert_refused(req, lambda: revise(at=req.expires_at), "expired")
+    assert_refused(req, lambda: revise(price=0), "invalid")
+    assert_refused(req, lambda: revise(details="d" * 501), "invalid")
+    assert_refused(req, lambda: revise(prep_minutes=601), "invalid")
     n.withdraw_offer(req, WithdrawOffer(vendor_id="v1", offer_id="off-v1-0", now=T0))
-    refused(req, revise, "conflict")
+    assert_refused(req, revise, "conflict")
     n.cancel_request(req, CancelRequest(customer_id=CUSTOMER, now=T0))
-    refused(req, revise, "conflict")
+    assert_refused(req, revise, "conflict")
 
 
 # ---------------------------------------------------------------- withdraw_offer
@@ -485,317 +426,8 @@ def test_withdraw_refusals() -> None:
     def withdraw(vendor: str = "v1", offer: str = "off-v1-0", at: datetime = T0) -> list[Event]:
         return n.withdraw_offer(req, WithdrawOffer(vendor_id=vendor, offer_id=offer, now=at))
 
-    refused(req, lambda: withdraw(offer="nope"), "not_found")
-    refused(req, lambda: withdraw(vendor="v2"), "forbidden")
-    refused(req, lambda: withdraw(at=req.expires_at), "expired")
+    assert_refused(req, lambda: withdraw(offer="nope"), "not_found")
+    assert_refused(req, lambda: withdraw(vendor="v2"), "forbidden")
+    assert_refused(req, lambda: withdraw(at=req.expires_at), "expired")
     withdraw()
-    refused(req, withdraw, "conflict")
-
-
-# ---------------------------------------------------------------- counter_offer and accept_counter
-
-
-def counter(req: MealRequest, price: Any, offer: str = "off-v1-0", customer: str = CUSTOMER,
-            at: datetime = T0, message: str | None = None) -> list[Event]:
-    return n.counter_offer(req, CounterOffer(customer_id=customer, offer_id=offer, price_kobo=price,
-                                             now=at, message=message))
-
-
-def test_counter_offer_happy_path() -> None:
-    req = new_request()
-    place(req, "v1", 450_000)
-    events = counter(req, 350_000, at=LATER, message="can you do 3.5k?")
-    o = offer_of(req, "v1")
-    assert (o.status, o.counter_price_kobo, o.round, o.price_kobo, o.updated_at) == (
-        "COUNTERED", 350_000, 1, 450_000, LATER)
-    [e] = events
-    assert e.kind == "offer:countered"
-    assert e.targets == (("vendor:v1", "offer:countered"), ("room", "offer:updated"))
-    assert e.payload == {"offer": n.offer_view(o), "message": "can you do 3.5k?", "seq": 3}
-    check_seqs(req, events, 3)
-
-
-def test_counter_without_message_has_no_message_key() -> None:
-    req = new_request()
-    place(req, "v1", 450_000)
-    [e] = counter(req, 350_000)
-    assert set(e.payload) == {"offer", "seq"}
-
-
-def test_counter_does_not_change_competitiveness() -> None:
-    req = new_request()
-    place(req, "a", 100)
-    place(req, "b", 300)
-    events = counter(req, 50, offer="off-b-1")
-    assert len(events) == 1 and _flags(req) == {"a": True, "b": False}
-
-
-def test_counter_rounds_are_limited() -> None:
-    req = new_request()
-    place(req, "v1", 450_000)
-    for i in range(n.MAX_COUNTER_ROUNDS):
-        counter(req, 300_000 + i)
-        n.revise_offer(req, ReviseOffer(offer_id="off-v1-0", vendor_id="v1", price_kobo=400_000, now=T0))
-    assert offer_of(req, "v1").round == 3
-    refused(req, lambda: counter(req, 300_000), "limit_reached")
-
-
-def test_counter_refusals() -> None:
-    req = new_request()
-    place(req, "v1", 450_000)
-    place(req, "v2", 460_000)
-    refused(req, lambda: counter(req, 1, customer="someone-else"), "forbidden")
-    refused(req, lambda: counter(req, 1, offer="nope"), "not_found")
-    refused(req, lambda: counter(req, 1, at=req.expires_at), "expired")
-    refused(req, lambda: counter(req, 0), "invalid")
-    refused(req, lambda: counter(req, False), "invalid")
-    refused(req, lambda: counter(req, 1, message="m" * 501), "invalid")
-    counter(req, 400_000)
-    err = refused(req, lambda: counter(req, 390_000), "conflict")
-    assert "waiting" in err.message
-    n.withdraw_offer(req, WithdrawOffer(vendor_id="v2", offer_id="off-v2-1", now=T0))
-    refused(req, lambda: counter(req, 1, offer="off-v2-1"), "conflict")
-
-
-def test_accept_counter_happy_path() -> None:
-    req = new_request()
-    place(req, "a", 550_000)
-    place(req, "b", 400_000)
-    counter(req, 300_000, offer="off-a-0")
-    start = req.seq + 1
-    events = n.accept_counter(req, AcceptCounter(vendor_id="a", offer_id="off-a-0", now=LATER))
-    a = req.offers["off-a-0"]
-    assert (a.status, a.price_kobo, a.counter_price_kobo, a.round, a.over_budget, a.is_competitive) == (
-        "PENDING", 300_000, 300_000, 1, False, True)
-    assert [(e.kind, e.payload["offer"]["vendorId"]) for e in events] == [
-        ("offer:updated", "a"), ("offer:updated", "b")]
-    assert events[0].targets == (("room", "offer:updated"),)
-    assert req.offers["off-b-1"].is_competitive is False
-    check_seqs(req, events, start)
-
-
-def test_accept_counter_refusals() -> None:
-    req = new_request()
-    place(req, "v1", 450_000)
-
-    def accept(vendor: str = "v1", offer: str = "off-v1-0", at: datetime = T0) -> list[Event]:
-        return n.accept_counter(req, AcceptCounter(vendor_id=vendor, offer_id=offer, now=at))
-
-    refused(req, accept, "conflict")  # nothing countered yet
-    counter(req, 400_000)
-    refused(req, lambda: accept(offer="nope"), "not_found")
-    refused(req, lambda: accept(vendor="v2"), "forbidden")
-    refused(req, lambda: accept(at=req.expires_at), "expired")
-    accept()
-    refused(req, accept, "conflict")
-
-
-# ---------------------------------------------------------------- accept_offer
-
-
-def accept(req: MealRequest, offer: str, customer: str = CUSTOMER, at: datetime = LATER) -> tuple[
-        list[Event], n.NewOrder]:
-    return n.accept_offer(req, AcceptOffer(customer_id=customer, offer_id=offer, order_id="ord-1", now=at))
-
-
-def test_accept_offer_happy_path() -> None:
-    req = new_request()
-    place(req, "a", 300_000)
-    place(req, "b", 350_000)
-    place(req, "c", 400_000)
-    n.withdraw_offer(req, WithdrawOffer(vendor_id="c", offer_id="off-c-2", now=T0))
-    start = req.seq + 1
-    events, order = accept(req, "off-b-1")
-    assert req.status == "ACCEPTED" and req.accepted_offer_id == "off-b-1" and req.order_id == "ord-1"
-    statuses = {o.vendor_id: o.status for o in req.offers.values()}
-    assert statuses == {"a": "REJECTED", "b": "ACCEPTED", "c": "WITHDRAWN"}
-    assert req.offers["off-a-0"].updated_at == LATER and req.offers["off-c-2"].updated_at == T0
-    assert [e.kind for e in events] == ["offer:accepted", "offer:rejected", "request:closed"]
-    check_seqs(req, events, start)
-    acc, rej, closed = events
-    assert acc.targets == (("vendor:b", "offer:accepted"), ("room", "offer:updated"))
-    assert acc.payload["orderId"] == "ord-1" and acc.payload["offer"]["status"] == "ACCEPTED"
-    assert rej.targets == (("vendor:a", "offer:rejected"), ("room", "offer:updated"))
-    assert rej.payload["offer"]["status"] == "REJECTED"
-    assert closed.targets == (("nearby", "request:closed"), ("room", "request:closed"))
-    assert closed.payload == {"requestId": "req-1", "reason": "accepted", "seq": closed.seq}
-    assert n.order_view(order) == {
-        "id": "ord-1", "requestId": "req-1", "offerId": "off-b-1", "customerId": CUSTOMER, "vendorId": "b",
-        "riderId": None, "amountKobo": 350_000, "status": "PENDING_PAYMENT", "paymentStatus": "PENDING",
-        "etaMinutes": None, "deliveryLat": 6.5244, "deliveryLng": 3.3792,
-        "createdAt": "2026-11-25T20:01:00.000Z", "updatedAt": "2026-11-25T20:01:00.000Z", "seq": 0,
-    }
-
-
-def test_accept_countered_offer_takes_vendor_price() -> None:
-    req = new_request()
-    place(req, "v1", 450_000)
-    counter(req, 300_000)
-    _, order = accept(req, "off-v1-0")
-    assert order.amount_kobo == 450_000
-
-
-def test_accept_refusals() -> None:
-    req = new_request()
-    place(req, "a", 300_000)
-    place(req, "b", 350_000)
-    refused(req, lambda: accept(req, "off-a-0", customer="intruder"), "forbidden")
-    refused(req, lambda: accept(req, "intruder-offer", customer="intruder"), "forbidden")
-    refused(req, lambda: accept(req, "nope"), "not_found")
-    refused(req, lambda: accept(req, "off-a-0", at=req.expires_at), "expired")
-    n.reject_offer(req, RejectOffer(customer_id=CUSTOMER, offer_id="off-b-1", now=T0))
-    refused(req, lambda: accept(req, "off-b-1"), "conflict")
-    accept(req, "off-a-0")
-    refused(req, lambda: accept(req, "off-a-0"), "conflict")
-
-
-# ---------------------------------------------------------------- reject_offer
-
-
-def test_reject_offer_happy_path() -> None:
-    req = new_request()
-    place(req, "a", 100)
-    place(req, "b", 300)
-    events = n.reject_offer(req, RejectOffer(customer_id=CUSTOMER, offer_id="off-a-0", now=LATER))
-    assert req.offers["off-a-0"].status == "REJECTED" and req.status == "OPEN"
-    assert [e.kind for e in events] == ["offer:rejected", "offer:updated"]
-    assert events[0].targets == (("vendor:a", "offer:rejected"), ("room", "offer:updated"))
-    assert events[1].payload["offer"]["vendorId"] == "b" and events[1].payload["offer"]["isCompetitive"]
-    check_seqs(req, events, 4)
-
-
-def test_reject_refusals() -> None:
-    req = new_request()
-    place(req, "a", 100)
-
-    def reject(offer: str = "off-a-0", customer: str = CUSTOMER, at: datetime = T0) -> list[Event]:
-        return n.reject_offer(req, RejectOffer(customer_id=customer, offer_id=offer, now=at))
-
-    refused(req, lambda: reject(customer="x"), "forbidden")
-    refused(req, lambda: reject(offer="nope"), "not_found")
-    refused(req, lambda: reject(at=req.expires_at), "expired")
-    reject()
-    refused(req, reject, "conflict")
-
-
-# ---------------------------------------------------------------- cancel_request
-
-
-def test_cancel_request_happy_path() -> None:
-    req = new_request()
-    place(req, "a", 100)
-    place(req, "b", 300)
-    counter(req, 250, offer="off-b-1")
-    place(req, "c", 200)
-    n.withdraw_offer(req, WithdrawOffer(vendor_id="c", offer_id="off-c-2", now=T0))
-    start = req.seq + 1
-    events = n.cancel_request(req, CancelRequest(customer_id=CUSTOMER, now=LATER))
-    assert req.status == "CANCELLED" and req.accepted_offer_id is None
-    assert {o.vendor_id: o.status for o in req.offers.values()} == {"a": "REJECTED", "b": "REJECTED",
-                                                                    "c": "WITHDRAWN"}
-    assert [(e.kind, e.targets[0][0]) for e in events] == [
-        ("offer:rejected", "vendor:a"), ("offer:rejected", "vendor:b"), ("request:closed", "nearby")]
-    assert events[-1].targets == (("nearby", "request:closed"), ("room", "request:closed"))
-    assert events[-1].payload["reason"] == "cancelled"
-    check_seqs(req, events, start)
-
-
-def test_cancel_past_expiry_before_the_timer_fires() -> None:
-    req = new_request()
-    n.cancel_request(req, CancelRequest(customer_id=CUSTOMER, now=req.expires_at + timedelta(minutes=1)))
-    assert req.status == "CANCELLED"
-
-
-def test_cancel_refusals() -> None:
-    req = new_request()
-    refused(req, lambda: n.cancel_request(req, CancelRequest(customer_id="x", now=T0)), "forbidden")
-    n.cancel_request(req, CancelRequest(customer_id=CUSTOMER, now=T0))
-    refused(req, lambda: n.cancel_request(req, CancelRequest(customer_id=CUSTOMER, now=T0)), "conflict")
-    other = new_request()
-    n.expire_request(other, other.expires_at)
-    refused(other, lambda: n.cancel_request(other, CancelRequest(customer_id=CUSTOMER, now=T0)), "conflict")
-
-
-# ---------------------------------------------------------------- expire_request
-
-
-def test_expire_request_is_a_noop_before_its_time() -> None:
-    req = new_request()
-    place(req, "a", 100)
-    before = deepcopy(req)
-    assert n.expire_request(req, req.expires_at - timedelta(microseconds=1)) == []
-    assert req == before
-
-
-def test_expire_request_happy_path_and_idempotence() -> None:
-    req = new_request()
-    place(req, "a", 100)
-    place(req, "b", 300)
-    counter(req, 250, offer="off-b-1")
-    n.reject_offer(req, RejectOffer(customer_id=CUSTOMER, offer_id="off-a-0", now=T0))
-    start = req.seq + 1
-    late = req.expires_at + timedelta(seconds=30)
-    events = n.expire_request(req, late)
-    assert req.status == "EXPIRED"
-    assert {o.vendor_id: o.status for o in req.offers.values()} == {"a": "REJECTED", "b": "EXPIRED"}
-    assert req.offers["off-b-1"].updated_at == late
-    assert [e.kind for e in events] == ["offer:expired", "request:expired", "request:closed"]
-    check_seqs(req, events, start)
-    assert events[0].targets == (("vendor:b", "offer:expired"), ("room", "offer:updated"))
-    assert events[1].targets == (("room", "request:expired"),)
-    assert events[1].payload == {"requestId": "req-1", "seq": events[1].seq}
-    assert events[2].payload["reason"] == "expired"
-    assert ("nearby", "request:closed") in events[2].targets
-    after = deepcopy(req)
-    assert n.expire_request(req, late + timedelta(hours=1)) == []
-    assert req == after
-
-
-def test_expire_does_nothing_to_closed_requests() -> None:
-    req = new_request()
-    place(req, "a", 100)
-    accept(req, "off-a-0")
-    before = deepcopy(req)
-    assert n.expire_request(req, req.expires_at + timedelta(days=1)) == []
-    assert req == before
-
-
-# ---------------------------------------------------------------- seqs and audiences, whole negotiation
-
-
-def test_full_negotiation_has_gap_free_seqs_and_room_targets() -> None:
-    req, events = n.create_request(create_cmd())
-    events += place(req, "a", 400_000)
-    events += place(req, "b", 300_000)
-    events += place(req, "c", 350_000)
-    events += counter(req, 280_000, offer="off-b-1")
-    events += n.accept_counter(req, AcceptCounter(vendor_id="b", offer_id="off-b-1", now=T0))
-    events += n.revise_offer(req, ReviseOffer(offer_id="off-a-0", vendor_id="a", price_kobo=200_000, now=T0))
-    events += n.withdraw_offer(req, WithdrawOffer(vendor_id="c", offer_id="off-c-2", now=T0))
-    events += accept(req, "off-b-1")[0]
-    assert [e.seq for e in events] == list(range(1, req.seq + 1))
-    assert all(e.payload["seq"] == e.seq for e in events)
-    assert all(any(aud == "room" for aud, _ in e.targets) for e in events[1:])
-    assert n.request_view(req)["seq"] == req.seq
-
-
-# ---------------------------------------------------------------- geometry
-
-
-def test_distance_and_coverage() -> None:
-    assert n.distance_km(6.5, 3.3, 6.5, 3.3) == 0.0
-    # one degree of latitude is ~111.2 km
-    assert n.distance_km(0, 0, 1, 0) == pytest.approx(111.2, abs=0.1)
-    # Lagos Island to Ikeja, ~17 km as the crow flies
-    assert n.distance_km(6.4541, 3.3947, 6.6018, 3.3515) == pytest.approx(17.0, abs=1.0)
-    assert n.distance_km(0, 179.9, 0, -179.9) == pytest.approx(22.2, abs=0.1)
-    assert n.distance_km(90, 0, -90, 0) == pytest.approx(20015.1, abs=1.0)
-    assert n.covers(0, 0, 111.3, 1, 0) and not n.covers(0, 0, 111.1, 1, 0)
-    assert n.covers(6.5, 3.3, 0, 6.5, 3.3)
-
-
-def test_domain_error_shape() -> None:
-    err = DomainError("conflict", "nope")
-    assert (err.code, err.message, err.details, str(err)) == ("conflict", "nope", None, "nope")
-    assert err.to_dict() == {"code": "conflict", "message": "nope"}
-    assert DomainError("invalid", "bad", {"x": "y"}).to_dict()["details"] == {"x": "y"}
+    assert_refused(req, withdraw, "conflict")
