@@ -15,9 +15,16 @@ from socketio import packet as _sio_packet
 
 from pocho_rt.config import Settings
 
+
 # engine.io builds WebSocketResponse with aiohttp's default compress=True, which costs
-# ~18% CPU on our tiny frames (DESIGN); the driver looks the class up by module name.
-_eio_aiohttp.WebSocketResponse = functools.partial(web.WebSocketResponse, compress=False)
+# ~18% CPU on our tiny frames (DESIGN); see _websocket_response below.
+def _websocket_response(receive_timeout: float) -> None:
+    """engine.io builds its WebSocketResponse by module name: no per-message deflate, and a
+    receive timeout so a websocket that goes silent (e.g. opens an upgrade and never
+    finishes it, which stock engine.io waits on forever) is closed. A live client sends a
+    pong every ping interval, so ping interval + ping timeout is the natural bound."""
+    _eio_aiohttp.WebSocketResponse = functools.partial(
+        web.WebSocketResponse, compress=False, receive_timeout=receive_timeout)
 
 
 class _OrjsonModule:
@@ -70,6 +77,7 @@ class GuardedServer(socketio.AsyncServer):  # type: ignore[misc]
 
 
 def create_sio(settings: Settings) -> socketio.AsyncServer:
+    _websocket_response(settings.ping_interval + settings.ping_timeout)
     return GuardedServer(
         connect_timeout=settings.socket_connect_timeout,
         async_mode="aiohttp",
@@ -81,8 +89,8 @@ def create_sio(settings: Settings) -> socketio.AsyncServer:
         # Handle each connection's events in its own reader, in order, without a task per
         # event (~9% CPU, DESIGN); an ask is bounded by the ask timeout, far below ping timeout.
         async_handlers=False,
-        ping_interval=25,
-        ping_timeout=20,
+        ping_interval=settings.ping_interval,
+        ping_timeout=settings.ping_timeout,
         logger=False,
         engineio_logger=False,
     )

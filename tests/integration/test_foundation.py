@@ -7,6 +7,7 @@ import time
 import uuid
 
 import jwt
+import orjson
 import pytest
 import socketio
 
@@ -210,3 +211,24 @@ async def test_renewal_during_grace_keeps_the_socket(start_server: StartServer) 
             await asyncio.wait_for(gone.wait(), 1.5)
         assert sock.connected
         await c.close()
+
+
+async def test_upgrade_that_never_finishes_is_closed(start_server: StartServer) -> None:
+    """Polling session, then a websocket that answers the probe but never sends UPGRADE."""
+    import aiohttp
+
+    server = await start_server(ping_interval=1, ping_timeout=1)
+    base = server.url + "/socket.io/?EIO=4&transport=polling"
+    async with aiohttp.ClientSession() as s:
+        async with s.get(base) as r:
+            handshake = await r.text()
+        assert handshake.startswith("0{")
+        sid = orjson.loads(handshake[1:])["sid"]
+        url = server.url.replace("http", "ws") + f"/socket.io/?EIO=4&transport=websocket&sid={sid}"
+        async with s.ws_connect(url) as ws:
+            await ws.send_str("2probe")
+            assert await asyncio.wait_for(ws.receive_str(), 5) == "3probe"
+            msg = await asyncio.wait_for(ws.receive(), 10)  # we never send "5": the server must hang up
+            while msg.type == aiohttp.WSMsgType.TEXT:
+                msg = await asyncio.wait_for(ws.receive(), 10)
+            assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING)
