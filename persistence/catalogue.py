@@ -16,6 +16,7 @@ column list comes from a whitelist (`_VENDOR_COLUMNS`, `_ITEM_COLUMNS`).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -33,54 +34,38 @@ _ITEM_COLUMNS = {"name", "price_kobo", "description", "cuisine_tag", "prep_minut
 
 # ---------------------------------------------------------------- views (PROTOCOL objects)
 
+def _view(row: Any, *columns: str) -> dict[str, Any]:
+    """Columns as PROTOCOL's camelCase fields: ids as strings, times in the wire format."""
+    out: dict[str, Any] = {}
+    for col in columns:
+        value = row[col]
+        if isinstance(value, UUID):
+            value = str(value)
+        elif isinstance(value, datetime):
+            value = iso(value)
+        head, *rest = col.split("_")
+        out[head + "".join(w.title() for w in rest)] = value
+    return out
+
+
 def vendor_view(row: Any) -> dict[str, Any]:
-    return {
-        "id": str(row["id"]),
-        "userId": str(row["user_id"]),
-        "displayName": row["display_name"],
-        "lat": row["lat"],
-        "lng": row["lng"],
-        "kmServiceArea": row["km_service_area"],
-        "categories": list(row["categories"]),
-        "verified": row["verified"],
-        "createdAt": iso(row["created_at"]),
-        "updatedAt": iso(row["updated_at"]),
-    }
+    view = _view(row, "id", "user_id", "display_name", "lat", "lng", "km_service_area", "categories", "verified",
+                 "created_at", "updated_at")
+    view["categories"] = list(view["categories"])
+    return view
 
 
 def menu_view(row: Any) -> dict[str, Any]:
-    return {
-        "id": str(row["id"]),
-        "vendorId": str(row["vendor_id"]),
-        "title": row["title"],
-        "createdAt": iso(row["created_at"]),
-        "updatedAt": iso(row["updated_at"]),
-    }
+    return _view(row, "id", "vendor_id", "title", "created_at", "updated_at")
 
 
 def item_view(row: Any) -> dict[str, Any]:
-    return {
-        "id": str(row["id"]),
-        "menuId": str(row["menu_id"]),
-        "vendorId": str(row["vendor_id"]),
-        "name": row["name"],
-        "priceKobo": row["price_kobo"],
-        "description": row["description"],
-        "cuisineTag": row["cuisine_tag"],
-        "prepMinutes": row["prep_minutes"],
-        "isAvailable": row["is_available"],
-        "createdAt": iso(row["created_at"]),
-        "updatedAt": iso(row["updated_at"]),
-    }
+    return _view(row, "id", "menu_id", "vendor_id", "name", "price_kobo", "description", "cuisine_tag",
+                 "prep_minutes", "is_available", "created_at", "updated_at")
 
 
 def rider_view(row: Any) -> dict[str, Any]:
-    return {
-        "id": str(row["id"]),
-        "userId": str(row["user_id"]),
-        "vehicleType": row["vehicle_type"],
-        "createdAt": iso(row["created_at"]),
-    }
+    return _view(row, "id", "user_id", "vehicle_type", "created_at")
 
 
 # ---------------------------------------------------------------- outbox and audit
