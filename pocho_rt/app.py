@@ -90,7 +90,7 @@ async def serve(settings: Settings, database_url: str, redis_url: str, *,
             applied = await run_migrations(svc.pool)
             log.info("migrations done", extra={"applied": applied})
         if do_seed:
-            from scripts.seed import seed
+            from pocho_rt.seed import seed
 
             await seed(svc.pool)
         app = build_app(svc)

@@ -99,7 +99,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> None:
 
 async def _prepare(svc: object, do_migrate: bool, do_seed: bool) -> None:
     from pocho_rt.context import Services
-    from scripts.seed import seed
+    from pocho_rt.seed import seed
 
     assert isinstance(svc, Services)
     if do_migrate:

@@ -3,7 +3,7 @@ one ADMIN. Idempotent (keyed by phone) and serialised by an advisory lock, so se
 starting nodes can all call it.
 
 Every demo account's password is DEMO_PASSWORD (documented in the README); the ADMIN's is
-POCHO_ADMIN_PASSWORD when set. Run directly: `python -m scripts.seed` (uses DATABASE_URL).
+POCHO_ADMIN_PASSWORD when set. Run directly: `python -m pocho_rt.seed` (uses DATABASE_URL).
 """
 
 from __future__ import annotations
