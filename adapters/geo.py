@@ -48,7 +48,8 @@ class GeoIndex:
 
     async def vendors_covering(self, lat: float, lng: float) -> tuple[str, ...]:
         found: list[Any] = await self.redis.geosearch(
-            VENDORS, longitude=lng, latitude=lat, radius=MAX_SERVICE_KM, unit="km", withdist=True)
+            VENDORS, longitude=lng, latitude=lat, radius=MAX_SERVICE_KM, unit="km", withdist=True
+        )
         if not found:
             return ()
         ids = [m[0] for m in found]
@@ -67,5 +68,6 @@ class GeoIndex:
 
     async def requests_near(self, lat: float, lng: float, km: float, limit: int = 200) -> list[str]:
         found: list[Any] = await self.redis.geosearch(
-            REQUESTS, longitude=lng, latitude=lat, radius=km, unit="km", sort="ASC", count=limit)
+            REQUESTS, longitude=lng, latitude=lat, radius=km, unit="km", sort="ASC", count=limit
+        )
         return [m.decode() if isinstance(m, bytes) else m for m in found]

@@ -70,8 +70,9 @@ class SearchError(EngineError):
 class MeiliSearchIndex:
     """`engine.ports.SearchIndex` backed by a Meilisearch server."""
 
-    def __init__(self, url: str, api_key: str = "", *, timeout: float = 10.0,
-                 task_timeout: float = 30.0, index_prefix: str = "") -> None:
+    def __init__(
+        self, url: str, api_key: str = "", *, timeout: float = 10.0, task_timeout: float = 30.0, index_prefix: str = ""
+    ) -> None:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._http = httpx.AsyncClient(base_url=url.rstrip("/"), headers=headers, timeout=timeout)
         self.task_timeout = task_timeout
@@ -134,10 +135,12 @@ class MeiliSearchIndex:
     async def delete(self, entity: str, ids: list[str]) -> None:
         if ids:
             await self.wait_task(
-                await self._request("POST", f"/indexes/{self._uid(entity)}/documents/delete-batch", ids))
+                await self._request("POST", f"/indexes/{self._uid(entity)}/documents/delete-batch", ids)
+            )
 
-    async def _search_one(self, index: str, q: str, lat: float | None, lng: float | None,
-                          limit: int) -> list[dict[str, Any]]:
+    async def _search_one(
+        self, index: str, q: str, lat: float | None, lng: float | None, limit: int
+    ) -> list[dict[str, Any]]:
         body: dict[str, Any] = {"q": q, "limit": limit, "filter": _FILTERS[index]}
         if lat is not None and lng is not None:
             body["sort"] = [f"_geoPoint({lat},{lng}):asc"]
@@ -150,9 +153,8 @@ class MeiliSearchIndex:
             out.append(doc)
         return out
 
-    async def search(self, q: str, lat: float | None, lng: float | None,
-                     limit: int) -> dict[str, list[dict[str, Any]]]:
+    async def search(self, q: str, lat: float | None, lng: float | None, limit: int) -> dict[str, list[dict[str, Any]]]:
         vendors, items = await asyncio.gather(
-            self._search_one("vendors", q, lat, lng, limit),
-            self._search_one("menu_items", q, lat, lng, limit))
+            self._search_one("vendors", q, lat, lng, limit), self._search_one("menu_items", q, lat, lng, limit)
+        )
         return {"vendors": vendors, "menuItems": items}

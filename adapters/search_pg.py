@@ -97,26 +97,38 @@ class PgSearchIndex:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
 
-    async def search(self, q: str, lat: float | None, lng: float | None,
-                     limit: int) -> dict[str, list[dict[str, Any]]]:
+    async def search(self, q: str, lat: float | None, lng: float | None, limit: int) -> dict[str, list[dict[str, Any]]]:
         args = (q, lat, lng, DISTANCE_SCALE_KM, limit)
         async with self.pool.acquire() as conn, conn.transaction(readonly=True):
-            await conn.execute(
-                f"SET LOCAL pg_trgm.word_similarity_threshold = {WORD_SIMILARITY_THRESHOLD}")
+            await conn.execute(f"SET LOCAL pg_trgm.word_similarity_threshold = {WORD_SIMILARITY_THRESHOLD}")
             vendors = await conn.fetch(_VENDORS_SQL, *args)
             items = await conn.fetch(_ITEMS_SQL, *args)
         return {
             "vendors": [
-                {"id": str(r["id"]), "displayName": r["display_name"], "categories": list(r["categories"]),
-                 "lat": r["lat"], "lng": r["lng"], "kmServiceArea": r["km_service_area"],
-                 "distanceKm": _km(r["distance_km"])}
+                {
+                    "id": str(r["id"]),
+                    "displayName": r["display_name"],
+                    "categories": list(r["categories"]),
+                    "lat": r["lat"],
+                    "lng": r["lng"],
+                    "kmServiceArea": r["km_service_area"],
+                    "distanceKm": _km(r["distance_km"]),
+                }
                 for r in vendors
             ],
             "menuItems": [
-                {"id": str(r["id"]), "menuId": str(r["menu_id"]), "vendorId": str(r["vendor_id"]),
-                 "vendorName": r["vendor_name"], "name": r["name"], "priceKobo": r["price_kobo"],
-                 "description": r["description"], "cuisineTag": r["cuisine_tag"],
-                 "prepMinutes": r["prep_minutes"], "distanceKm": _km(r["distance_km"])}
+                {
+                    "id": str(r["id"]),
+                    "menuId": str(r["menu_id"]),
+                    "vendorId": str(r["vendor_id"]),
+                    "vendorName": r["vendor_name"],
+                    "name": r["name"],
+                    "priceKobo": r["price_kobo"],
+                    "description": r["description"],
+                    "cuisineTag": r["cuisine_tag"],
+                    "prepMinutes": r["prep_minutes"],
+                    "distanceKm": _km(r["distance_km"]),
+                }
                 for r in items
             ],
         }

@@ -20,5 +20,8 @@ class DevSmsSender:
         await self._pool.execute(
             """INSERT INTO notifications_outbox (user_id, channel, kind, recipient, body, status, sent_at)
                VALUES ($1::uuid, 'sms', $2, $3, $4, 'sent', now())""",
-            user_id, kind, phone, body,
+            user_id,
+            kind,
+            phone,
+            body,
         )

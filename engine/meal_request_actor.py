@@ -1,7 +1,10 @@
 """The actor that owns one meal request: the negotiation rules plus I/O around them.
 
-A command is applied to the in-memory state by a pure rule, its rows go to the writer,
-and the reply and the broadcast wait for the commit (DESIGN "The path of one command").
+A pure rule turns the current state and a command into a new state and its events; the
+actor hands them to the writer and keeps the new state once the writer has taken it. The
+reply and the broadcast wait for the commit (DESIGN "The path of one command"). A write
+the writer refuses outright leaves the previous state in place; one that fails after it
+was taken makes the actor forget everything and reload from PostgreSQL.
 """
 
 from __future__ import annotations
@@ -14,10 +17,11 @@ from typing import Any, ClassVar
 from engine import negotiation as n
 from engine.clock import utcnow
 from engine.errors import EngineError
+from engine.limits import REMEMBERED_REPLIES
 from engine.ports import NegotiationChange, NegotiationStore, Publisher, VendorDirectory
 from engine.runtime.actor import Actor, Pending
 
-REMEMBERED_REPLIES = 32  # clientMsgId answers kept per request for retries
+EXPIRE_RETRY_SECONDS = 1.0  # after the writer refused an expiry (queue full), try again this much later
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +43,7 @@ class Watch:
     vendor_lat: float = 0.0
     vendor_lng: float = 0.0
     vendor_km: float = 0.0
+    vendor_verified: bool = True  # the /vendor namespace lets only verified vendors watch
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +53,9 @@ class Expire:
 
 @dataclass(frozen=True, slots=True)
 class Deps:
+    """What an actor reaches the world through; given to each actor by the factory, so two
+    actor systems in one process (two apps, tests) never share them."""
+
     store: NegotiationStore
     publisher: Publisher
     vendors: VendorDirectory
@@ -63,7 +71,7 @@ def _offer_reply(req: n.MealRequest, offer_id: str, events: list[n.Event]) -> di
 
 
 # command type -> rule; create and accept are handled apart (other shapes).
-_RULES: dict[type, Callable[[n.MealRequest, Any], list[n.Event]]] = {
+_RULES: dict[type, Callable[[n.MealRequest, Any], tuple[n.MealRequest, list[n.Event]]]] = {
     n.PlaceOffer: n.place_offer,
     n.ReviseOffer: n.revise_offer,
     n.WithdrawOffer: n.withdraw_offer,
@@ -76,14 +84,15 @@ _RULES: dict[type, Callable[[n.MealRequest, Any], list[n.Event]]] = {
 
 class MealRequestActor(Actor):
     kind: ClassVar[str] = "meal_request"
-    deps: ClassVar[Deps]
-    __slots__ = ("_generation", "_inflight", "_last", "_nearby", "_replies", "_timer", "req")
+    __slots__ = ("_generation", "_inflight", "_last", "_nearby", "_replies", "_timer", "deps", "req")
 
-    def __init__(self, actor_id: str) -> None:
+    def __init__(self, actor_id: str, deps: Deps) -> None:
         super().__init__(actor_id)
+        self.deps = deps
+        # The state as of the last write the writer took (committed or still in flight).
         self.req: n.MealRequest | None = None
         self._replies: dict[tuple[str, str], Any] = {}
-        self._nearby: tuple[str, ...] | None = None
+        self._nearby: tuple[str, ...] | None = None  # vendors covering the delivery point (a cache)
         self._timer: asyncio.TimerHandle | None = None
         self._inflight = 0
         self._last: asyncio.Future[None] | None = None
@@ -98,10 +107,8 @@ class MealRequestActor(Actor):
         self._nearby = None
         self._arm()
 
-    def deactivate(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+    def on_passivate(self) -> None:
+        self._cancel_timer()
 
     def idle(self) -> bool:
         return self._inflight == 0
@@ -109,11 +116,21 @@ class MealRequestActor(Actor):
     def snapshot(self) -> dict[str, Any]:
         if self.req is None:
             return {"id": self.id, "exists": False}
-        return {"request": n.request_view(self.req), "offers": [n.offer_view(o) for o in self.req.offers.values()],
-                "inflightWrites": self._inflight, "nearbyVendors": len(self._nearby or ())}
+        return {
+            "request": n.request_view(self.req),
+            "offers": [n.offer_view(o) for o in self.req.offers.values()],
+            "inflightWrites": self._inflight,
+            "nearbyVendors": len(self._nearby or ()),
+        }
+
+    def _cancel_timer(self) -> None:
+        """Drop the expiry timer (the request closed, the actor leaves memory or reloads)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     def _arm(self) -> None:
-        self.deactivate()
+        self._cancel_timer()
         if self.req is not None and self.req.status == n.OPEN:
             delay = (self.req.expires_at - utcnow()).total_seconds()
             self._timer = self.schedule(delay, Expire())
@@ -135,11 +152,11 @@ class MealRequestActor(Actor):
         if isinstance(cmd, n.CreateRequest):
             if self.req is not None:
                 raise EngineError("conflict", "this request already exists")
-            nearby = await self.deps.vendors.vendors_covering(cmd.delivery_lat, cmd.delivery_lng)
+            self._nearby = await self.deps.vendors.vendors_covering(cmd.delivery_lat, cmd.delivery_lng)
             created, events = n.create_request(cmd)
-            self.req, self._nearby = created, nearby
+            pending = self._commit(created, events, None, key, {"request": n.request_view(created)})
             self._arm()
-            return self._commit(events, None, key, {"request": n.request_view(created)})
+            return pending
         req = self.req
         if req is None:
             raise EngineError("not_found", "no such meal request")
@@ -147,42 +164,49 @@ class MealRequestActor(Actor):
             self._nearby = await self.deps.vendors.vendors_covering(req.delivery_lat, req.delivery_lng)
         order = None
         if isinstance(cmd, n.AcceptOffer):
-            events, order = n.accept_offer(req, cmd)
-            reply: Any = {"offer": n.offer_view(req.offers[cmd.offer_id]), "order": n.order_view(order)}
+            new, events, order = n.accept_offer(req, cmd)
+            reply: Any = {"offer": _offer_reply(new, cmd.offer_id, events)["offer"], "order": n.order_view(order)}
         else:
             rule = _RULES.get(type(cmd))
             if rule is None:
                 raise EngineError("invalid", f"unknown command {type(cmd).__name__}")
-            events = rule(req, cmd)
+            new, events = rule(req, cmd)
             offer_id = getattr(cmd, "offer_id", None)
-            reply = _offer_reply(req, offer_id, events) if offer_id else {"request": n.request_view(req)}
-        if req.status != n.OPEN:
-            self.deactivate()
-        return self._commit(events, order, key, reply)
+            reply = _offer_reply(new, offer_id, events) if offer_id else {"request": n.request_view(new)}
+        pending = self._commit(new, events, order, key, reply)
+        if new.status != n.OPEN:
+            self._cancel_timer()
+        return pending
 
-    def _commit(self, events: list[n.Event], order: n.NewOrder | None,
-                key: tuple[str, str] | None, reply: Any) -> Pending:
-        """Hand the change to the writer; reply and publish once it is committed.
+    def _commit(
+        self,
+        new: n.MealRequest,
+        events: list[n.Event],
+        order: n.NewOrder | None,
+        key: tuple[str, str] | None,
+        reply: Any,
+    ) -> Pending:
+        """Hand the change to the writer and keep `new`; reply and publish once it is committed.
 
-        Writes of one actor form a chain: if one fails, the writer fails every later one
-        (they were computed on top of it) and the actor reloads from PostgreSQL. A reply
-        remembered for a clientMsgId stays pending until its commit, so a retry is never
-        told `ok` before the first attempt is durable.
+        A write the writer refuses (EngineError, e.g. its queue is full) raises here before
+        anything changed: the actor keeps its previous state, which already holds every
+        write still in flight. Writes of one actor form a chain: if one fails after the
+        writer took it, the writer fails every later one (they were computed on top of it)
+        and the actor forgets its memory and reloads from PostgreSQL. A reply remembered for
+        a clientMsgId stays pending until its commit, so a retry is never told `ok` before
+        the first attempt is durable.
         """
-        req = self.req
-        assert req is not None
         # Every offer a rule changes appears in one of its events.
-        offers = list({e.payload["offer"]["id"]: req.offers[e.payload["offer"]["id"]]
-                       for e in events if "offer" in e.payload}.values())
-        change = NegotiationChange(req, n.offer_count(req), offers, events, order,
-                                   (key[0], key[1], reply) if key else None)
-        try:
-            commit = self.deps.store.record(change, after=self._last)
-        except EngineError:  # refused (queue full): the state we just changed was never stored
-            self._replies.clear()
-            self.deactivate()
-            self.reset()  # reload on the next message, after the writes still in flight (activate)
-            raise
+        offers = list(
+            {
+                e.payload["offer"]["id"]: new.offers[e.payload["offer"]["id"]] for e in events if "offer" in e.payload
+            }.values()
+        )
+        change = NegotiationChange(
+            new, n.offer_count(new), offers, events, order, (key[0], key[1], reply) if key else None
+        )
+        commit = self.deps.store.record(change, after=self._last)  # refused: raises, nothing changed
+        self.req = new
         generation = self._generation
         pending = Pending(commit, reply)
         self._last = commit
@@ -212,7 +236,7 @@ class MealRequestActor(Actor):
         self._generation += 1
         self._last = None
         self._replies.clear()
-        self.deactivate()
+        self._cancel_timer()
         self.reset()
 
     def _watch(self, w: Watch) -> Any:
@@ -221,10 +245,15 @@ class MealRequestActor(Actor):
             raise EngineError("not_found", "no such meal request")
         if w.vendor_id is None and req.customer_id != w.user_id:
             raise EngineError("forbidden", "not your request")
-        if w.vendor_id is not None and not (
-            any(o.vendor_id == w.vendor_id for o in req.offers.values())
-            or (req.status == n.OPEN and n.covers(w.vendor_lat, w.vendor_lng, w.vendor_km,
-                                                   req.delivery_lat, req.delivery_lng))
+        if w.vendor_id is not None and not n.vendor_may_view(
+            status=req.status,
+            delivery_lat=req.delivery_lat,
+            delivery_lng=req.delivery_lng,
+            has_offer=any(o.vendor_id == w.vendor_id for o in req.offers.values()),
+            vendor_verified=w.vendor_verified,
+            vendor_lat=w.vendor_lat,
+            vendor_lng=w.vendor_lng,
+            vendor_km=w.vendor_km,
         ):
             raise EngineError("forbidden", "this request is outside your service area")
         offers = [n.offer_view(o) for o in req.offers.values() if w.vendor_id in (None, o.vendor_id)]
@@ -240,8 +269,14 @@ class MealRequestActor(Actor):
         if utcnow() < req.expires_at:
             self._arm()  # fired early (clock skew): try again at the deadline
             return None
-        if self._nearby is None:  # every await comes before the rule changes anything
+        if self._nearby is None:
             self._nearby = await self.deps.vendors.vendors_covering(req.delivery_lat, req.delivery_lng)
-        events = n.expire_request(req, utcnow())
-        self.deactivate()
-        return self._commit(events, None, None, None)
+        new, events = n.expire_request(req, utcnow())
+        try:
+            pending = self._commit(new, events, None, None, None)
+        except EngineError:  # refused: still OPEN in memory; try again soon rather than wait for the sweeper
+            self._cancel_timer()
+            self._timer = self.schedule(EXPIRE_RETRY_SECONDS, Expire())
+            raise
+        self._cancel_timer()
+        return pending

@@ -1,9 +1,12 @@
 """Pure negotiation rules for one meal request (the domain model the request actor wraps).
 
-Each rule takes the request state and a command, validates everything first and raises
-`DomainError` without touching the state, or mutates the state and returns the events to
-publish. The rules never read the clock nor make ids: both come in the command, so actors
-replay and tests stay deterministic. No I/O; stdlib and engine.errors only.
+Each rule takes the request state and a command and returns the new state and the events
+to publish, or raises `DomainError`. State is immutable (frozen dataclasses; a request's
+`offers` dict is never changed once the request is built: a rule that changes offers
+builds a new dict), so a rule cannot half-apply a command and the caller may keep the old
+state if it cannot store the new one. The rules never read the clock nor make ids: both
+come in the command, so actors replay and tests stay deterministic. No I/O; stdlib and
+engine's own modules only. Bounds live in engine.limits.
 
 Every event takes the request's next `seq` (no gaps). After creation every event has a
 "room" target, so a watcher replaying with `sinceSeq` sees a gap-free sequence (hence the
@@ -16,18 +19,33 @@ rejected and expired bids are history, not offers the customer can still take.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, fields
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from engine.clock import iso
 from engine.errors import EngineError
-
-MAX_BUDGET_KOBO = 50_000_000  # NGN 500k: the largest budget a customer may post.
-MAX_PRICE_KOBO = MAX_BUDGET_KOBO * 2
-MAX_COUNTER_ROUNDS = 3
-MAX_OFFERS_PER_REQUEST = 60  # live or not: bounds place/withdraw churn on one request
-DESIRED_AT_GRACE = timedelta(minutes=5)  # phone clocks drift; a slightly past desiredAt is fine
+from engine.limits import (
+    ADDRESS_MAX_LENGTH,
+    CATEGORY_MAX_LENGTH,
+    DESIRED_AT_GRACE,
+    DETAILS_MAX_LENGTH,
+    EXPIRES_IN_MINUTES_DEFAULT,
+    EXPIRES_IN_MINUTES_MAX,
+    EXPIRES_IN_MINUTES_MIN,
+    MAX_BUDGET_KOBO,
+    MAX_COUNTER_ROUNDS,
+    MAX_OFFERS_PER_REQUEST,
+    MAX_PRICE_KOBO,
+    MAX_VENDOR_OFFERS_DEFAULT,
+    MAX_VENDOR_OFFERS_MAX,
+    MAX_VENDOR_OFFERS_MIN,
+    MESSAGE_MAX_LENGTH,
+    NOTES_MAX_LENGTH,
+    PREP_MINUTES_MAX,
+    PREP_MINUTES_MIN,
+)
 
 # Offer statuses
 PENDING, COUNTERED, ACCEPTED = "PENDING", "COUNTERED", "ACCEPTED"
@@ -54,8 +72,10 @@ class DomainError(EngineError):
         return out
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Offer:
+    """One bid. Frozen: a rule that changes it makes a copy (`dataclasses.replace`)."""
+
     id: str
     request_id: str
     vendor_id: str
@@ -74,8 +94,10 @@ class Offer:
     updated_at: datetime
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class MealRequest:
+    """One request and its offers: the state a rule takes and returns, never changes in place."""
+
     id: str
     customer_id: str
     category: str
@@ -91,12 +113,12 @@ class MealRequest:
     max_vendor_offers: int
     created_at: datetime
     seq: int = 0
-    offers: dict[str, Offer] = field(default_factory=dict)  # insertion ordered
+    offers: dict[str, Offer] = field(default_factory=dict)  # insertion ordered; never changed once built
     accepted_offer_id: str | None = None
     order_id: str | None = None
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class NewOrder:
     """The order an accepted offer becomes; the order actor takes it from here."""
 
@@ -139,9 +161,9 @@ class CreateRequest:
     now: datetime
     notes: str | None = None
     desired_at: datetime | None = None
-    expires_in_minutes: int = 15
+    expires_in_minutes: int = EXPIRES_IN_MINUTES_DEFAULT
     time_scale: float = 1.0  # < 1 shortens lifetimes (tests and demos; POCHO_EXPIRY_SCALE)
-    max_vendor_offers: int = 10
+    max_vendor_offers: int = MAX_VENDOR_OFFERS_DEFAULT
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -278,6 +300,27 @@ def covers(vendor_lat: float, vendor_lng: float, km_service_area: float, lat: fl
     return distance_km(vendor_lat, vendor_lng, lat, lng) <= km_service_area
 
 
+def vendor_may_view(
+    *,
+    status: str,
+    delivery_lat: float,
+    delivery_lng: float,
+    has_offer: bool,
+    vendor_verified: bool,
+    vendor_lat: float,
+    vendor_lng: float,
+    vendor_km: float,
+) -> bool:
+    """Whether a vendor may see a request (with its own offers on it): it has bid on it, or it
+    could bid now (request OPEN, vendor verified, its service circle covers the delivery point).
+
+    Plain values, so the actor (state in memory) and the HTTP handler (stored rows) share it.
+    """
+    if has_offer:
+        return True
+    return status == OPEN and vendor_verified and covers(vendor_lat, vendor_lng, vendor_km, delivery_lat, delivery_lng)
+
+
 # ---------------------------------------------------------------- validation helpers
 
 
@@ -347,49 +390,69 @@ def _check_live(offer: Offer) -> None:
 # ---------------------------------------------------------------- events and competitiveness
 
 
-def _emit(req: MealRequest, kind: str, payload: dict[str, Any], *targets: Target) -> Event:
-    req.seq += 1
-    payload["seq"] = req.seq
-    return Event(req.seq, kind, payload, targets)
+def _emit(events: list[Event], base: int, kind: str, payload: dict[str, Any], *targets: Target) -> None:
+    """Append a command's next event: its seqs run on from `base`, the request's seq before it."""
+    seq = base + len(events) + 1
+    payload["seq"] = seq
+    events.append(Event(seq, kind, payload, targets))
 
 
 def _vendor(offer: Offer) -> str:
     return f"vendor:{offer.vendor_id}"
 
 
-def recompute_competitive(req: MealRequest) -> list[Offer]:
-    """Flag live offers priced at or below the live median; return those whose flag flipped.
+def recompute_competitive(offers: Mapping[str, Offer]) -> list[Offer]:
+    """The live offers whose flag is stale, i.e. must flip: competitive means priced at or
+    below the live median. Reads only.
 
     Integer arithmetic: twice the median is the sum of the two middle prices (the same
     price twice for an odd count), so `2 * price <= a + b`. Non-live offers keep their flag.
     """
-    live = [o for o in req.offers.values() if o.status in LIVE]
+    live = [o for o in offers.values() if o.status in LIVE]
     if not live:
         return []
     prices = sorted(o.price_kobo for o in live)
     n = len(prices)
     twice_median = prices[(n - 1) // 2] + prices[n // 2]
-    flipped = []
-    for o in live:
-        flag = 2 * o.price_kobo <= twice_median
-        if flag != o.is_competitive:
-            o.is_competitive = flag
-            flipped.append(o)
-    return flipped
+    return [o for o in live if (2 * o.price_kobo <= twice_median) != o.is_competitive]
 
 
-def _with_flips(req: MealRequest, subject: Offer, now: datetime, kind: str, *targets: Target) -> list[Event]:
-    """The subject's event (carrying its fresh flag), then one `offer:updated` to the room and
-    the vendor for every other live offer whose competitiveness flipped with this change."""
-    flipped = recompute_competitive(req)
-    for o in flipped:
-        o.updated_at = now
-    events = [_emit(req, kind, {"offer": offer_view(subject)}, *targets)]
-    for o in flipped:
-        if o is not subject:
-            events.append(_emit(req, "offer:updated", {"offer": offer_view(o)},
-                                (ROOM, "offer:updated"), (_vendor(o), "offer:updated")))
-    return events
+def _with_flips(
+    req: MealRequest, offers: dict[str, Offer], subject: Offer, now: datetime, kind: str, *targets: Target
+) -> tuple[MealRequest, list[Event]]:
+    """Finish a command that changed `subject` (already in `offers`, the command's own new dict).
+
+    Flips stale competitiveness flags, then emits the subject's event (carrying its fresh
+    flag) and one `offer:updated` to the room and the vendor for every other live offer
+    whose flag flipped with this change.
+    """
+    others = []
+    for stale in recompute_competitive(offers):
+        flipped = replace(stale, is_competitive=not stale.is_competitive, updated_at=now)
+        offers[flipped.id] = flipped
+        if flipped.id == subject.id:
+            subject = flipped
+        else:
+            others.append(flipped)
+    events: list[Event] = []
+    _emit(events, req.seq, kind, {"offer": offer_view(subject)}, *targets)
+    for o in others:
+        _emit(
+            events,
+            req.seq,
+            "offer:updated",
+            {"offer": offer_view(o)},
+            (ROOM, "offer:updated"),
+            (_vendor(o), "offer:updated"),
+        )
+    return replace(req, offers=offers, seq=req.seq + len(events)), events
+
+
+def _changed(req: MealRequest, offer: Offer) -> dict[str, Offer]:
+    """A new offers dict with `offer` in its place (copy-on-write: `req.offers` stays as it was)."""
+    offers = dict(req.offers)
+    offers[offer.id] = offer
+    return offers
 
 
 # ---------------------------------------------------------------- rules
@@ -400,11 +463,11 @@ def create_request(cmd: CreateRequest) -> tuple[MealRequest, list[Event]]:
     errors = {
         "budgetMinKobo": _int_error(lo, 1, MAX_BUDGET_KOBO),
         "budgetMaxKobo": _int_error(hi, 1, MAX_BUDGET_KOBO),
-        "category": _text_error(cmd.category, 1, 64),
-        "addressLine": _text_error(cmd.address_line, 1, 256),
-        "notes": None if cmd.notes is None else _text_error(cmd.notes, 0, 1000),
-        "expiresInMinutes": _int_error(cmd.expires_in_minutes, 1, 120),
-        "maxVendorOffers": _int_error(cmd.max_vendor_offers, 1, 20),
+        "category": _text_error(cmd.category, 1, CATEGORY_MAX_LENGTH),
+        "addressLine": _text_error(cmd.address_line, 1, ADDRESS_MAX_LENGTH),
+        "notes": None if cmd.notes is None else _text_error(cmd.notes, 0, NOTES_MAX_LENGTH),
+        "expiresInMinutes": _int_error(cmd.expires_in_minutes, EXPIRES_IN_MINUTES_MIN, EXPIRES_IN_MINUTES_MAX),
+        "maxVendorOffers": _int_error(cmd.max_vendor_offers, MAX_VENDOR_OFFERS_MIN, MAX_VENDOR_OFFERS_MAX),
     }
     if errors["budgetMinKobo"] is None and errors["budgetMaxKobo"] is None and lo > hi:
         errors["budgetMaxKobo"] = "must be at least budgetMinKobo"
@@ -419,31 +482,47 @@ def create_request(cmd: CreateRequest) -> tuple[MealRequest, list[Event]]:
             errors["desiredAt"] = "must not be in the past"
     _invalid(errors)
     req = MealRequest(
-        id=cmd.request_id, customer_id=cmd.customer_id, category=cmd.category,
-        budget_min_kobo=lo, budget_max_kobo=hi,
-        delivery_lat=float(cmd.delivery_lat), delivery_lng=float(cmd.delivery_lng),
-        address_line=cmd.address_line, notes=cmd.notes, desired_at=d, status=OPEN,
+        id=cmd.request_id,
+        customer_id=cmd.customer_id,
+        category=cmd.category,
+        budget_min_kobo=lo,
+        budget_max_kobo=hi,
+        delivery_lat=float(cmd.delivery_lat),
+        delivery_lng=float(cmd.delivery_lng),
+        address_line=cmd.address_line,
+        notes=cmd.notes,
+        desired_at=d,
+        status=OPEN,
         expires_at=cmd.now + timedelta(minutes=cmd.expires_in_minutes) * cmd.time_scale,
-        max_vendor_offers=cmd.max_vendor_offers, created_at=cmd.now,
+        max_vendor_offers=cmd.max_vendor_offers,
+        created_at=cmd.now,
+        seq=1,  # the snapshot handed to the creator already carries the creation event's seq
     )
-    req.seq = 1  # the snapshot handed to the creator already carries the creation event's seq
     event = Event(1, "request:new", {"request": request_view(req), "seq": 1}, ((NEARBY, "request:new"),))
     return req, [event]
 
 
-def place_offer(req: MealRequest, cmd: PlaceOffer) -> list[Event]:
+def _offer_errors(price_kobo: object, details: str | None, prep_minutes: int | None) -> dict[str, str | None]:
+    return {
+        "priceKobo": _int_error(price_kobo, 1, MAX_PRICE_KOBO),
+        "details": None if details is None else _text_error(details, 0, DETAILS_MAX_LENGTH),
+        "prepMinutes": None if prep_minutes is None else _int_error(prep_minutes, PREP_MINUTES_MIN, PREP_MINUTES_MAX),
+    }
+
+
+def place_offer(req: MealRequest, cmd: PlaceOffer) -> tuple[MealRequest, list[Event]]:
     _check_open(req, cmd.now)
     if not cmd.vendor_verified:
         raise DomainError("forbidden", "vendor is not verified")
     if not covers(cmd.vendor_lat, cmd.vendor_lng, cmd.vendor_km, req.delivery_lat, req.delivery_lng):
         raise DomainError("forbidden", "delivery point is outside the vendor's service area")
-    _invalid({
-        "priceKobo": _int_error(cmd.price_kobo, 1, MAX_PRICE_KOBO),
-        "details": None if cmd.details is None else _text_error(cmd.details, 0, 500),
-        "prepMinutes": None if cmd.prep_minutes is None else _int_error(cmd.prep_minutes, 1, 600),
-        "slotTo": "must not be before slotFrom"
-        if cmd.slot_from is not None and cmd.slot_to is not None and cmd.slot_to < cmd.slot_from else None,
-    })
+    errors = _offer_errors(cmd.price_kobo, cmd.details, cmd.prep_minutes)
+    errors["slotTo"] = (
+        "must not be before slotFrom"
+        if cmd.slot_from is not None and cmd.slot_to is not None and cmd.slot_to < cmd.slot_from
+        else None
+    )
+    _invalid(errors)
     if cmd.offer_id in req.offers:
         raise DomainError("conflict", "offer id already used")
     live = [o for o in req.offers.values() if o.status in LIVE]
@@ -454,136 +533,174 @@ def place_offer(req: MealRequest, cmd: PlaceOffer) -> list[Event]:
     if len(req.offers) >= MAX_OFFERS_PER_REQUEST:
         raise DomainError("limit_reached", "request has had the maximum number of offers")
     offer = Offer(
-        id=cmd.offer_id, request_id=req.id, vendor_id=cmd.vendor_id, vendor_name=cmd.vendor_name,
-        price_kobo=cmd.price_kobo, details=cmd.details, prep_minutes=cmd.prep_minutes,
-        slot_from=cmd.slot_from, slot_to=cmd.slot_to, status=PENDING, counter_price_kobo=None,
-        round=0, is_competitive=False, over_budget=cmd.price_kobo > req.budget_max_kobo,
-        created_at=cmd.now, updated_at=cmd.now,
+        id=cmd.offer_id,
+        request_id=req.id,
+        vendor_id=cmd.vendor_id,
+        vendor_name=cmd.vendor_name,
+        price_kobo=cmd.price_kobo,
+        details=cmd.details,
+        prep_minutes=cmd.prep_minutes,
+        slot_from=cmd.slot_from,
+        slot_to=cmd.slot_to,
+        status=PENDING,
+        counter_price_kobo=None,
+        round=0,
+        is_competitive=False,
+        over_budget=cmd.price_kobo > req.budget_max_kobo,
+        created_at=cmd.now,
+        updated_at=cmd.now,
     )
-    req.offers[offer.id] = offer
-    return _with_flips(req, offer, cmd.now, "offer:new", (ROOM, "offer:new"))
+    return _with_flips(req, _changed(req, offer), offer, cmd.now, "offer:new", (ROOM, "offer:new"))
 
 
-def revise_offer(req: MealRequest, cmd: ReviseOffer) -> list[Event]:
+def revise_offer(req: MealRequest, cmd: ReviseOffer) -> tuple[MealRequest, list[Event]]:
+    """The hot path: one offer copy, one dict copy, one request copy (plus any flipped offers)."""
     offer = _vendor_offer(req, cmd.offer_id, cmd.vendor_id, cmd.now)
-    _invalid({
-        "priceKobo": _int_error(cmd.price_kobo, 1, MAX_PRICE_KOBO),
-        "details": None if cmd.details is None else _text_error(cmd.details, 0, 500),
-        "prepMinutes": None if cmd.prep_minutes is None else _int_error(cmd.prep_minutes, 1, 600),
-    })
-    offer.price_kobo = cmd.price_kobo
-    offer.over_budget = cmd.price_kobo > req.budget_max_kobo
-    if cmd.details is not None:
-        offer.details = cmd.details
-    if cmd.prep_minutes is not None:
-        offer.prep_minutes = cmd.prep_minutes
-    offer.status = PENDING  # answers a pending counter; counter_price_kobo stays as history
-    offer.updated_at = cmd.now
-    return _with_flips(req, offer, cmd.now, "offer:updated", (ROOM, "offer:updated"))
+    _invalid(_offer_errors(cmd.price_kobo, cmd.details, cmd.prep_minutes))
+    revised = replace(
+        offer,
+        price_kobo=cmd.price_kobo,
+        over_budget=cmd.price_kobo > req.budget_max_kobo,
+        details=offer.details if cmd.details is None else cmd.details,
+        prep_minutes=offer.prep_minutes if cmd.prep_minutes is None else cmd.prep_minutes,
+        status=PENDING,  # answers a pending counter; counter_price_kobo stays as history
+        updated_at=cmd.now,
+    )
+    return _with_flips(req, _changed(req, revised), revised, cmd.now, "offer:updated", (ROOM, "offer:updated"))
 
 
-def withdraw_offer(req: MealRequest, cmd: WithdrawOffer) -> list[Event]:
+def withdraw_offer(req: MealRequest, cmd: WithdrawOffer) -> tuple[MealRequest, list[Event]]:
     offer = _vendor_offer(req, cmd.offer_id, cmd.vendor_id, cmd.now)
-    offer.status = WITHDRAWN
-    offer.updated_at = cmd.now
-    return _with_flips(req, offer, cmd.now, "offer:withdrawn", (ROOM, "offer:withdrawn"))
+    withdrawn = replace(offer, status=WITHDRAWN, updated_at=cmd.now)
+    return _with_flips(req, _changed(req, withdrawn), withdrawn, cmd.now, "offer:withdrawn", (ROOM, "offer:withdrawn"))
 
 
-def counter_offer(req: MealRequest, cmd: CounterOffer) -> list[Event]:
+def counter_offer(req: MealRequest, cmd: CounterOffer) -> tuple[MealRequest, list[Event]]:
     offer = _customer_offer(req, cmd.offer_id, cmd.customer_id, cmd.now)
     if offer.status != PENDING:
         raise DomainError("conflict", "offer is already countered: waiting for the vendor")
     if offer.round >= MAX_COUNTER_ROUNDS:
         raise DomainError("limit_reached", f"at most {MAX_COUNTER_ROUNDS} counters per offer")
-    _invalid({
-        "priceKobo": _int_error(cmd.price_kobo, 1, MAX_PRICE_KOBO),
-        "message": None if cmd.message is None else _text_error(cmd.message, 0, 500),
-    })
-    offer.status = COUNTERED
-    offer.counter_price_kobo = cmd.price_kobo
-    offer.round += 1
-    offer.updated_at = cmd.now
-    payload: dict[str, Any] = {"offer": offer_view(offer)}
+    _invalid(
+        {
+            "priceKobo": _int_error(cmd.price_kobo, 1, MAX_PRICE_KOBO),
+            "message": None if cmd.message is None else _text_error(cmd.message, 0, MESSAGE_MAX_LENGTH),
+        }
+    )
+    countered = replace(
+        offer, status=COUNTERED, counter_price_kobo=cmd.price_kobo, round=offer.round + 1, updated_at=cmd.now
+    )
+    payload: dict[str, Any] = {"offer": offer_view(countered)}
     if cmd.message is not None:
         payload["message"] = cmd.message
     # The price is unchanged, so competitiveness is too.
-    targets = ((_vendor(offer), "offer:countered"), (ROOM, "offer:updated"))
-    return [_emit(req, "offer:countered", payload, *targets)]
+    events: list[Event] = []
+    _emit(events, req.seq, "offer:countered", payload, (_vendor(offer), "offer:countered"), (ROOM, "offer:updated"))
+    return replace(req, offers=_changed(req, countered), seq=req.seq + 1), events
 
 
-def accept_counter(req: MealRequest, cmd: AcceptCounter) -> list[Event]:
+def accept_counter(req: MealRequest, cmd: AcceptCounter) -> tuple[MealRequest, list[Event]]:
     offer = _vendor_offer(req, cmd.offer_id, cmd.vendor_id, cmd.now)
-    if offer.status != COUNTERED or offer.counter_price_kobo is None:
+    price = offer.counter_price_kobo
+    if offer.status != COUNTERED or price is None:
         raise DomainError("conflict", "offer has no pending counter")
-    offer.price_kobo = offer.counter_price_kobo
-    offer.over_budget = offer.price_kobo > req.budget_max_kobo
-    offer.status = PENDING
-    offer.updated_at = cmd.now
-    return _with_flips(req, offer, cmd.now, "offer:updated", (ROOM, "offer:updated"))
+    agreed = replace(
+        offer, price_kobo=price, over_budget=price > req.budget_max_kobo, status=PENDING, updated_at=cmd.now
+    )
+    return _with_flips(req, _changed(req, agreed), agreed, cmd.now, "offer:updated", (ROOM, "offer:updated"))
 
 
-def _close_live(req: MealRequest, status: str, kind: str, now: datetime) -> list[Event]:
-    """End every live offer (request closing): the vendor hears `kind`, the room an update."""
-    events = []
-    for o in req.offers.values():
+def _close_live(
+    req: MealRequest, offers: dict[str, Offer], events: list[Event], status: str, kind: str, now: datetime
+) -> None:
+    """End every live offer in the command's own `offers` copy (request closing): the vendor
+    hears `kind`, the room an update."""
+    for o in list(offers.values()):
         if o.status in LIVE:
-            o.status = status
-            o.updated_at = now
-            targets = ((_vendor(o), kind), (ROOM, "offer:updated"))
-            events.append(_emit(req, kind, {"offer": offer_view(o)}, *targets))
-    return events
+            closed = replace(o, status=status, updated_at=now)
+            offers[o.id] = closed
+            _emit(events, req.seq, kind, {"offer": offer_view(closed)}, (_vendor(o), kind), (ROOM, "offer:updated"))
 
 
-def _closed(req: MealRequest, reason: str, *targets: Target) -> Event:
-    return _emit(req, "request:closed", {"requestId": req.id, "reason": reason}, *targets)
+def _closed(req: MealRequest, events: list[Event], reason: str, *targets: Target) -> None:
+    _emit(events, req.seq, "request:closed", {"requestId": req.id, "reason": reason}, *targets)
 
 
-def accept_offer(req: MealRequest, cmd: AcceptOffer) -> tuple[list[Event], NewOrder]:
+def accept_offer(req: MealRequest, cmd: AcceptOffer) -> tuple[MealRequest, list[Event], NewOrder]:
+    """Returns the new state, its events and the order the accepted offer becomes."""
     offer = _customer_offer(req, cmd.offer_id, cmd.customer_id, cmd.now)
-    offer.status = ACCEPTED
-    offer.updated_at = cmd.now
-    req.status = ACCEPTED
-    req.accepted_offer_id = offer.id
-    req.order_id = cmd.order_id
+    accepted = replace(offer, status=ACCEPTED, updated_at=cmd.now)
+    offers = _changed(req, accepted)
     order = NewOrder(
-        id=cmd.order_id, request_id=req.id, offer_id=offer.id, customer_id=req.customer_id,
-        vendor_id=offer.vendor_id, amount_kobo=offer.price_kobo, status="PENDING_PAYMENT",
-        payment_status="PENDING", delivery_lat=req.delivery_lat, delivery_lng=req.delivery_lng,
+        id=cmd.order_id,
+        request_id=req.id,
+        offer_id=offer.id,
+        customer_id=req.customer_id,
+        vendor_id=offer.vendor_id,
+        amount_kobo=offer.price_kobo,
+        status="PENDING_PAYMENT",
+        payment_status="PENDING",
+        delivery_lat=req.delivery_lat,
+        delivery_lng=req.delivery_lng,
         created_at=cmd.now,
     )
-    events = [_emit(req, "offer:accepted", {"offer": offer_view(offer), "orderId": cmd.order_id},
-                    (_vendor(offer), "offer:accepted"), (ROOM, "offer:updated"))]
-    events += _close_live(req, REJECTED, "offer:rejected", cmd.now)
-    events.append(_closed(req, "accepted", (NEARBY, "request:closed"), (ROOM, "request:closed")))
-    return events, order
+    events: list[Event] = []
+    _emit(
+        events,
+        req.seq,
+        "offer:accepted",
+        {"offer": offer_view(accepted), "orderId": cmd.order_id},
+        (_vendor(offer), "offer:accepted"),
+        (ROOM, "offer:updated"),
+    )
+    _close_live(req, offers, events, REJECTED, "offer:rejected", cmd.now)
+    _closed(req, events, "accepted", (NEARBY, "request:closed"), (ROOM, "request:closed"))
+    new = replace(
+        req,
+        status=ACCEPTED,
+        accepted_offer_id=offer.id,
+        order_id=cmd.order_id,
+        offers=offers,
+        seq=req.seq + len(events),
+    )
+    return new, events, order
 
 
-def reject_offer(req: MealRequest, cmd: RejectOffer) -> list[Event]:
+def reject_offer(req: MealRequest, cmd: RejectOffer) -> tuple[MealRequest, list[Event]]:
     offer = _customer_offer(req, cmd.offer_id, cmd.customer_id, cmd.now)
-    offer.status = REJECTED
-    offer.updated_at = cmd.now
+    rejected = replace(offer, status=REJECTED, updated_at=cmd.now)
     return _with_flips(
-        req, offer, cmd.now, "offer:rejected", (_vendor(offer), "offer:rejected"), (ROOM, "offer:updated"))
+        req,
+        _changed(req, rejected),
+        rejected,
+        cmd.now,
+        "offer:rejected",
+        (_vendor(offer), "offer:rejected"),
+        (ROOM, "offer:updated"),
+    )
 
 
-def cancel_request(req: MealRequest, cmd: CancelRequest) -> list[Event]:
+def cancel_request(req: MealRequest, cmd: CancelRequest) -> tuple[MealRequest, list[Event]]:
     """Allowed while OPEN, even past expires_at if the expiry timer has not fired yet."""
     _check_owner(req, cmd.customer_id)
     if req.status != OPEN:
         raise DomainError("conflict", f"request is {req.status}")
-    req.status = CANCELLED
-    events = _close_live(req, REJECTED, "offer:rejected", cmd.now)
-    events.append(_closed(req, "cancelled", (NEARBY, "request:closed"), (ROOM, "request:closed")))
-    return events
+    offers = dict(req.offers)
+    events: list[Event] = []
+    _close_live(req, offers, events, REJECTED, "offer:rejected", cmd.now)
+    _closed(req, events, "cancelled", (NEARBY, "request:closed"), (ROOM, "request:closed"))
+    return replace(req, status=CANCELLED, offers=offers, seq=req.seq + len(events)), events
 
 
-def expire_request(req: MealRequest, now: datetime) -> list[Event]:
-    """Idempotent: timers may fire late or twice, so a closed or not-yet-due request is a no-op."""
+def expire_request(req: MealRequest, now: datetime) -> tuple[MealRequest, list[Event]]:
+    """Idempotent: timers may fire late or twice, so a closed or not-yet-due request comes
+    back as it is (the same object) with no events."""
     if req.status != OPEN or now < req.expires_at:
-        return []
-    req.status = EXPIRED
-    events = _close_live(req, EXPIRED, "offer:expired", now)
-    events.append(_emit(req, "request:expired", {"requestId": req.id}, (ROOM, "request:expired")))
+        return req, []
+    offers = dict(req.offers)
+    events: list[Event] = []
+    _close_live(req, offers, events, EXPIRED, "offer:expired", now)
+    _emit(events, req.seq, "request:expired", {"requestId": req.id}, (ROOM, "request:expired"))
     # The room hears request:closed too, so its replay has no gap at the end (see module doc).
-    events.append(_closed(req, "expired", (NEARBY, "request:closed"), (ROOM, "request:closed")))
-    return events
+    _closed(req, events, "expired", (NEARBY, "request:closed"), (ROOM, "request:closed"))
+    return replace(req, status=EXPIRED, offers=offers, seq=req.seq + len(events)), events

@@ -25,8 +25,6 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
 
 async def create_pool(dsn: str, *, size: int = 10) -> asyncpg.Pool:
     """Pool whose connections speak JSON natively; min size 1 keeps idle nodes cheap."""
-    pool = await asyncpg.create_pool(
-        dsn, min_size=1, max_size=size, init=_init_connection, command_timeout=30
-    )
+    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=size, init=_init_connection, command_timeout=30)
     assert pool is not None
     return pool

@@ -37,8 +37,10 @@ log = logging.getLogger("pocho.outbox")
 _IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 OUTBOX_ROWS = Counter(
-    "pocho_outbox_rows_total", "Outbox rows handled by table and outcome (done, retry, dead)",
-    ["table", "outcome"], registry=REGISTRY,
+    "pocho_outbox_rows_total",
+    "Outbox rows handled by table and outcome (done, retry, dead)",
+    ["table", "outcome"],
+    registry=REGISTRY,
 )
 
 Executor: TypeAlias = asyncpg.Connection | asyncpg.Pool
@@ -90,12 +92,21 @@ async def complete(db: Executor, table: OutboxTable, ids: Sequence[int]) -> int:
     result = await db.execute(
         f"""UPDATE {table.name} SET status = $2, last_error = NULL{done_at}
             WHERE id = ANY($1::bigint[]) AND status = 'pending'""",
-        list(ids), table.done_status)
+        list(ids),
+        table.done_status,
+    )
     return int(result.split()[-1])
 
 
-async def fail(db: Executor, table: OutboxTable, errors: Mapping[int, str], *, max_attempts: int,
-               backoff_base: float, backoff_cap: float) -> list[asyncpg.Record]:
+async def fail(
+    db: Executor,
+    table: OutboxTable,
+    errors: Mapping[int, str],
+    *,
+    max_attempts: int,
+    backoff_base: float,
+    backoff_cap: float,
+) -> list[asyncpg.Record]:
     """Count one failed attempt per row: retry later with backoff, or dead-letter.
 
     Returns (id, status, attempts, next_attempt_at) of the rows changed.
@@ -114,16 +125,29 @@ async def fail(db: Executor, table: OutboxTable, errors: Mapping[int, str], *, m
             FROM unnest($1::bigint[], $2::text[]) AS f(id, err)
             WHERE o.id = f.id AND o.status = 'pending'
             RETURNING o.id, o.status, o.attempts, o.next_attempt_at""",
-        ids, messages, max_attempts, backoff_base, backoff_cap)
+        ids,
+        messages,
+        max_attempts,
+        backoff_base,
+        backoff_cap,
+    )
     return rows
 
 
-async def prune(db: Executor, table: OutboxTable, older_than_seconds: float) -> int:
-    """Delete done rows created more than `older_than_seconds` ago (dead rows are kept)."""
-    result = await db.execute(
-        f"""DELETE FROM {table.name}
-            WHERE status = $1 AND created_at < now() - make_interval(secs => $2::float8)""",
-        table.done_status, older_than_seconds)
+async def prune(db: Executor, table: OutboxTable, older_than_seconds: float, *, undelivered: bool = False) -> int:
+    """Delete done rows created more than `older_than_seconds` ago (dead rows are kept);
+    `undelivered` deletes old rows whatever their status (for a table nothing drains)."""
+    if undelivered:
+        result = await db.execute(
+            f"DELETE FROM {table.name} WHERE created_at < now() - make_interval(secs => $1::float8)", older_than_seconds
+        )
+    else:
+        result = await db.execute(
+            f"""DELETE FROM {table.name}
+                WHERE status = $1 AND created_at < now() - make_interval(secs => $2::float8)""",
+            table.done_status,
+            older_than_seconds,
+        )
     return int(result.split()[-1])
 
 
@@ -133,47 +157,51 @@ Handler = Callable[[list[asyncpg.Record]], Awaitable[Mapping[int, str] | None]]
 
 
 class OutboxWorker:
-    """Drains one outbox table in a background task until `stop()`.
+    """Drains one outbox table: `run()` is its loop (owned by the process supervisor) and
+    returns after `stop()`.
 
     `prepare` (optional) runs before the first batch and is retried with backoff until it
     succeeds (e.g. creating search indexes). `wakeup()` makes the worker look for rows now
     instead of at the next poll (producers on this node call it after committing).
     """
 
-    def __init__(self, pool: asyncpg.Pool, table: OutboxTable, handler: Handler, *,
-                 prepare: Callable[[], Awaitable[None]] | None = None,
-                 batch_size: int = 100, poll_interval: float = 1.0, lease_seconds: float = 30.0,
-                 max_attempts: int = 8, backoff_base: float = 1.0, backoff_cap: float = 300.0,
-                 prune_after_seconds: float = 7 * 24 * 3600.0) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        table: OutboxTable,
+        handler: Handler,
+        *,
+        prepare: Callable[[], Awaitable[None]] | None = None,
+        batch_size: int = 100,
+        poll_interval: float = 1.0,
+        lease_seconds: float = 30.0,
+        max_attempts: int = 8,
+        backoff_base: float = 1.0,
+        backoff_cap: float = 300.0,
+        prune_after_seconds: float = 7 * 24 * 3600.0,
+    ) -> None:
         self.pool, self.table, self.handler, self.prepare = pool, table, handler, prepare
         self.batch_size, self.poll_interval, self.lease_seconds = batch_size, poll_interval, lease_seconds
         self.max_attempts, self.backoff_base, self.backoff_cap = max_attempts, backoff_base, backoff_cap
         self.prune_after_seconds = prune_after_seconds
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._finished = asyncio.Event()
+        self._running = False
         self.ready = asyncio.Event()  # set once `prepare` has succeeded
 
     def wakeup(self) -> None:
         self._wake.set()
 
-    def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run(), name=f"outbox:{self.table.name}")
-
     async def stop(self, timeout: float = 5.0) -> None:  # noqa: ASYNC109
-        """Finish the batch in hand (up to `timeout`), then end. Unfinished rows stay leased and
-        are retried after the lease by whichever worker comes next."""
+        """Let `run` finish the batch in hand (up to `timeout`). Unfinished rows stay leased and
+        are retried after the lease by whichever worker comes next; the supervisor cancels a
+        loop that did not end in time."""
         self._stopping.set()
         self._wake.set()
-        task, self._task = self._task, None
-        if task is None:
-            return
-        try:
-            await asyncio.wait_for(asyncio.shield(task), timeout)
-        except TimeoutError:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if self._running:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._finished.wait(), timeout)
 
     async def _sleep(self, seconds: float) -> None:
         """Wait for a wakeup, stop, or `seconds`."""
@@ -190,8 +218,10 @@ class OutboxWorker:
                 await self.prepare()
                 break
             except Exception as exc:
-                log.warning("outbox prepare failed, retrying",
-                            extra={"table": self.table.name, "error": repr(exc)[:300], "delay": delay})
+                log.warning(
+                    "outbox prepare failed, retrying",
+                    extra={"table": self.table.name, "error": repr(exc)[:300], "delay": delay},
+                )
                 await self._sleep(delay)
                 delay = min(delay * 2, self.backoff_cap)
         self.ready.set()
@@ -204,22 +234,39 @@ class OutboxWorker:
         try:
             failed = dict(await self.handler(rows) or {})
         except Exception as exc:
-            log.warning("outbox batch failed", extra={"table": self.table.name, "rows": len(rows),
-                                                      "error": repr(exc)[:300]})
+            log.warning(
+                "outbox batch failed", extra={"table": self.table.name, "rows": len(rows), "error": repr(exc)[:300]}
+            )
             failed = {r["id"]: f"{type(exc).__name__}: {exc}" for r in rows}
         ok = [r["id"] for r in rows if r["id"] not in failed]
         await complete(self.pool, self.table, ok)
         OUTBOX_ROWS.labels(self.table.name, "done").inc(len(ok))
-        changed = await fail(self.pool, self.table, failed, max_attempts=self.max_attempts,
-                             backoff_base=self.backoff_base, backoff_cap=self.backoff_cap)
+        changed = await fail(
+            self.pool,
+            self.table,
+            failed,
+            max_attempts=self.max_attempts,
+            backoff_base=self.backoff_base,
+            backoff_cap=self.backoff_cap,
+        )
         for row in changed:
             OUTBOX_ROWS.labels(self.table.name, "dead" if row["status"] == "dead" else "retry").inc()
             if row["status"] == "dead":
-                log.error("outbox row dead-lettered", extra={"table": self.table.name, "id": row["id"],
-                                                             "attempts": row["attempts"]})
+                log.error(
+                    "outbox row dead-lettered",
+                    extra={"table": self.table.name, "id": row["id"], "attempts": row["attempts"]},
+                )
         return len(rows)
 
-    async def _run(self) -> None:
+    async def run(self) -> None:
+        self._running = True
+        try:
+            await self._drain_until_stopped()
+        finally:
+            self._running = False
+            self._finished.set()
+
+    async def _drain_until_stopped(self) -> None:
         await self._prepare()
         delay = self.poll_interval
         loops = 0
@@ -236,4 +283,3 @@ class OutboxWorker:
                 delay = min(delay * 2, 30.0)
             if n < self.batch_size:
                 await self._sleep(delay)
-

@@ -11,12 +11,20 @@ import asyncpg
 
 
 async def insert(
-    conn: asyncpg.Connection, *, user_id: str, family_id: str, token_hash: str, ttl_seconds: int,
+    conn: asyncpg.Connection,
+    *,
+    user_id: str,
+    family_id: str,
+    token_hash: str,
+    ttl_seconds: int,
 ) -> None:
     await conn.execute(
         """INSERT INTO refresh_tokens (user_id, family_id, token_hash, expires_at)
            VALUES ($1::uuid, $2::uuid, $3, now() + make_interval(secs => $4))""",
-        user_id, family_id, token_hash, float(ttl_seconds),
+        user_id,
+        family_id,
+        token_hash,
+        float(ttl_seconds),
     )
 
 

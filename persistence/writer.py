@@ -85,14 +85,16 @@ class Writer:
     _queue: list[_Submission] = field(default_factory=list)
     _queued_rows: int = 0
     _wakeup: asyncio.Event = field(default_factory=asyncio.Event)
-    _task: asyncio.Task[None] | None = None
     _closing: bool = False
+    _running: bool = False
+    _finished: asyncio.Event = field(default_factory=asyncio.Event)
     _inflight: list[_Submission] = field(default_factory=list)
     # The writer keeps one connection: acquiring from the pool per group costs a reset query.
     _conn: asyncpg.Connection | None = None
 
-    def submit(self, rows: Sequence[tuple[Statement, tuple[Any, ...]]],
-               after: asyncio.Future[None] | None = None) -> asyncio.Future[None]:
+    def submit(
+        self, rows: Sequence[tuple[Statement, tuple[Any, ...]]], after: asyncio.Future[None] | None = None
+    ) -> asyncio.Future[None]:
         """Queue rows for the next group commit; the future resolves once they are committed.
 
         `after`: the caller's previous submission; if it fails, this one fails unwritten."""
@@ -108,24 +110,20 @@ class Writer:
     def queued_rows(self) -> int:
         return self._queued_rows
 
-    def start(self) -> None:
-        metrics.WRITERS.add(self)
-        self._task = asyncio.get_running_loop().create_task(self._run())
-
     async def stop(self, timeout: float = 10.0) -> None:  # noqa: ASYNC109
-        """Flush what is queued, then stop. Unflushed submissions fail `unavailable`."""
+        """Flush what is queued (the `run` loop commits it), then refuse more. Whatever is still
+        unflushed after `timeout` fails `unavailable`: it was never acked."""
         self._closing = True
         self._wakeup.set()
-        if self._task:
-            try:
-                await asyncio.wait_for(self._task, timeout)
-            except TimeoutError:
-                self._task.cancel()
+        if self._running and (self._queue or self._inflight):
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._finished.wait(), timeout)
         for sub in self._inflight + self._queue:
             if not sub.future.done():
                 sub.future.set_exception(EngineError("unavailable", "server shutting down"))
         self._queue.clear()
         self._inflight = []
+        self._queued_rows = 0
         await self._drop_connection()
 
     async def _connection(self) -> asyncpg.Connection:
@@ -143,19 +141,27 @@ class Writer:
                 with contextlib.suppress(Exception):
                     conn.terminate()
 
-    async def _run(self) -> None:
-        while True:
-            if not self._queue:
-                if self._closing:
-                    return
-                self._wakeup.clear()
-                await self._wakeup.wait()
-                continue
-            if self.flush_ms > 0 and self._queued_rows < self.batch_rows and not self._closing:
-                await asyncio.sleep(self.flush_ms / 1000)
-            self._inflight = self._take()
-            await self._commit_with_retry(self._inflight)
-            self._inflight = []
+    async def run(self) -> None:
+        """The group-commit loop (owned by the process supervisor); returns once `stop` has
+        been called and the queue is empty."""
+        metrics.WRITERS.add(self)
+        self._running = True
+        try:
+            while True:
+                if not self._queue:
+                    if self._closing:
+                        return
+                    self._wakeup.clear()
+                    await self._wakeup.wait()
+                    continue
+                if self.flush_ms > 0 and self._queued_rows < self.batch_rows and not self._closing:
+                    await asyncio.sleep(self.flush_ms / 1000)
+                self._inflight = self._take()
+                await self._commit_with_retry(self._inflight)
+                self._inflight = []
+        finally:
+            self._running = False
+            self._finished.set()
 
     def _take(self) -> list[_Submission]:
         rows = n = 0
@@ -201,8 +207,10 @@ class Writer:
                 metrics.WRITER_FAILURES.labels("data").inc()
                 if len(live) == 1:
                     # No str(exc): PostgreSQL quotes row values there, and rows may hold personal data.
-                    log.error("write rejected", extra={"error": type(exc).__name__,
-                                                       "constraint": getattr(exc, "constraint_name", None)})
+                    log.error(
+                        "write rejected",
+                        extra={"error": type(exc).__name__, "constraint": getattr(exc, "constraint_name", None)},
+                    )
                     live[0].future.set_exception(EngineError("unavailable", "write rejected"))
                     return
                 for sub in live:

@@ -1,4 +1,5 @@
-"""Wiring: open the pool and Redis, build the aiohttp app with Socket.IO attached, serve."""
+"""Wiring: every service of a node is built here, once, and every background loop is
+started here under the node's supervisor. Route modules only register routes."""
 
 from __future__ import annotations
 
@@ -12,20 +13,30 @@ import asyncpg
 from aiohttp import web
 from redis.asyncio import Redis
 
+from adapters.meilisearch import MeiliSearchIndex
+from adapters.search_pg import PgSearchIndex
+from adapters.sms import DevSmsSender
+from engine.ports import SearchIndex
+from persistence import catalogue as catalogue_db
+from persistence import outbox
 from persistence.db import create_pool
 from persistence.migrate import migrate
+from pocho_rt.auth.sessions import SessionEnder
 from pocho_rt.auth.tokens import TokenService
 from pocho_rt.config import Settings
 from pocho_rt.context import SERVICES, Services
 from pocho_rt.http import accounts, admin, catalogue, health, meal_requests
 from pocho_rt.http.middleware import observe
-from pocho_rt.runtime import Engine
+from pocho_rt.negotiation_service import NegotiationService
 from pocho_rt.sockets.customer import CustomerNamespace
 from pocho_rt.sockets.rider import RiderNamespace
 from pocho_rt.sockets.server import create_sio
 from pocho_rt.sockets.vendor import VendorNamespace
+from pocho_rt.tasks import Supervisor
 
 log = logging.getLogger("pocho.app")
+_SEARCH_OUTBOX_KEEP_SECONDS = 3600.0  # without Meilisearch nothing drains search_outbox
+_SEARCH_OUTBOX_PRUNE_EVERY = 300.0
 
 
 def default_node_id() -> str:
@@ -33,21 +44,82 @@ def default_node_id() -> str:
 
 
 async def open_services(settings: Settings, database_url: str, redis_url: str) -> Services:
+    """Connect to PostgreSQL and Redis and build every service of this node (nothing runs yet:
+    `build_app` starts the loops when the app starts)."""
     pool = await create_pool(database_url, size=settings.db_pool_size)
     redis = Redis.from_url(redis_url, decode_responses=False)
-    await redis.ping()
+    try:
+        await redis.ping()
+    except BaseException:
+        await redis.aclose()
+        await pool.close()
+        raise
+    node_id = settings.node_id or default_node_id()
+    supervisor = Supervisor()
+    sio = create_sio(settings, supervisor)
+    search: SearchIndex
+    search_outbox: outbox.OutboxWorker | None = None
+    if settings.meilisearch_url:
+        meili = MeiliSearchIndex(settings.meilisearch_url, settings.meilisearch_api_key)
+
+        async def _sync(rows: list[asyncpg.Record]) -> dict[int, str]:
+            return await catalogue_db.sync_search(pool, meili, rows)
+
+        search = meili
+        search_outbox = outbox.OutboxWorker(pool, outbox.SEARCH_OUTBOX, _sync, prepare=meili.configure)
+    else:
+        search = PgSearchIndex(pool)
     return Services(
         settings=settings,
+        node_id=node_id,
         pool=pool,
         redis=redis,
         tokens=TokenService(settings.jwt_secret, settings.jwt_access_ttl),
-        node_id=settings.node_id or default_node_id(),
+        sio=sio,
+        supervisor=supervisor,
+        sms=DevSmsSender(pool),
+        search=search,
+        search_outbox=search_outbox,
+        sessions=SessionEnder(redis, sio, node_id),
+        negotiation=NegotiationService(settings, pool, redis, sio),
     )
 
 
 async def close_services(svc: Services) -> None:
+    await svc.supervisor.stop()  # normally already stopped with the app; a no-op then
+    if isinstance(svc.search, MeiliSearchIndex):
+        await svc.search.close()
     await svc.redis.aclose()
     await svc.pool.close()
+
+
+async def _prune_search_outbox(pool: asyncpg.Pool) -> None:
+    """PostgreSQL search reads the tables themselves, so nothing drains `search_outbox`: drop
+    old rows so it cannot grow without bound (`pocho-rt reindex` refills it for Meilisearch)."""
+    while True:
+        try:
+            await outbox.prune(pool, outbox.SEARCH_OUTBOX, _SEARCH_OUTBOX_KEEP_SECONDS, undelivered=True)
+        except Exception as exc:  # storage away: try again next round
+            log.warning("search outbox prune failed", extra={"error": type(exc).__name__})
+        await asyncio.sleep(_SEARCH_OUTBOX_PRUNE_EVERY)
+
+
+async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
+    """Start every loop on app start-up; on shutdown flush acked work, then stop them all."""
+    svc = app[SERVICES]
+    sup = svc.supervisor
+    sup.loop("session-listener", svc.sessions.run)
+    if svc.search_outbox is not None:
+        sup.loop("search-outbox", svc.search_outbox.run)
+    else:
+        sup.loop("search-outbox-prune", lambda: _prune_search_outbox(svc.pool))
+    await svc.negotiation.start(sup)
+    await svc.sessions.ready.wait()
+    yield
+    await svc.negotiation.stop()
+    if svc.search_outbox is not None:
+        await svc.search_outbox.stop()
+    await sup.stop()
 
 
 def build_app(svc: Services) -> web.Application:
@@ -57,22 +129,10 @@ def build_app(svc: Services) -> web.Application:
     app.router.add_routes(health.routes)
     for module in (accounts, catalogue, admin, meal_requests):
         module.setup(app)
-    sio = create_sio(svc.settings)
-    for ns in (CustomerNamespace("/customer", svc), VendorNamespace("/vendor", svc),
-               RiderNamespace("/rider", svc)):
-        sio.register_namespace(ns)
-    sio.attach(app)
-    svc.extras["sio"] = sio
-    engine = Engine(svc.settings, svc.pool, svc.redis, sio)
-    svc.engine = engine
-    svc.extras["on_vendor_changed"] = engine.vendor_changed
-
-    async def _engine_ctx(_: web.Application) -> AsyncIterator[None]:
-        await engine.start()
-        yield
-        await engine.stop()
-
-    app.cleanup_ctx.append(_engine_ctx)
+    for ns in (CustomerNamespace("/customer", svc), VendorNamespace("/vendor", svc), RiderNamespace("/rider", svc)):
+        svc.sio.register_namespace(ns)
+    svc.sio.attach(app)
+    app.cleanup_ctx.append(_lifecycle)
     return app
 
 
@@ -81,8 +141,15 @@ async def run_migrations(pool: asyncpg.Pool) -> list[str]:
         return await migrate(conn)
 
 
-async def serve(settings: Settings, database_url: str, redis_url: str, *,
-                do_migrate: bool, do_seed: bool, stop: asyncio.Event | None = None) -> None:
+async def serve(
+    settings: Settings,
+    database_url: str,
+    redis_url: str,
+    *,
+    do_migrate: bool,
+    do_seed: bool,
+    stop: asyncio.Event | None = None,
+) -> None:
     """Run one node until `stop` is set (or forever)."""
     svc = await open_services(settings, database_url, redis_url)
     try:

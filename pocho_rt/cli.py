@@ -20,7 +20,7 @@ from dataclasses import replace
 
 from pocho_rt.app import close_services, default_node_id, open_services, run_migrations, serve
 from pocho_rt.config import ConfigError, Settings, load_settings
-from pocho_rt.embedded import EmbeddedServices
+from pocho_rt.embedded import EmbeddedServices, EmbeddedUnavailable
 from pocho_rt.logs import setup_logging
 
 log = logging.getLogger("pocho.cli")
@@ -82,6 +82,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> None:
         ]
         for p in procs:
             p.start()
+
         def _terminate(*_: object) -> None:
             for p in procs:
                 p.terminate()
@@ -150,8 +151,15 @@ def cmd_create_admin(settings: Settings, args: argparse.Namespace) -> None:
 
         assert isinstance(svc, Services)
         async with svc.pool.acquire() as conn:
-            user = await create_user(conn, phone=args.phone, password_hash=hash_password(password), role="ADMIN",
-                                     first_name=args.first_name, last_name=args.last_name, email=None)
+            user = await create_user(
+                conn,
+                phone=args.phone,
+                password_hash=hash_password(password),
+                role="ADMIN",
+                first_name=args.first_name,
+                last_name=args.last_name,
+                email=None,
+            )
         if user is None:
             raise SystemExit(f"phone {args.phone} is already registered")
         print(f"admin {user['id']} created")
@@ -184,16 +192,20 @@ def main(argv: list[str] | None = None) -> None:
         print(f"pocho-rt: configuration error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     setup_logging(settings.log_level)
-    if args.cmd == "serve":
-        cmd_serve(settings, args)
-    elif args.cmd == "migrate":
-        _with_services(settings, lambda svc: _prepare(svc, True, False))
-    elif args.cmd == "seed":
-        _with_services(settings, lambda svc: _prepare(svc, True, True))
-    elif args.cmd == "reindex":
-        _with_services(settings, _reindex)
-    elif args.cmd == "create-admin":
-        cmd_create_admin(settings, args)
+    try:
+        if args.cmd == "serve":
+            cmd_serve(settings, args)
+        elif args.cmd == "migrate":
+            _with_services(settings, lambda svc: _prepare(svc, True, False))
+        elif args.cmd == "seed":
+            _with_services(settings, lambda svc: _prepare(svc, True, True))
+        elif args.cmd == "reindex":
+            _with_services(settings, _reindex)
+        elif args.cmd == "create-admin":
+            cmd_create_admin(settings, args)
+    except EmbeddedUnavailable as exc:
+        print(f"pocho-rt: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

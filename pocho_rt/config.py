@@ -173,4 +173,3 @@ def _check_secrets(settings: Settings, env: Mapping[str, str]) -> None:
             raise ConfigError(f"{var} must be set to a non-default secret when POCHO_ENV=production")
         if len(value) < min_len:
             raise ConfigError(f"{var} must be at least {min_len} characters when POCHO_ENV=production")
-

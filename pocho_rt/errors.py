@@ -1,8 +1,15 @@
-"""The one error shape of PROTOCOL, shared by HTTP answers and socket acks."""
+"""The one error shape of PROTOCOL, shared by HTTP answers and socket acks.
+
+Rules and the runtime raise `engine.errors.EngineError`; the edge adds `ApiError` (an
+EngineError with an HTTP status and headers). Both are rendered by the same two functions,
+`error_body` (HTTP) and `error_ack` (sockets), so no handler converts errors by hand.
+"""
 
 from __future__ import annotations
 
 from typing import Any
+
+from engine.errors import EngineError
 
 # PROTOCOL error code -> HTTP status
 STATUS = {
@@ -19,10 +26,11 @@ STATUS = {
     "unavailable": 503,
     "timeout": 504,
 }
+RETRY_AFTER_SECONDS = "2"  # PROTOCOL: `unavailable` over HTTP is 503 with Retry-After
 
 
-class ApiError(Exception):
-    """Raised anywhere below a handler; the HTTP middleware or socket ack renders it."""
+class ApiError(EngineError):
+    """Raised by the edge (auth, validation, HTTP lookups); rendered like any EngineError."""
 
     def __init__(
         self,
@@ -33,21 +41,32 @@ class ApiError(Exception):
         status: int | None = None,
         headers: dict[str, str] | None = None,
     ) -> None:
-        super().__init__(message or code)
-        self.code = code
-        self.message = message or code.replace("_", " ")
-        self.details = details
+        super().__init__(code, message, details)
         self.status = status or STATUS.get(code, 400)
         self.headers = headers
 
-    def body(self) -> dict[str, Any]:
-        err: dict[str, Any] = {"code": self.code, "message": self.message}
-        if self.details:
-            err["details"] = self.details
-        return {"error": err}
 
-    def ack(self) -> dict[str, Any]:
-        return {"ok": False, **self.body()}
+def error_body(exc: EngineError) -> dict[str, Any]:
+    err: dict[str, Any] = {"code": exc.code, "message": exc.message}
+    if exc.details:
+        err["details"] = exc.details
+    return {"error": err}
+
+
+def error_ack(exc: EngineError) -> dict[str, Any]:
+    """A failed socket ack."""
+    return {"ok": False, **error_body(exc)}
+
+
+def http_status(exc: EngineError) -> tuple[int, dict[str, str] | None]:
+    """The HTTP status and headers for an error (Retry-After on `unavailable`)."""
+    if isinstance(exc, ApiError):
+        status, headers = exc.status, exc.headers
+    else:
+        status, headers = STATUS.get(exc.code, 400), None
+    if status == 503 and not (headers and "Retry-After" in headers):
+        headers = {**(headers or {}), "Retry-After": RETRY_AFTER_SECONDS}
+    return status, headers
 
 
 def ok(data: Any) -> dict[str, Any]:

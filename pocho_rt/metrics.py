@@ -7,27 +7,34 @@ from prometheus_client import Counter, Gauge, Histogram
 from engine.runtime.metrics import REGISTRY
 
 HTTP_REQUESTS = Counter(
-    "pocho_http_requests_total", "HTTP requests by route and status", ["method", "route", "status"],
+    "pocho_http_requests_total",
+    "HTTP requests by route and status",
+    ["method", "route", "status"],
     registry=REGISTRY,
 )
 HTTP_LATENCY = Histogram(
-    "pocho_http_request_seconds", "HTTP handling time by route", ["route"], registry=REGISTRY,
+    "pocho_http_request_seconds",
+    "HTTP handling time by route",
+    ["route"],
+    registry=REGISTRY,
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
 )
 SOCKET_CONNECTIONS = Gauge(
     "pocho_socket_connections", "Open Socket.IO connections by namespace", ["namespace"], registry=REGISTRY
 )
 SOCKET_CONNECTS = Counter(
-    "pocho_socket_connects_total", "Socket.IO connection attempts by namespace and outcome",
-    ["namespace", "outcome"], registry=REGISTRY,
+    "pocho_socket_connects_total",
+    "Socket.IO connection attempts by namespace and outcome",
+    ["namespace", "outcome"],
+    registry=REGISTRY,
 )
 SOCKET_COMMANDS = Counter(
-    "pocho_socket_commands_total", "Socket.IO commands by namespace, event and outcome code",
-    ["namespace", "event", "code"], registry=REGISTRY,
+    "pocho_socket_commands_total",
+    "Socket.IO commands by namespace, event and outcome code",
+    ["namespace", "event", "code"],
+    registry=REGISTRY,
 )
 DB_POOL_SIZE = Gauge("pocho_db_pool_size", "Connections open in the asyncpg pool", registry=REGISTRY)
 DB_POOL_IDLE = Gauge("pocho_db_pool_idle", "Idle connections in the asyncpg pool", registry=REGISTRY)
 DB_POOL_MAX = Gauge("pocho_db_pool_max", "Maximum size of the asyncpg pool", registry=REGISTRY)
-RATE_LIMITED = Counter(
-    "pocho_rate_limited_total", "Requests refused by a rate limit", ["limit"], registry=REGISTRY
-)
+RATE_LIMITED = Counter("pocho_rate_limited_total", "Requests refused by a rate limit", ["limit"], registry=REGISTRY)

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 
-MAX_WATCHED_PER_SOCKET = 50
-
 
 class Presence:
     def __init__(self) -> None:

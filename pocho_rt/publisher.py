@@ -40,26 +40,29 @@ class SocketPublisher:
         self._queue: deque[tuple[NegotiationChange, tuple[str, ...]]] = deque()
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._running = False
 
     def publish(self, change: NegotiationChange, nearby: tuple[str, ...]) -> None:
         if change.events:
             self._queue.append((change, nearby))
             self._wake.set()
 
-    def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run())
-
     async def stop(self) -> None:
-        """Deliver what is queued (bounded wait), then stop."""
-        if self._queue and self._task and not self._task.done():
+        """Deliver what is queued (bounded wait); the supervisor then cancels `run`."""
+        if self._queue and self._running:
             self._idle.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._idle.wait(), 5)
-        if self._task:
-            self._task.cancel()
 
-    async def _run(self) -> None:
+    async def run(self) -> None:
+        """The delivery loop, owned by the process supervisor."""
+        self._running = True
+        try:
+            await self._deliver_forever()
+        finally:
+            self._running = False
+
+    async def _deliver_forever(self) -> None:
         while True:
             if not self._queue:
                 self._idle.set()

@@ -81,8 +81,10 @@ async def hit(svc: Services, limit: Limit, subject: str) -> None:
     if count > limit.max_hits:
         RATE_LIMITED.labels(limit.name).inc()
         raise ApiError(
-            "rate_limited", "too many attempts, retry later",
-            {"limit": limit.name, "retryAfter": ttl}, headers={"Retry-After": str(ttl)},
+            "rate_limited",
+            "too many attempts, retry later",
+            {"limit": limit.name, "retryAfter": ttl},
+            headers={"Retry-After": str(ttl)},
         )
 
 

@@ -21,18 +21,48 @@ DEMO_PASSWORD = "pocho-demo-pass"
 _LOCK_KEY = 0x70C40_0002
 
 VENDORS: list[dict[str, Any]] = [
-    {"phone": "+2348010000001", "first": "Bisi", "name": "Mama Bisi Kitchen", "lat": 6.5244, "lng": 3.3792,
-     "km": 8.0, "categories": ["nigerian", "rice"],
-     "items": [("Jollof Rice with Chicken", 350000, "nigerian"), ("Fried Rice and Turkey", 420000, "nigerian"),
-               ("Ofada Rice and Ayamase", 380000, "nigerian")]},
-    {"phone": "+2348010000002", "first": "Emeka", "name": "Suya Spot Lekki", "lat": 6.4474, "lng": 3.4723,
-     "km": 6.0, "categories": ["grill", "suya"],
-     "items": [("Beef Suya", 250000, "grill"), ("Chicken Suya", 280000, "grill"),
-               ("Asun (spicy goat)", 320000, "grill")]},
-    {"phone": "+2348010000003", "first": "Tunde", "name": "Amala Joint Yaba", "lat": 6.5158, "lng": 3.3707,
-     "km": 5.0, "categories": ["nigerian", "swallow"],
-     "items": [("Amala and Ewedu", 200000, "nigerian"), ("Pounded Yam and Egusi", 300000, "nigerian"),
-               ("Eba and Okra Soup", 220000, "nigerian")]},
+    {
+        "phone": "+2348010000001",
+        "first": "Bisi",
+        "name": "Mama Bisi Kitchen",
+        "lat": 6.5244,
+        "lng": 3.3792,
+        "km": 8.0,
+        "categories": ["nigerian", "rice"],
+        "items": [
+            ("Jollof Rice with Chicken", 350000, "nigerian"),
+            ("Fried Rice and Turkey", 420000, "nigerian"),
+            ("Ofada Rice and Ayamase", 380000, "nigerian"),
+        ],
+    },
+    {
+        "phone": "+2348010000002",
+        "first": "Emeka",
+        "name": "Suya Spot Lekki",
+        "lat": 6.4474,
+        "lng": 3.4723,
+        "km": 6.0,
+        "categories": ["grill", "suya"],
+        "items": [
+            ("Beef Suya", 250000, "grill"),
+            ("Chicken Suya", 280000, "grill"),
+            ("Asun (spicy goat)", 320000, "grill"),
+        ],
+    },
+    {
+        "phone": "+2348010000003",
+        "first": "Tunde",
+        "name": "Amala Joint Yaba",
+        "lat": 6.5158,
+        "lng": 3.3707,
+        "km": 5.0,
+        "categories": ["nigerian", "swallow"],
+        "items": [
+            ("Amala and Ewedu", 200000, "nigerian"),
+            ("Pounded Yam and Egusi", 300000, "nigerian"),
+            ("Eba and Okra Soup", 220000, "nigerian"),
+        ],
+    },
 ]
 CUSTOMERS = [("+2348020000001", "Ada", "Obi"), ("+2348020000002", "Kemi", "Adeyemi")]
 RIDERS = [("+2348030000001", "Musa", "Bello", "motorcycle"), ("+2348030000002", "Chidi", "Eze", "bicycle")]
@@ -40,8 +70,9 @@ ADMIN = ("+2348000000000", "Ops", "Admin")
 
 
 async def _user(conn: asyncpg.Connection, phone: str, role: str, first: str, last: str, pw_hash: str) -> Any:
-    row = await create_user(conn, phone=phone, password_hash=pw_hash, role=role,
-                            first_name=first, last_name=last, email=None)
+    row = await create_user(
+        conn, phone=phone, password_hash=pw_hash, role=role, first_name=first, last_name=last, email=None
+    )
     if row is None:
         row = await conn.fetchrow("SELECT id FROM users WHERE phone = $1", phone)
     return row["id"]
@@ -59,9 +90,12 @@ async def seed(pool: asyncpg.Pool) -> None:
             uid = await _user(conn, phone, "RIDER", first, last, demo_hash)
             await conn.execute(
                 "INSERT INTO riders (user_id, vehicle_type) VALUES ($1, $2) ON CONFLICT (user_id) DO NOTHING",
-                uid, vehicle)
-        admin_id = await _user(conn, ADMIN[0], "ADMIN", ADMIN[1], ADMIN[2],
-                               hash_password(admin_pw) if admin_pw else demo_hash)
+                uid,
+                vehicle,
+            )
+        admin_id = await _user(
+            conn, ADMIN[0], "ADMIN", ADMIN[1], ADMIN[2], hash_password(admin_pw) if admin_pw else demo_hash
+        )
         for v in VENDORS:
             uid = await _user(conn, v["phone"], "VENDOR", v["first"], "Vendor", demo_hash)
             vendor_id = await conn.fetchval(
@@ -69,21 +103,37 @@ async def seed(pool: asyncpg.Pool) -> None:
                                         verified, verified_at, verified_by)
                    VALUES ($1, $2, $3, $4, $5, $6, true, now(), $7)
                    ON CONFLICT (user_id) DO NOTHING RETURNING id""",
-                uid, v["name"], v["lat"], v["lng"], v["km"], v["categories"], admin_id)
+                uid,
+                v["name"],
+                v["lat"],
+                v["lng"],
+                v["km"],
+                v["categories"],
+                admin_id,
+            )
             if vendor_id is None:
                 continue  # already seeded, menus included
             menu_id = await conn.fetchval(
-                "INSERT INTO menus (vendor_id, title) VALUES ($1, 'Main menu') RETURNING id", vendor_id)
+                "INSERT INTO menus (vendor_id, title) VALUES ($1, 'Main menu') RETURNING id", vendor_id
+            )
             for name, price, tag in v["items"]:
                 await conn.execute(
                     """INSERT INTO menu_items (menu_id, vendor_id, name, price_kobo, cuisine_tag, prep_minutes)
-                       VALUES ($1, $2, $3, $4, $5, 20)""", menu_id, vendor_id, name, price, tag)
+                       VALUES ($1, $2, $3, $4, $5, 20)""",
+                    menu_id,
+                    vendor_id,
+                    name,
+                    price,
+                    tag,
+                )
             await conn.execute(
-                """INSERT INTO search_outbox (entity, entity_id, op) VALUES ('vendor', $1, 'upsert')""",
-                vendor_id)
+                """INSERT INTO search_outbox (entity, entity_id, op) VALUES ('vendor', $1, 'upsert')""", vendor_id
+            )
             await conn.execute(
                 """INSERT INTO search_outbox (entity, entity_id, op)
-                   SELECT 'menu_item', id, 'upsert' FROM menu_items WHERE vendor_id = $1""", vendor_id)
+                   SELECT 'menu_item', id, 'upsert' FROM menu_items WHERE vendor_id = $1""",
+                vendor_id,
+            )
 
 
 async def _main() -> None:

@@ -11,36 +11,72 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import gc
 import tracemalloc
 import uuid
 from datetime import timedelta
+from typing import Any, NoReturn
 
 from engine import negotiation as n
 from engine.clock import utcnow
-from engine.meal_request_actor import MealRequestActor
+from engine.meal_request_actor import Deps, MealRequestActor
 from engine.runtime.actor import ActorSystem
+
+
+class _Offline:
+    """Store, publisher and vendor directory for actors that never do I/O here."""
+
+    def _no_io(self, *args: Any, **kwargs: Any) -> NoReturn:
+        raise RuntimeError("no I/O in this measurement")
+
+    record = load = events_since = publish = vendors_covering = _no_io
+
+
+OFFLINE = _Offline()
 
 
 def _request(offers: int) -> n.MealRequest:
     now = utcnow()
-    req, _ = n.create_request(n.CreateRequest(
-        request_id=str(uuid.uuid4()), customer_id=str(uuid.uuid4()), category="nigerian",
-        budget_min_kobo=200_000, budget_max_kobo=500_000, delivery_lat=6.5244, delivery_lng=3.3792,
-        address_line="12 Awolowo Road, Ikoyi, Lagos", notes="Extra pepper abeg", now=now,
-        expires_in_minutes=120))
+    req, _ = n.create_request(
+        n.CreateRequest(
+            request_id=str(uuid.uuid4()),
+            customer_id=str(uuid.uuid4()),
+            category="nigerian",
+            budget_min_kobo=200_000,
+            budget_max_kobo=500_000,
+            delivery_lat=6.5244,
+            delivery_lng=3.3792,
+            address_line="12 Awolowo Road, Ikoyi, Lagos",
+            notes="Extra pepper abeg",
+            now=now,
+            expires_in_minutes=120,
+        )
+    )
     for i in range(offers):
-        n.place_offer(req, n.PlaceOffer(
-            offer_id=str(uuid.uuid4()), vendor_id=str(uuid.uuid4()), vendor_name=f"Mama Put {i}",
-            vendor_verified=True, vendor_lat=6.5244, vendor_lng=3.3792, vendor_km=5.0,
-            price_kobo=300_000 + i * 1000, details="Jollof, chicken, plantain", prep_minutes=30,
-            now=now + timedelta(seconds=i)))
+        req, _ = n.place_offer(
+            req,
+            n.PlaceOffer(
+                offer_id=str(uuid.uuid4()),
+                vendor_id=str(uuid.uuid4()),
+                vendor_name=f"Mama Put {i}",
+                vendor_verified=True,
+                vendor_lat=6.5244,
+                vendor_lng=3.3792,
+                vendor_km=5.0,
+                price_kobo=300_000 + i * 1000,
+                details="Jollof, chicken, plantain",
+                prep_minutes=30,
+                now=now + timedelta(seconds=i),
+            ),
+        )
     return req
 
 
 async def measure(actors: int, offers: int) -> float:
     system = ActorSystem(mailbox_size=64, idle_seconds=300, ask_timeout=5)
-    system.register(MealRequestActor.kind, MealRequestActor)
+    deps = Deps(store=OFFLINE, publisher=OFFLINE, vendors=OFFLINE)
+    system.register(MealRequestActor.kind, functools.partial(MealRequestActor, deps=deps))
     states = [_request(offers) for _ in range(actors)]  # built first: we measure the actor's share too
     gc.collect()
     tracemalloc.start()

@@ -75,9 +75,16 @@ async def _prepare_db(admin_url: str, pairs: int) -> tuple[str, list[tuple[str, 
         lat, lng = 4.0 + (i // 30) * 0.1, 3.0 + (i % 30) * 0.1
         await conn.executemany(
             "INSERT INTO users (id, phone, password_hash, role, first_name, last_name) VALUES ($1,$2,'x',$3,'B','B')",
-            [(cust, f"+23470{i:08d}", "CUSTOMER"), (vend, f"+23471{i:08d}", "VENDOR")])
-        await conn.execute("INSERT INTO vendors (user_id, display_name, lat, lng, km_service_area, verified) "
-                           "VALUES ($1, $2, $3, $4, 2, true)", vend, f"Bench Kitchen {i}", lat, lng)
+            [(cust, f"+23470{i:08d}", "CUSTOMER"), (vend, f"+23471{i:08d}", "VENDOR")],
+        )
+        await conn.execute(
+            "INSERT INTO vendors (user_id, display_name, lat, lng, km_service_area, verified) "
+            "VALUES ($1, $2, $3, $4, 2, true)",
+            vend,
+            f"Bench Kitchen {i}",
+            lat,
+            lng,
+        )
         out.append((str(cust), str(vend), lat, lng))
     await conn.close()
     return url, out
@@ -108,8 +115,9 @@ async def _vendor_loop(vend: LiteClient, offer_id: str, stats: Stats, stop: asyn
                 stats.errors += 1
 
 
-async def run_load(url: str, pairs: list[tuple[str, str, float, float]], seconds: float, warmup: float,
-                   relay: bool) -> dict[str, Any]:
+async def run_load(
+    url: str, pairs: list[tuple[str, str, float, float]], seconds: float, warmup: float, relay: bool
+) -> dict[str, Any]:
     tokens = TokenService(SECRET, 24 * 3600)
     stats = Stats()
     stop = asyncio.Event()
@@ -130,9 +138,18 @@ async def run_load(url: str, pairs: list[tuple[str, str, float, float]], seconds
                     stats.events += 1
 
             cust.handlers["offer:updated"] = _count
-            req = await cust.call("request:create", {
-                "category": "bench", "budgetMinKobo": 100_000, "budgetMaxKobo": 400_000, "deliveryLat": lat,
-                "deliveryLng": lng, "addressLine": f"{i} Bench Street", "expiresInMinutes": 120})
+            req = await cust.call(
+                "request:create",
+                {
+                    "category": "bench",
+                    "budgetMinKobo": 100_000,
+                    "budgetMaxKobo": 400_000,
+                    "deliveryLat": lat,
+                    "deliveryLng": lng,
+                    "addressLine": f"{i} Bench Street",
+                    "expiresInMinutes": 120,
+                },
+            )
             assert req["ok"], req
             offer = await vend.call("offer:place", {"requestId": req["data"]["request"]["id"], "priceKobo": 300_000})
             assert offer["ok"], offer
@@ -154,8 +171,14 @@ async def run_load(url: str, pairs: list[tuple[str, str, float, float]], seconds
     def pct(p: float) -> float:
         return lat[min(len(lat) - 1, int(p * len(lat)))] * 1000 if lat else float("nan")
 
-    return {"acked_per_s": len(lat) / elapsed, "p50_ms": pct(0.50), "p99_ms": pct(0.99), "errors": stats.errors,
-            "events_per_s": stats.events / elapsed, "acks": len(lat)}
+    return {
+        "acked_per_s": len(lat) / elapsed,
+        "p50_ms": pct(0.50),
+        "p99_ms": pct(0.99),
+        "errors": stats.errors,
+        "events_per_s": stats.events / elapsed,
+        "acks": len(lat),
+    }
 
 
 def _spawn(cmd: list[str], env: dict[str, str], core: int) -> subprocess.Popen[bytes]:
@@ -169,8 +192,13 @@ async def main() -> None:
     parser.add_argument("--warmup", type=float, default=3)
     parser.add_argument("--target", choices=["both", "pocho", "relay"], default="both")
     parser.add_argument("--cores", default="0,1", help="server core, load-generator core")
-    parser.add_argument("--server-env", action="append", default=[], metavar="KEY=VALUE",
-                        help="extra environment for the Pocho server (e.g. POCHO_WRITER_FLUSH_MS=5)")
+    parser.add_argument(
+        "--server-env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra environment for the Pocho server (e.g. POCHO_WRITER_FLUSH_MS=5)",
+    )
     args = parser.parse_args()
     server_core, load_core = (int(c) for c in args.cores.split(","))
     os.sched_setaffinity(0, {load_core})
@@ -189,8 +217,16 @@ async def main() -> None:
         targets = ["relay", "pocho"] if args.target == "both" else [args.target]
         for target in targets:
             port = _port()
-            env = {**os.environ, "PORT": str(port), "HOST": "127.0.0.1", "DATABASE_URL": bench_db,
-                   "REDIS_URL": redis_url, "JWT_SECRET": SECRET, "RATE_LIMIT_ENABLED": "false", "LOG_LEVEL": "WARNING"}
+            env = {
+                **os.environ,
+                "PORT": str(port),
+                "HOST": "127.0.0.1",
+                "DATABASE_URL": bench_db,
+                "REDIS_URL": redis_url,
+                "JWT_SECRET": SECRET,
+                "RATE_LIMIT_ENABLED": "false",
+                "LOG_LEVEL": "WARNING",
+            }
             env.update(kv.split("=", 1) for kv in args.server_env)
             if target == "relay":
                 cmd = [sys.executable, "-m", "scripts.relay_server", "--port", str(port)]
@@ -199,8 +235,9 @@ async def main() -> None:
             proc = _spawn(cmd, env, server_core)
             try:
                 await _wait_ready(f"http://127.0.0.1:{port}/healthz", proc)
-                results[target] = await run_load(f"http://127.0.0.1:{port}", pairs, args.seconds, args.warmup,
-                                                 relay=target == "relay")
+                results[target] = await run_load(
+                    f"http://127.0.0.1:{port}", pairs, args.seconds, args.warmup, relay=target == "relay"
+                )
             finally:
                 os.killpg(proc.pid, signal.SIGTERM)
                 proc.wait(20)
@@ -211,8 +248,10 @@ async def main() -> None:
     print("| target | acked revisions/s | p50 ms | p99 ms | errors | customer events/s |")
     print("|---|---|---|---|---|---|")
     for target, r in results.items():
-        print(f"| {target} | {r['acked_per_s']:.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['errors']} "
-              f"| {r['events_per_s']:.0f} |")
+        print(
+            f"| {target} | {r['acked_per_s']:.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['errors']} "
+            f"| {r['events_per_s']:.0f} |"
+        )
     if "relay" in results and "pocho" in results:
         print(f"\npocho / relay throughput: {results['pocho']['acked_per_s'] / results['relay']['acked_per_s']:.2f}")
 

@@ -19,6 +19,7 @@ from aiohttp import web
 
 from pocho_rt.config import Settings
 from pocho_rt.sockets.server import create_sio
+from pocho_rt.tasks import Supervisor
 
 
 def build(sio: socketio.AsyncServer) -> None:
@@ -30,8 +31,16 @@ def build(sio: socketio.AsyncServer) -> None:
 
     async def revise(sid: str, data: dict[str, Any]) -> dict[str, Any]:
         pair = (await sio.get_session(sid, namespace="/vendor"))["pair"]
-        offer = {"id": data["offerId"], "priceKobo": data["priceKobo"], "status": "PENDING", "round": 0,
-                 "isCompetitive": True, "overBudget": False, "requestId": "r", "vendorId": "v"}
+        offer = {
+            "id": data["offerId"],
+            "priceKobo": data["priceKobo"],
+            "status": "PENDING",
+            "round": 0,
+            "isCompetitive": True,
+            "overBudget": False,
+            "requestId": "r",
+            "vendorId": "v",
+        }
         await sio.emit("offer:updated", {"offer": offer, "seq": 1}, to=f"pair:{pair}", namespace="/customer")
         return {"ok": True, "data": {"offer": offer}}
 
@@ -53,7 +62,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8099)
     args = parser.parse_args()
     app = web.Application()
-    sio = create_sio(Settings())
+    sio = create_sio(Settings(), Supervisor())
     build(sio)
     sio.attach(app)
     uvloop.install()

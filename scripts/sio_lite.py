@@ -59,7 +59,7 @@ class LiteClient:
             kind = data[:2]
             body = data[2:]
             if body.startswith(prefix):
-                body = body[len(prefix):]
+                body = body[len(prefix) :]
             if kind == "40" and self._connected and not self._connected.done():
                 self._connected.set_result(orjson.loads(body))
             elif kind == "44" and self._connected and not self._connected.done():

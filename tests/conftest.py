@@ -1,6 +1,7 @@
 """Test fixtures: real PostgreSQL and Redis (TEST_DATABASE_URL / TEST_REDIS_URL, else
-embedded servers started once per session), a fresh database per session, and every
-test starting from empty tables and an empty Redis database.
+embedded servers started once per session), a PostgreSQL database and a Redis database of
+the session's own (test runs may overlap), and every test starting from empty tables and an
+empty Redis database.
 """
 
 from __future__ import annotations
@@ -68,20 +69,57 @@ async def database_url(backing_urls: tuple[str, str]) -> AsyncIterator[str]:
         await admin.close()
 
 
-@pytest.fixture(scope="session")
-def redis_url(backing_urls: tuple[str, str]) -> str:
-    """The test Redis database (db 9 unless TEST_REDIS_URL names one), flushed before each test."""
-    parts = urlsplit(backing_urls[1])
+def _redis_db(url: str) -> int | None:
+    parts = urlsplit(url)
     if parts.scheme == "unix":
-        return urlunsplit(parts._replace(query=parts.query or "db=9"))
-    return urlunsplit(parts._replace(path=parts.path if parts.path.strip("/") else "/9"))
+        dbs = [p[3:] for p in parts.query.split("&") if p.startswith("db=")]
+        return int(dbs[0]) if dbs else None
+    return int(parts.path.strip("/")) if parts.path.strip("/") else None
+
+
+def _with_redis_db(url: str, db: int) -> str:
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        query = [p for p in parts.query.split("&") if p and not p.startswith("db=")]
+        return urlunsplit(parts._replace(query="&".join([*query, f"db={db}"])))
+    return urlunsplit(parts._replace(path=f"/{db}"))
+
+
+_CLAIMS_DB = 0  # where runs record which Redis database each one uses; never handed to a run
+_CLAIM_SECONDS = 3 * 3600  # a run killed without cleanup frees its database after this
+_RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
+
+
+@pytest.fixture(scope="session")
+async def redis_url(backing_urls: tuple[str, str]) -> AsyncIterator[str]:
+    """A Redis database of this run's own, flushed before each test: the one TEST_REDIS_URL names
+    (9 by default) or, while another run holds it, the next free one. Two runs sharing one
+    database would flush and count each other's keys (rate limits, sessions) mid-test."""
+    base = backing_urls[1]
+    first = _redis_db(base)
+    claims = Redis.from_url(_with_redis_db(base, _CLAIMS_DB))
+    token = uuid.uuid4().hex
+    chosen: int | None = None
+    try:
+        for db in range(max(9 if first is None else first, _CLAIMS_DB + 1), 16):
+            key = f"pocho:test:redis-db:{db}"
+            if await claims.set(key, token, nx=True, ex=_CLAIM_SECONDS):
+                chosen = db
+                break
+        assert chosen is not None, "every Redis database a test run may use is held by another run"
+        yield _with_redis_db(base, chosen)
+    finally:
+        if chosen is not None:
+            await claims.eval(_RELEASE, 1, f"pocho:test:redis-db:{chosen}", token)
+        await claims.aclose()
 
 
 @pytest.fixture(scope="session")
 async def _tables(database_url: str) -> list[str]:
     conn = await asyncpg.connect(database_url)
     rows = await conn.fetch(
-        "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'schema_migrations'")
+        "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'schema_migrations'"
+    )
     await conn.close()
     return [r["tablename"] for r in rows]
 

@@ -49,8 +49,9 @@ class Actor:
     async def handle(self, msg: Any) -> Any:
         raise NotImplementedError
 
-    def deactivate(self) -> None:
-        """Drop timers; the runtime has already waited for pending writes."""
+    def on_passivate(self) -> None:
+        """The runtime drops this actor from memory (idle passivation or stop): cancel its
+        timers. Called only when `idle()` (no writes in flight), or at shutdown."""
 
     def idle(self) -> bool:
         """False while writes are in flight (the actor must not be passivated then)."""
@@ -263,7 +264,7 @@ class ActorSystem:
         if cell is None or cell.draining or cell.mailbox or not cell.actor.idle():
             return False
         del self._cells[key]
-        cell.actor.deactivate()
+        cell.actor.on_passivate()
         metrics.LIVE_ACTORS.labels(kind).dec()
         metrics.PASSIVATIONS.labels(kind).inc()
         return True
@@ -273,18 +274,20 @@ class ActorSystem:
         idle = [(c.actor.kind, c.actor.id) for c in self._cells.values() if c.last_used < cutoff]
         return sum(self.passivate(k, i) for k, i in idle)
 
-    async def _sweep(self) -> None:
+    async def run_passivation(self) -> None:
+        """The loop that drops idle actors, for the life of the process (a supervisor runs it)."""
         while True:
             await asyncio.sleep(max(self.idle_seconds / 4, 0.05))
             self.passivate_idle()
 
     def start(self) -> None:
-        self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
+        """Run the passivation loop in a task of our own (when no supervisor runs it)."""
+        self._sweeper = asyncio.get_running_loop().create_task(self.run_passivation())
 
     async def stop(self) -> None:
         if self._sweeper:
             self._sweeper.cancel()
         for cell in list(self._cells.values()):
-            cell.actor.deactivate()
+            cell.actor.on_passivate()
             metrics.LIVE_ACTORS.labels(cell.actor.kind).dec()
         self._cells.clear()

@@ -18,20 +18,25 @@ from typing import Any
 import asyncpg
 
 from persistence import refresh_tokens
-from pocho_rt.auth.audit import audit
+from persistence.audit import audit
 from pocho_rt.auth.principal import revoke_session
-from pocho_rt.auth.sessions import end_sockets
 from pocho_rt.auth.tokens import hash_refresh_token, new_refresh_token
 from pocho_rt.context import Services
 from pocho_rt.errors import ApiError
+from pocho_rt.logs import request_id
 
 log = logging.getLogger("pocho.auth")
 
 
 async def _issue(conn: asyncpg.Connection, svc: Services, user_id: str, role: str, family_id: str) -> dict[str, Any]:
     refresh = new_refresh_token()
-    await refresh_tokens.insert(conn, user_id=user_id, family_id=family_id, token_hash=hash_refresh_token(refresh),
-                                ttl_seconds=svc.settings.jwt_refresh_ttl)
+    await refresh_tokens.insert(
+        conn,
+        user_id=user_id,
+        family_id=family_id,
+        token_hash=hash_refresh_token(refresh),
+        ttl_seconds=svc.settings.jwt_refresh_ttl,
+    )
     access, expires_in = svc.tokens.issue(user_id, role, family_id)
     return {"accessToken": access, "refreshToken": refresh, "expiresIn": expires_in}
 
@@ -55,7 +60,7 @@ def _dead() -> ApiError:
 async def revoke_family_live(svc: Services, family_id: str, room: str, reason: str) -> None:
     """Void the family's access tokens in Redis and end the sockets of `room`."""
     await revoke_session(svc.redis, family_id, svc.settings.jwt_access_ttl)
-    await end_sockets(svc, room, reason)
+    await svc.sessions.end(room, reason)
 
 
 async def rotate(svc: Services, raw: str) -> dict[str, Any]:
@@ -68,8 +73,14 @@ async def rotate(svc: Services, raw: str) -> dict[str, Any]:
             out.error = _dead()
         elif row["used"]:
             await refresh_tokens.revoke_family(conn, row["family_id"])
-            await audit(conn, "auth.refresh_reuse", actor_id=row["user_id"], target_kind="session",
-                        target_id=row["family_id"])
+            await audit(
+                conn,
+                "auth.refresh_reuse",
+                actor_id=row["user_id"],
+                target_kind="session",
+                target_id=row["family_id"],
+                request_id=request_id.get(),
+            )
             out.error, out.reused = _dead(), (row["user_id"], row["family_id"])
         elif row["disabled"]:
             out.error = ApiError("forbidden", "this account is disabled")
@@ -93,5 +104,12 @@ async def logout(svc: Services, raw: str) -> None:
         if row is None:
             return
         await refresh_tokens.revoke_family(conn, row["family_id"])
-        await audit(conn, "auth.logout", actor_id=row["user_id"], target_kind="session", target_id=row["family_id"])
+        await audit(
+            conn,
+            "auth.logout",
+            actor_id=row["user_id"],
+            target_kind="session",
+            target_id=row["family_id"],
+            request_id=request_id.get(),
+        )
     await revoke_family_live(svc, row["family_id"], f"sid:{row['family_id']}", "logout")

@@ -51,8 +51,12 @@ class TokenService:
         """Return (token, expires_in seconds)."""
         now = int(time.time())
         claims = {
-            "sub": user_id, "role": role, "sid": sid,
-            "iat": now, "exp": now + self.access_ttl, "jti": uuid.uuid4().hex,
+            "sub": user_id,
+            "role": role,
+            "sid": sid,
+            "iat": now,
+            "exp": now + self.access_ttl,
+            "jti": uuid.uuid4().hex,
         }
         return jwt.encode(claims, self.secret, algorithm="HS256"), self.access_ttl
 
@@ -60,9 +64,7 @@ class TokenService:
         if not isinstance(token, str) or not token or len(token) > 4096:
             raise TokenError("missing token")
         try:
-            claims = jwt.decode(
-                token, self.secret, algorithms=["HS256"], options={"require": _REQUIRED}
-            )
+            claims = jwt.decode(token, self.secret, algorithms=["HS256"], options={"require": _REQUIRED})
         except jwt.PyJWTError as exc:
             raise TokenError(type(exc).__name__) from None
         role = claims.get("role")

@@ -48,6 +48,5 @@ def match_step(secret: str, code: object, now: float | None = None) -> int | Non
 
 async def claim_step(redis: Redis, user_id: str, step: int) -> bool:
     """Mark a login step as used; False if this or a later step was already used (replay)."""
-    ok = await redis.eval(_CLAIM, 1, f"pocho:totp:last:{user_id}", str(step),
-                          str(STEP * (2 * WINDOW + 2)))
+    ok = await redis.eval(_CLAIM, 1, f"pocho:totp:last:{user_id}", str(step), str(STEP * (2 * WINDOW + 2)))
     return bool(ok)

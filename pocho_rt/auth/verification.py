@@ -1,7 +1,8 @@
 """Phone verification: a 6-digit code by SMS, 10 minutes, at most 5 guesses per code.
 
 Codes are stored as HMAC-SHA256 keyed with the JWT secret, so the table alone does not
-give them away (a plain hash of 10^6 possible codes would).
+give them away (a plain hash of 10^6 possible codes would). The text goes out through the
+node's SMS provider, `svc.sms`.
 """
 
 from __future__ import annotations
@@ -11,21 +12,14 @@ import hmac
 import secrets
 from dataclasses import dataclass
 
-from adapters.sms import DevSmsSender
-from engine.ports import SmsSender
 from persistence import users as users_db
-from pocho_rt.auth.audit import audit
+from persistence.audit import audit
 from pocho_rt.context import Services
 from pocho_rt.errors import ApiError
+from pocho_rt.logs import request_id
 
 CODE_TTL = 10 * 60
 MAX_ATTEMPTS = 5
-
-
-def sms(svc: Services) -> SmsSender:
-    """The node's SMS provider (the recording development provider unless one is set)."""
-    sender: SmsSender = svc.extras.setdefault("sms", DevSmsSender(svc.pool))
-    return sender
 
 
 def new_code() -> str:
@@ -45,11 +39,16 @@ async def request_code(svc: Services, user_id: str) -> int:
         if user["phone_verified"]:
             raise ApiError("conflict", "phone is already verified")
         code = new_code()
-        await users_db.insert_verification_code(conn, user_id, hash_code(svc.settings.jwt_secret, user_id, code),
-                                                CODE_TTL)
+        await users_db.insert_verification_code(
+            conn, user_id, hash_code(svc.settings.jwt_secret, user_id, code), CODE_TTL
+        )
         phone = user["phone"]
-    await sms(svc).send(phone, f"Your Pocho verification code is {code}. It expires in {CODE_TTL // 60} minutes.",
-                        user_id=user_id, kind="verify_code")
+    await svc.sms.send(
+        phone,
+        f"Your Pocho verification code is {code}. It expires in {CODE_TTL // 60} minutes.",
+        user_id=user_id,
+        kind="verify_code",
+    )
     return CODE_TTL
 
 
@@ -69,18 +68,19 @@ async def confirm_code(svc: Services, user_id: str, code: str) -> None:
             return
         row = await users_db.pending_verification_code(conn, user_id)
         if row is None:
-            res.error = ApiError("invalid", "no verification code pending; request one",
-                                 {"code": "no pending code"})
+            res.error = ApiError("invalid", "no verification code pending; request one", {"code": "no pending code"})
         elif row["expired"]:
-            res.error = ApiError("expired", "the verification code has expired; request a new one",
-                                 {"code": "expired"}, status=400)
+            res.error = ApiError(
+                "expired", "the verification code has expired; request a new one", {"code": "expired"}, status=400
+            )
         elif row["attempts"] >= MAX_ATTEMPTS:
-            res.error = ApiError("rate_limited", "too many wrong codes; request a new one",
-                                 {"limit": "verify_attempts"})
+            res.error = ApiError(
+                "rate_limited", "too many wrong codes; request a new one", {"limit": "verify_attempts"}
+            )
         elif hmac.compare_digest(row["code_hash"], hash_code(svc.settings.jwt_secret, user_id, code)):
             await users_db.consume_code(conn, row["id"])
             await users_db.set_phone_verified(conn, user_id)
-            await audit(conn, "auth.phone_verified", actor_id=user_id)
+            await audit(conn, "auth.phone_verified", actor_id=user_id, request_id=request_id.get())
         else:
             await users_db.count_code_attempt(conn, row["id"])
             res.error = ApiError("invalid", "wrong verification code", {"code": "wrong code"})

@@ -13,15 +13,18 @@ import msgspec
 from aiohttp import web
 
 from persistence import users as users_db
+from persistence.audit import audit
 from pocho_rt import ratelimit
-from pocho_rt.auth import refresh, sessions, totp, verification
-from pocho_rt.auth.audit import audit, mask_phone
+from pocho_rt.auth import refresh, totp, verification
+from pocho_rt.auth.audit import mask_phone
 from pocho_rt.auth.passwords import hash_password, verify_password
 from pocho_rt.auth.principal import require_user
 from pocho_rt.context import Services, services
 from pocho_rt.errors import ApiError
 from pocho_rt.http.middleware import body, json_response
+from pocho_rt.logs import request_id
 from pocho_rt.validation import Schema
+from pocho_rt.views import user_view
 
 routes = web.RouteTableDef()
 log = logging.getLogger("pocho.auth")
@@ -66,14 +69,20 @@ async def register(request: web.Request) -> web.Response:
     password_hash = hash_password(data.password)
     async with svc.pool.acquire() as conn, conn.transaction():
         user = await users_db.create_user(
-            conn, phone=data.phone, password_hash=password_hash, role=data.role,
-            first_name=data.first_name.strip(), last_name=data.last_name.strip(), email=data.email)
+            conn,
+            phone=data.phone,
+            password_hash=password_hash,
+            role=data.role,
+            first_name=data.first_name.strip(),
+            last_name=data.last_name.strip(),
+            email=data.email,
+        )
         if user is None:
             raise ApiError("conflict", "this phone number is already registered", {"phone": "already registered"})
         user_id = str(user["id"])
         tokens = await refresh.start_session(conn, svc, user_id, user["role"])
-        await audit(conn, "auth.register", actor_id=user_id, details={"role": data.role})
-    return json_response({"user": users_db.user_view(user), "tokens": tokens}, 201)
+        await audit(conn, "auth.register", actor_id=user_id, details={"role": data.role}, request_id=request_id.get())
+    return json_response({"user": user_view(user), "tokens": tokens}, 201)
 
 
 def _login_failed(phone: str, reason: str) -> ApiError:
@@ -93,7 +102,13 @@ async def login(request: web.Request) -> web.Response:
     user = await users_db.user_by_phone(svc.pool, data.phone)
     if not verify_password(user["password_hash"] if user else None, data.password) or user is None:
         if user is not None:
-            await audit(svc.pool, "auth.login_failed", actor_id=str(user["id"]), details={"reason": "password"})
+            await audit(
+                svc.pool,
+                "auth.login_failed",
+                actor_id=str(user["id"]),
+                details={"reason": "password"},
+                request_id=request_id.get(),
+            )
         raise _login_failed(data.phone, "password")
     user_id = str(user["id"])
     if user["totp_enabled"]:
@@ -102,7 +117,9 @@ async def login(request: web.Request) -> web.Response:
             raise ApiError("totp_required", "a TOTP code is required for this account", {"totp": "required"})
         step = totp.match_step(user["totp_secret"], data.totp)
         if step is None or not await totp.claim_step(svc.redis, user_id, step):
-            await audit(svc.pool, "auth.login_failed", actor_id=user_id, details={"reason": "totp"})
+            await audit(
+                svc.pool, "auth.login_failed", actor_id=user_id, details={"reason": "totp"}, request_id=request_id.get()
+            )
             raise _login_failed(data.phone, "totp")
     if user["disabled"]:
         await _release(svc, ip, data.phone)
@@ -110,8 +127,8 @@ async def login(request: web.Request) -> web.Response:
     await _release(svc, ip, data.phone)
     async with svc.pool.acquire() as conn, conn.transaction():
         tokens = await refresh.start_session(conn, svc, user_id, user["role"])
-        await audit(conn, "auth.login", actor_id=user_id)
-    return json_response({"user": users_db.user_view(user), "tokens": tokens})
+        await audit(conn, "auth.login", actor_id=user_id, request_id=request_id.get())
+    return json_response({"user": user_view(user), "tokens": tokens})
 
 
 async def _release(svc: Services, ip: str, phone: str) -> None:
@@ -162,9 +179,13 @@ async def _totp_switch(request: web.Request, enable: bool) -> web.Response:
             raise ApiError("conflict", "call /api/v1/auth/2fa/setup first")
         if totp.match_step(user["totp_secret"], data.code) is None:
             raise ApiError("invalid", "wrong or expired code", {"code": "wrong code"})
-        await users_db.set_totp_secret(conn, principal.user_id, user["totp_secret"] if enable else None,
-                                       enabled=enable)
-        await audit(conn, "auth.2fa_enable" if enable else "auth.2fa_disable", actor_id=principal.user_id)
+        await users_db.set_totp_secret(conn, principal.user_id, user["totp_secret"] if enable else None, enabled=enable)
+        await audit(
+            conn,
+            "auth.2fa_enable" if enable else "auth.2fa_disable",
+            actor_id=principal.user_id,
+            request_id=request_id.get(),
+        )
     return json_response({"totpEnabled": enable})
 
 
@@ -197,4 +218,3 @@ async def verify_confirm(request: web.Request) -> web.Response:
 
 def setup(app: web.Application) -> None:
     app.add_routes(routes)
-    app.cleanup_ctx.append(sessions.listener_ctx)

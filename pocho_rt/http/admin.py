@@ -14,9 +14,11 @@ Verifying writes, in one transaction: the vendor (verified, verified_at, verifie
 the admin's user id, or NULL with the shared key), an `audit_log` row (actor_id = admin id
 and actor_kind 'admin', or actor_id NULL and actor_kind 'admin_key'; action
 'vendor.verify'), and a search outbox upsert. Verifying an already verified vendor
-changes and records nothing and answers the same vendor. After commit the engine's
-`svc.extras["on_vendor_changed"]` hook (see pocho_rt.http.catalogue) is awaited so the
-vendor joins the geo index that matches meal requests.
+changes and records nothing and answers the same vendor. After commit
+`svc.negotiation.vendor_changed` is awaited (see pocho_rt.http.catalogue) so the vendor
+joins the geo index that matches meal requests.
+
+The actor routes look at this node's negotiation actors (`svc.negotiation.actors`).
 """
 
 from __future__ import annotations
@@ -24,11 +26,15 @@ from __future__ import annotations
 from aiohttp import web
 
 from persistence import catalogue as cat
+from persistence import users as users_db
+from persistence.audit import audit
+from pocho_rt import views
 from pocho_rt.auth.principal import require_admin
 from pocho_rt.context import services
 from pocho_rt.errors import ApiError
-from pocho_rt.http.catalogue import invalid, nudge_search, path_uuid, vendor_changed
+from pocho_rt.http.catalogue import nudge_search, path_uuid, vendor_changed
 from pocho_rt.http.middleware import json_response
+from pocho_rt.http.pagination import limit_param
 from pocho_rt.logs import request_id
 
 routes = web.RouteTableDef()
@@ -37,17 +43,9 @@ routes = web.RouteTableDef()
 @routes.get("/admin/vendors/pending")
 async def pending_vendors(request: web.Request) -> web.Response:
     await require_admin(request)
-    limit = 50
-    raw = request.query.get("limit")
-    if raw is not None:
-        try:
-            limit = int(raw)
-        except ValueError:
-            raise invalid("limit", "must be an integer") from None
-        if not 1 <= limit <= 200:
-            raise invalid("limit", "must be between 1 and 200")
+    limit = limit_param(request, default=50, maximum=200)
     rows = await cat.pending_vendors(services(request).pool, limit)
-    return json_response({"vendors": [cat.vendor_view(r) for r in rows]})
+    return json_response({"vendors": [views.vendor_view(r) for r in rows]})
 
 
 @routes.post("/admin/vendors/{id}/verify")
@@ -57,42 +55,44 @@ async def verify_vendor(request: web.Request) -> web.Response:
     admin_id = principal.user_id if principal is not None else None
     svc = services(request)
     async with svc.pool.acquire() as conn, conn.transaction():
-        if admin_id is not None and await conn.fetchval("SELECT 1 FROM users WHERE id = $1", admin_id) is None:
+        if admin_id is not None and not await users_db.user_exists(conn, admin_id):
             raise ApiError("unauthorized", "the account of this token no longer exists")
         row, changed = await cat.verify_vendor(conn, vendor_id, admin_id)
         if row is None:
             raise ApiError("not_found", "vendor not found")
         if changed:
-            await cat.audit(conn, actor_id=admin_id, actor_kind="admin" if admin_id else "admin_key",
-                            action="vendor.verify", target_kind="vendor", target_id=str(vendor_id),
-                            details={"displayName": row["display_name"]}, request_id=request_id.get())
+            await audit(
+                conn,
+                "vendor.verify",
+                actor_id=admin_id,
+                actor_kind="admin" if admin_id else "admin_key",
+                target_kind="vendor",
+                target_id=str(vendor_id),
+                details={"displayName": row["display_name"]},
+                request_id=request_id.get(),
+            )
     if changed:
         nudge_search(svc)
         await vendor_changed(svc, vendor_id)
-    return json_response(cat.vendor_view(row))
+    return json_response(views.vendor_view(row))
 
 
 @routes.get("/admin/actors")
 async def list_actors(request: web.Request) -> web.Response:
     """Actors live in this node's memory: {actors: [{kind, id}], count}."""
     await require_admin(request)
-    engine = services(request).engine
-    assert engine is not None
+    actors = services(request).negotiation.actors
     kind = request.query.get("kind") or None
-    raw = request.query.get("limit", "100")
-    if not raw.isdigit() or not 1 <= int(raw) <= 1000:
-        raise invalid("limit", "must be an integer 1..1000")
-    live = engine.actors.live(kind)
-    return json_response({"count": len(live), "actors": [{"kind": a.kind, "id": a.id} for a in live[: int(raw)]]})
+    limit = limit_param(request, default=100, maximum=1000)
+    live = actors.live(kind)
+    return json_response({"count": len(live), "actors": [{"kind": a.kind, "id": a.id} for a in live[:limit]]})
 
 
 @routes.get("/admin/actors/{kind}/{id}")
 async def get_actor(request: web.Request) -> web.Response:
     """The live in-memory state of one actor on this node (404 when it is not in memory)."""
     await require_admin(request)
-    engine = services(request).engine
-    assert engine is not None
-    actor = engine.actors.get(request.match_info["kind"], request.match_info["id"])
+    actor = services(request).negotiation.actors.get(request.match_info["kind"], request.match_info["id"])
     if actor is None:
         raise ApiError("not_found", "actor not in memory on this node")
     return json_response({"kind": actor.kind, "id": actor.id, "state": actor.snapshot()})
@@ -102,17 +102,21 @@ async def get_actor(request: web.Request) -> web.Response:
 async def passivate_actor(request: web.Request) -> web.Response:
     """Drop an idle actor from memory (409 while it is busy or has writes in flight)."""
     principal = await require_admin(request)
-    engine = services(request).engine
-    assert engine is not None
+    svc = services(request)
     kind, actor_id = request.match_info["kind"], request.match_info["id"]
-    if engine.actors.get(kind, actor_id) is None:
+    if svc.negotiation.actors.get(kind, actor_id) is None:
         raise ApiError("not_found", "actor not in memory on this node")
-    if not engine.actors.passivate(kind, actor_id):
+    if not svc.negotiation.actors.passivate(kind, actor_id):
         raise ApiError("conflict", "actor is busy, retry")
-    async with services(request).pool.acquire() as conn:
-        await cat.audit(conn, actor_id=principal.user_id if principal else None,
-                        actor_kind="admin" if principal else "admin_key", action="actor.passivate",
-                        target_kind=kind, target_id=actor_id, details={}, request_id=request_id.get())
+    await audit(
+        svc.pool,
+        "actor.passivate",
+        actor_id=principal.user_id if principal else None,
+        actor_kind="admin" if principal else "admin_key",
+        target_kind=kind,
+        target_id=actor_id,
+        request_id=request_id.get(),
+    )
     return json_response({"passivated": True})
 
 

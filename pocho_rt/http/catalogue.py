@@ -14,24 +14,21 @@
 Errors: 400 `invalid` with field details, 401 without a valid token, 403 for another
 role or a non-owner, 404 for an unknown id (or one that is not a uuid), 409 `conflict`.
 
-Search goes through `svc.extras["search"]` (an `engine.ports.SearchIndex`), chosen in
-`setup`: PostgreSQL (`adapters.search_pg`) by default, Meilisearch
-(`adapters.meilisearch`) when `settings.meilisearch_url` is set. In the Meilisearch case
-`setup` also registers (app.cleanup_ctx) the worker that drains `search_outbox` into it
-(`svc.extras["search_outbox_worker"]`, stopped on app shutdown). Every vendor and menu
-item write enqueues its outbox row in its own transaction (`persistence.catalogue`).
+Search goes through `svc.search` (an `engine.ports.SearchIndex`: PostgreSQL by default,
+Meilisearch when configured; `pocho_rt.app` chooses it and runs the `search_outbox`
+worker or prune loop). Every vendor and menu item write enqueues its outbox row in its
+own transaction (`persistence.catalogue`) and, after commit, nudges the outbox worker
+(`svc.search_outbox`, None without Meilisearch) so the index catches up at once.
 
-Hook `svc.extras["on_vendor_changed"]`: an optional `async (vendor_id: str) -> None`
-registered by the engine (it keeps the Redis geo index of vendors used to match meal
-requests). It is awaited *after commit* when a vendor becomes verified (admin verify)
-and when a verified vendor's lat, lng or kmServiceArea changes (PATCH). A failing hook
-is logged and does not fail the request (the change is committed); the hook owner must
-be able to rebuild from the vendors table.
+After commit, when a vendor becomes verified (admin verify) or a verified vendor's lat,
+lng or kmServiceArea changes (PATCH), `svc.negotiation.vendor_changed` is awaited: it
+keeps the Redis geo index of vendors used to match meal requests. A failure there is
+logged and does not fail the request (the change is committed); the geo index can be
+rebuilt from the vendors table.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 from typing import Annotated, Any, Literal
@@ -42,16 +39,13 @@ import msgspec
 from aiohttp import web
 from msgspec import UNSET, Meta, UnsetType
 
-from adapters.meilisearch import MeiliSearchIndex
-from adapters.search_pg import PgSearchIndex
-from engine.errors import EngineError
-from engine.ports import SearchIndex
 from persistence import catalogue as cat
-from persistence.outbox import SEARCH_OUTBOX, OutboxWorker
+from pocho_rt import views
 from pocho_rt.auth.principal import require_user
-from pocho_rt.context import SERVICES, Services, services
+from pocho_rt.context import Services, services
 from pocho_rt.errors import ApiError
 from pocho_rt.http.middleware import body, json_response
+from pocho_rt.http.pagination import limit_param
 from pocho_rt.validation import Schema
 
 log = logging.getLogger("pocho.catalogue")
@@ -113,8 +107,14 @@ class RiderCreate(Schema, frozen=True):
 
 # ---------------------------------------------------------------- helpers
 
-_CAMEL = {"display_name": "displayName", "km_service_area": "kmServiceArea", "price_kobo": "priceKobo",
-          "cuisine_tag": "cuisineTag", "prep_minutes": "prepMinutes", "is_available": "isAvailable"}
+_CAMEL = {
+    "display_name": "displayName",
+    "km_service_area": "kmServiceArea",
+    "price_kobo": "priceKobo",
+    "cuisine_tag": "cuisineTag",
+    "prep_minutes": "prepMinutes",
+    "is_available": "isAvailable",
+}
 
 
 def invalid(field: str, reason: str) -> ApiError:
@@ -162,20 +162,16 @@ def fields_of(obj: msgspec.Struct) -> dict[str, Any]:
 
 def nudge_search(svc: Services) -> None:
     """Tell this node's outbox worker (if any) that rows were just committed."""
-    worker = svc.extras.get("search_outbox_worker")
-    if isinstance(worker, OutboxWorker):
-        worker.wakeup()
+    if svc.search_outbox is not None:
+        svc.search_outbox.wakeup()
 
 
 async def vendor_changed(svc: Services, vendor_id: UUID) -> None:
-    """Run the engine's `on_vendor_changed` hook, if registered (see module docstring)."""
-    hook = svc.extras.get("on_vendor_changed")
-    if hook is None:
-        return
+    """Bring the geo index in step with a committed vendor change (see module docstring)."""
     try:
-        await hook(str(vendor_id))
+        await svc.negotiation.vendor_changed(str(vendor_id))
     except Exception:
-        log.exception("on_vendor_changed hook failed", extra={"vendorId": str(vendor_id)})
+        log.exception("vendor_changed failed", extra={"vendorId": str(vendor_id)})
 
 
 def _unknown_user() -> ApiError:
@@ -183,6 +179,7 @@ def _unknown_user() -> ApiError:
 
 
 # ---------------------------------------------------------------- vendors
+
 
 @routes.post("/api/v1/vendors")
 async def create_vendor(request: web.Request) -> web.Response:
@@ -197,7 +194,7 @@ async def create_vendor(request: web.Request) -> web.Response:
     if row is None:
         raise ApiError("conflict", "this account already has a vendor profile")
     nudge_search(svc)
-    return json_response(cat.vendor_view(row), 201)
+    return json_response(views.vendor_view(row), 201)
 
 
 @routes.get("/api/v1/vendors/{id}")
@@ -207,7 +204,7 @@ async def get_vendor(request: web.Request) -> web.Response:
     row = await cat.get_vendor(services(request).pool, vendor_id)
     if row is None:
         raise ApiError("not_found", "vendor not found")
-    return json_response(cat.vendor_view(row))
+    return json_response(views.vendor_view(row))
 
 
 @routes.patch("/api/v1/vendors/{id}")
@@ -223,10 +220,11 @@ async def patch_vendor(request: web.Request) -> web.Response:
     moved = any(old[c] != row[c] for c in ("lat", "lng", "km_service_area"))
     if row["verified"] and moved:
         await vendor_changed(svc, vendor_id)
-    return json_response(cat.vendor_view(row))
+    return json_response(views.vendor_view(row))
 
 
 # ---------------------------------------------------------------- menus and items
+
 
 def _owned(row: asyncpg.Record | None, owner_column: str, user_id: str, what: str) -> asyncpg.Record:
     """The row if the caller owns it: 404 when missing, 403 for someone else's."""
@@ -250,7 +248,7 @@ async def create_menu(request: web.Request) -> web.Response:
     async with svc.pool.acquire() as conn, conn.transaction():
         await _owned_vendor(conn, vendor_id, principal.user_id)
         row = await cat.create_menu(conn, vendor_id, data["title"])
-    return json_response(cat.menu_view(row), 201)
+    return json_response(views.menu_view(row), 201)
 
 
 @routes.get("/api/v1/vendors/{id}/menus")
@@ -261,8 +259,8 @@ async def list_menus(request: web.Request) -> web.Response:
     async with svc.pool.acquire() as conn:
         if await cat.get_vendor(conn, vendor_id) is None:
             raise ApiError("not_found", "vendor not found")
-        menus = await cat.menus_with_items(conn, vendor_id)
-    return json_response({"menus": menus})
+        menu_rows, item_rows = await cat.menus_and_items(conn, vendor_id)
+    return json_response({"menus": views.menus_view(menu_rows, item_rows)})
 
 
 @routes.post("/api/v1/menus/{id}/items")
@@ -275,7 +273,7 @@ async def create_item(request: web.Request) -> web.Response:
         menu = _owned(await cat.menu_owner(conn, menu_id), "owner_id", principal.user_id, "menu")
         row = await cat.create_item(conn, menu_id=menu_id, vendor_id=menu["vendor_id"], fields=data)
     nudge_search(svc)
-    return json_response(cat.item_view(row), 201)
+    return json_response(views.item_view(row), 201)
 
 
 @routes.patch("/api/v1/menu-items/{id}")
@@ -285,14 +283,16 @@ async def patch_item(request: web.Request) -> web.Response:
     changes = changes_of(await body(request, ItemPatch))
     svc = services(request)
     async with svc.pool.acquire() as conn, conn.transaction():
-        _owned(await cat.get_item_with_owner(conn, item_id, for_update=True), "owner_id", principal.user_id,
-               "menu item")
+        _owned(
+            await cat.get_item_with_owner(conn, item_id, for_update=True), "owner_id", principal.user_id, "menu item"
+        )
         row = await cat.update_item(conn, item_id, changes)
     nudge_search(svc)
-    return json_response(cat.item_view(row))
+    return json_response(views.item_view(row))
 
 
 # ---------------------------------------------------------------- riders
+
 
 @routes.post("/api/v1/riders")
 async def create_rider(request: web.Request) -> web.Response:
@@ -304,10 +304,11 @@ async def create_rider(request: web.Request) -> web.Response:
         raise _unknown_user() from None
     if row is None:
         raise ApiError("conflict", "this account already has a rider profile")
-    return json_response(cat.rider_view(row), 201)
+    return json_response(views.rider_view(row), 201)
 
 
 # ---------------------------------------------------------------- search
+
 
 def _number(raw: str, name: str, lo: float, hi: float) -> float:
     try:
@@ -328,14 +329,7 @@ def search_params(request: web.Request) -> tuple[str, float | None, float | None
         raise invalid("q", "required")
     if len(q) > 100:
         raise invalid("q", "at most 100 characters")
-    limit = 20
-    if "limit" in qs:
-        try:
-            limit = int(qs["limit"])
-        except ValueError:
-            raise invalid("limit", "must be an integer") from None
-        if not 1 <= limit <= 50:
-            raise invalid("limit", "must be between 1 and 50")
+    limit = limit_param(request, default=20, maximum=50)
     lat = _number(qs["lat"], "lat", -90, 90) if qs.get("lat") else None
     lng = _number(qs["lng"], "lng", -180, 180) if qs.get("lng") else None
     if (lat is None) != (lng is None):
@@ -347,11 +341,8 @@ def search_params(request: web.Request) -> tuple[str, float | None, float | None
 async def search(request: web.Request) -> web.Response:
     await require_user(request)
     q, lat, lng, limit = search_params(request)
-    index: SearchIndex = services(request).extras["search"]
     try:
-        result = await index.search(q, lat, lng, limit)
-    except EngineError as exc:
-        raise ApiError(exc.code, exc.message, exc.details) from None
+        result = await services(request).search.search(q, lat, lng, limit)
     except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, TimeoutError):
         raise ApiError("unavailable", "search is unavailable, retry shortly") from None
     return json_response(result)
@@ -359,49 +350,6 @@ async def search(request: web.Request) -> web.Response:
 
 # ---------------------------------------------------------------- wiring
 
-_PRUNE_EVERY = 300.0
-
-
-async def _prune_search_outbox(app: web.Application) -> Any:
-    """PostgreSQL search reads the tables themselves, so nothing drains `search_outbox`:
-    drop rows older than an hour so it cannot grow without bound. Switching to Meilisearch
-    later starts from `pocho-rt reindex`."""
-    pool = app[SERVICES].pool
-
-    async def prune() -> None:
-        while True:
-            try:
-                await pool.execute("DELETE FROM search_outbox WHERE created_at < now() - interval '1 hour'")
-            except Exception as exc:
-                log.warning("search outbox prune failed", extra={"error": type(exc).__name__})
-            await asyncio.sleep(_PRUNE_EVERY)
-
-    task = asyncio.get_running_loop().create_task(prune())
-    yield
-    task.cancel()
 
 def setup(app: web.Application) -> None:
-    """Routes, the search index (`svc.extras["search"]`) and, with Meilisearch, the outbox worker."""
     app.add_routes(routes)
-    svc = app[SERVICES]
-    url = svc.settings.meilisearch_url
-    if not url:
-        svc.extras["search"] = PgSearchIndex(svc.pool)
-        app.cleanup_ctx.append(_prune_search_outbox)
-        return
-    meili = MeiliSearchIndex(url, svc.settings.meilisearch_api_key)
-    svc.extras["search"] = meili
-
-    async def handler(rows: list[asyncpg.Record]) -> dict[int, str]:
-        return await cat.sync_search(svc.pool, meili, rows)
-
-    async def search_worker(_app: web.Application) -> Any:
-        worker = OutboxWorker(svc.pool, SEARCH_OUTBOX, handler, prepare=meili.configure)
-        svc.extras["search_outbox_worker"] = worker
-        worker.start()
-        yield
-        await worker.stop()
-        svc.extras.pop("search_outbox_worker", None)
-        await meili.close()
-
-    app.cleanup_ctx.append(search_worker)

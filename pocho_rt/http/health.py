@@ -38,9 +38,12 @@ async def readyz(request: web.Request) -> web.Response:
             checks[name] = "ok"
         except Exception as exc:  # any failure means not ready
             checks[name] = f"down: {type(exc).__name__}"
+    loops = svc.supervisor.status()
+    checks["loops"] = "ok" if svc.supervisor.healthy() else "restarting"
     ready = all(v == "ok" for v in checks.values())
-    return json_response({"status": "ready" if ready else "unavailable", "checks": checks},
-                         200 if ready else 503)
+    return json_response(
+        {"status": "ready" if ready else "unavailable", "checks": checks, "loops": loops}, 200 if ready else 503
+    )
 
 
 @routes.get("/metrics")

@@ -11,7 +11,8 @@ from typing import TypeVar
 import orjson
 from aiohttp import web
 
-from pocho_rt.errors import ApiError
+from engine.errors import EngineError
+from pocho_rt.errors import error_body, http_status
 from pocho_rt.logs import request_id
 from pocho_rt.metrics import HTTP_LATENCY, HTTP_REQUESTS
 from pocho_rt.validation import decode_json
@@ -20,14 +21,21 @@ log = logging.getLogger("pocho.http")
 T = TypeVar("T")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-_HTTP_CODES = {400: "invalid", 401: "unauthorized", 403: "forbidden", 404: "not_found",
-               405: "method_not_allowed", 409: "conflict", 413: "payload_too_large",
-               429: "rate_limited", 503: "unavailable"}
+_HTTP_CODES = {
+    400: "invalid",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    429: "rate_limited",
+    503: "unavailable",
+}
 
 
 def json_response(data: object, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json",
-                        headers=headers)
+    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json", headers=headers)
 
 
 def _route(request: web.Request) -> str:
@@ -46,8 +54,9 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         try:
             response = await handler(request)
-        except ApiError as exc:
-            response = json_response(exc.body(), exc.status, exc.headers)
+        except EngineError as exc:  # ApiError included: one rendering for every PROTOCOL error
+            status_code, headers = http_status(exc)
+            response = json_response(error_body(exc), status_code, headers)
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise
@@ -65,8 +74,10 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
         HTTP_REQUESTS.labels(request.method, route, str(status)).inc()
         HTTP_LATENCY.labels(route).observe(elapsed)
         if route not in ("/metrics", "/healthz"):
-            log.info("http", extra={"method": request.method, "route": route, "status": status,
-                                    "ms": round(elapsed * 1000, 2)})
+            log.info(
+                "http",
+                extra={"method": request.method, "route": route, "status": status, "ms": round(elapsed * 1000, 2)},
+            )
         request_id.reset(token)
 
 

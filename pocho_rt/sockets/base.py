@@ -2,7 +2,7 @@
 
 Event names contain ':' ("offer:place"), so a handler is the method `on_offer_place`;
 an event without one is answered `not_found`. Handlers return the ack payload; an
-ApiError raised anywhere below becomes `{ok: false, error}`.
+EngineError (ApiError included) raised anywhere below becomes `{ok: false, error}`.
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ from engine.errors import EngineError
 from pocho_rt.auth.principal import authenticate
 from pocho_rt.auth.tokens import Principal, TokenError
 from pocho_rt.context import Services
-from pocho_rt.errors import ApiError, ok
+from pocho_rt.errors import ApiError, error_ack, ok
 from pocho_rt.metrics import SOCKET_COMMANDS, SOCKET_CONNECTIONS, SOCKET_CONNECTS
-from pocho_rt.runtime import Engine
+from pocho_rt.negotiation_service import NegotiationService
 
 log = logging.getLogger("pocho.sockets")
 Handler = Callable[[str, Any], Awaitable[dict[str, Any]]]
@@ -79,7 +79,7 @@ class BaseNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         return asyncio.get_running_loop().call_later(max(delay, 0.0), self._expire_session, sid)
 
     def _expire_session(self, sid: str) -> None:
-        self._ending[sid] = asyncio.get_running_loop().create_task(self._end_expired(sid))
+        self._ending[sid] = self.svc.supervisor.spawn(self._end_expired(sid), name="session-expired")
 
     async def _end_expired(self, sid: str) -> None:
         """The token ran out without `auth:renew`: say so, then hang up a little later."""
@@ -122,9 +122,8 @@ class BaseNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             ending.cancel()
 
     @property
-    def engine(self) -> Engine:
-        assert self.svc.engine is not None
-        return self.svc.engine
+    def negotiation(self) -> NegotiationService:
+        return self.svc.negotiation
 
     async def principal(self, sid: str) -> Principal:
         session = await self.get_session(sid)
@@ -139,18 +138,16 @@ class BaseNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         data = args[1] if len(args) > 1 else None
         if handler is None:
             SOCKET_COMMANDS.labels(self.namespace, "unknown", "not_found").inc()
-            return ApiError("not_found", f"unknown event {event[:64]!r}").ack()
+            return error_ack(EngineError("not_found", f"unknown event {event[:64]!r}"))
         try:
             reply = await handler(sid, data)
-        except (ApiError, EngineError) as exc:
+        except EngineError as exc:  # ApiError included
             SOCKET_COMMANDS.labels(self.namespace, event, exc.code).inc()
-            if isinstance(exc, EngineError):
-                return ApiError(exc.code, exc.message, exc.details).ack()
-            return exc.ack()
+            return error_ack(exc)
         except Exception:
             log.exception("socket handler failed", extra={"event": event, "namespace": self.namespace})
             SOCKET_COMMANDS.labels(self.namespace, event, "internal").inc()
-            return ApiError("unavailable", "internal error, retry").ack()
+            return error_ack(EngineError("unavailable", "internal error, retry"))
         self._ok_counter(event).inc()
         return reply
 

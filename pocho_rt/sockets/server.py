@@ -14,6 +14,7 @@ from engineio import packet as _eio_packet
 from socketio import packet as _sio_packet
 
 from pocho_rt.config import Settings
+from pocho_rt.tasks import Supervisor
 
 
 # engine.io builds WebSocketResponse with aiohttp's default compress=True, which costs
@@ -24,7 +25,8 @@ def _websocket_response(receive_timeout: float) -> None:
     finishes it, which stock engine.io waits on forever) is closed. A live client sends a
     pong every ping interval, so ping interval + ping timeout is the natural bound."""
     _eio_aiohttp.WebSocketResponse = functools.partial(
-        web.WebSocketResponse, compress=False, receive_timeout=receive_timeout)
+        web.WebSocketResponse, compress=False, receive_timeout=receive_timeout
+    )
 
 
 class _OrjsonModule:
@@ -52,9 +54,10 @@ class GuardedServer(socketio.AsyncServer):  # type: ignore[misc]
     open session that never sends the namespace CONNECT holds a connection for free.
     """
 
-    def __init__(self, *args: Any, connect_timeout: float = 10.0, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, supervisor: Supervisor, connect_timeout: float = 10.0, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.connect_timeout = connect_timeout
+        self.supervisor = supervisor
 
     async def _handle_eio_connect(self, eio_sid: str, environ: dict[str, Any]) -> Any:
         result = await super()._handle_eio_connect(eio_sid, environ)
@@ -66,7 +69,7 @@ class GuardedServer(socketio.AsyncServer):  # type: ignore[misc]
             return
         joined = any(self.manager.sid_from_eio_sid(eio_sid, ns) for ns in list(self.manager.rooms))
         if not joined:
-            asyncio.get_running_loop().create_task(self._drop(eio_sid))
+            self.supervisor.spawn(self._drop(eio_sid), name="drop-unjoined")
 
     async def _drop(self, eio_sid: str) -> None:
         """Close the session and its transport: a CLOSE packet alone waits for the client."""
@@ -76,9 +79,10 @@ class GuardedServer(socketio.AsyncServer):  # type: ignore[misc]
             socket.queue.put_nowait(None)  # ends engine.io's writer, which closes the websocket
 
 
-def create_sio(settings: Settings) -> socketio.AsyncServer:
+def create_sio(settings: Settings, supervisor: Supervisor) -> socketio.AsyncServer:
     _websocket_response(settings.ping_interval + settings.ping_timeout)
     return GuardedServer(
+        supervisor=supervisor,
         connect_timeout=settings.socket_connect_timeout,
         async_mode="aiohttp",
         serializer=_TextPacket,

@@ -11,11 +11,11 @@ from typing import Any
 
 from engine import negotiation as n
 from engine.clock import utcnow
+from engine.limits import MAX_WATCHED_PER_SOCKET
 from pocho_rt.auth.tokens import Principal
 from pocho_rt.errors import ApiError, ok
-from pocho_rt.presence import MAX_WATCHED_PER_SOCKET
+from pocho_rt.negotiation_service import VendorProfile
 from pocho_rt.publisher import vendor_room
-from pocho_rt.runtime import VendorProfile
 from pocho_rt.sockets import schemas as s
 from pocho_rt.sockets.base import BaseNamespace
 from pocho_rt.validation import convert
@@ -25,7 +25,7 @@ class VendorNamespace(BaseNamespace):
     role = "VENDOR"
 
     async def joined(self, sid: str, principal: Principal) -> None:
-        profile = await self.engine.vendor_profile(principal.user_id)
+        profile = await self.negotiation.vendor_profile(principal.user_id)
         session = await self.get_session(sid)
         session["vendor"] = profile
         if profile is not None:
@@ -37,7 +37,7 @@ class VendorNamespace(BaseNamespace):
         session = await self.get_session(sid)
         profile: VendorProfile | None = session.get("vendor")
         if fresh or profile is None or not profile.verified:
-            profile = await self.engine.vendor_profile(session["principal"].user_id)
+            profile = await self.negotiation.vendor_profile(session["principal"].user_id)
             if profile is not None and session.get("vendor") is None:
                 await self.enter_room(sid, vendor_room(profile.id))
             session["vendor"] = profile
@@ -49,58 +49,74 @@ class VendorNamespace(BaseNamespace):
 
     async def on_requests_nearby(self, sid: str, data: Any) -> dict[str, Any]:
         v = await self._vendor(sid, fresh=True)
-        return ok({"requests": await self.engine.requests_near(v)})
+        return ok({"requests": await self.negotiation.requests_near(v)})
 
     async def on_request_watch(self, sid: str, data: Any) -> dict[str, Any]:
         """Open a request's details: its state and my offers; counts me in its `presence`."""
         v = await self._vendor(sid, fresh=True)
         c = convert(data, s.RequestId)
-        presence = self.engine.presence
+        presence = self.negotiation.presence
         if presence.watching(sid) >= MAX_WATCHED_PER_SOCKET:
             raise ApiError("limit_reached", f"watch at most {MAX_WATCHED_PER_SOCKET} requests at once")
-        snapshot = await self.engine.watch(c.request_id, v.user_id, v)
+        snapshot = await self.negotiation.watch(c.request_id, v.user_id, v)
         if not self.server.manager.is_connected(sid, self.namespace):
             return ok(snapshot)  # disconnected while we waited: do not count a ghost
         if presence.join(sid, c.request_id, v.id):
-            await self.engine.presence_changed(c.request_id)
+            await self.negotiation.presence_changed(c.request_id)
         return ok(snapshot)
 
     async def on_request_unwatch(self, sid: str, data: Any) -> dict[str, Any]:
         c = convert(data, s.RequestId)
-        if self.engine.presence.leave(sid, c.request_id):
-            await self.engine.presence_changed(c.request_id)
+        if self.negotiation.presence.leave(sid, c.request_id):
+            await self.negotiation.presence_changed(c.request_id)
         return ok({})
 
     async def on_disconnect(self, sid: str, reason: Any = None) -> None:
         await super().on_disconnect(sid, reason)
-        for request_id in self.engine.presence.leave_all(sid):
-            await self.engine.presence_changed(request_id)
+        for request_id in self.negotiation.presence.leave_all(sid):
+            await self.negotiation.presence_changed(request_id)
 
     async def on_offer_place(self, sid: str, data: Any) -> dict[str, Any]:
         v = await self._vendor(sid, fresh=True)
         c = convert(data, s.OfferPlace)
         cmd = n.PlaceOffer(
-            offer_id=self.engine.new_id(), vendor_id=v.id, vendor_name=v.name, vendor_verified=v.verified,
-            vendor_lat=v.lat, vendor_lng=v.lng, vendor_km=v.km, price_kobo=c.price_kobo, details=c.details,
-            prep_minutes=c.prep_minutes, slot_from=c.slot_from, slot_to=c.slot_to, now=utcnow(),
+            offer_id=self.negotiation.new_id(),
+            vendor_id=v.id,
+            vendor_name=v.name,
+            vendor_verified=v.verified,
+            vendor_lat=v.lat,
+            vendor_lng=v.lng,
+            vendor_km=v.km,
+            price_kobo=c.price_kobo,
+            details=c.details,
+            prep_minutes=c.prep_minutes,
+            slot_from=c.slot_from,
+            slot_to=c.slot_to,
+            now=utcnow(),
         )
-        return ok(await self.engine.place_offer(c.request_id, v, cmd, v.user_id, c.client_msg_id))
+        return ok(await self.negotiation.place_offer(c.request_id, cmd, v.user_id, c.client_msg_id))
 
     async def on_offer_revise(self, sid: str, data: Any) -> dict[str, Any]:
         v = await self._vendor(sid)
         c = convert(data, s.OfferRevise)
-        cmd = n.ReviseOffer(offer_id=c.offer_id, vendor_id=v.id, price_kobo=c.price_kobo, details=c.details,
-                            prep_minutes=c.prep_minutes, now=utcnow())
-        return ok(await self.engine.offer(c.offer_id, cmd, v.user_id, c.client_msg_id))
+        cmd = n.ReviseOffer(
+            offer_id=c.offer_id,
+            vendor_id=v.id,
+            price_kobo=c.price_kobo,
+            details=c.details,
+            prep_minutes=c.prep_minutes,
+            now=utcnow(),
+        )
+        return ok(await self.negotiation.offer(c.offer_id, cmd, v.user_id, c.client_msg_id))
 
     async def on_offer_withdraw(self, sid: str, data: Any) -> dict[str, Any]:
         v = await self._vendor(sid)
         c = convert(data, s.OfferRef)
         cmd = n.WithdrawOffer(vendor_id=v.id, offer_id=c.offer_id, now=utcnow())
-        return ok(await self.engine.offer(c.offer_id, cmd, v.user_id, c.client_msg_id))
+        return ok(await self.negotiation.offer(c.offer_id, cmd, v.user_id, c.client_msg_id))
 
     async def on_counter_accept(self, sid: str, data: Any) -> dict[str, Any]:
         v = await self._vendor(sid)
         c = convert(data, s.OfferRef)
         cmd = n.AcceptCounter(vendor_id=v.id, offer_id=c.offer_id, now=utcnow())
-        return ok(await self.engine.offer(c.offer_id, cmd, v.user_id, c.client_msg_id))
+        return ok(await self.negotiation.offer(c.offer_id, cmd, v.user_id, c.client_msg_id))

@@ -1,5 +1,5 @@
 """Acked means committed: SIGKILL the server mid-negotiation, restart, nothing acked is lost
-and expiry deadlines still fire."""
+and expiry deadlines still fire (the sweeper for what is due, a re-armed timer for the rest)."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from pocho_rt.auth.passwords import hash_password
 from pocho_rt.auth.tokens import TokenService
 from scripts.sio_lite import LiteClient
 from tests.e2e.util import LAGOS, request_payload
+from tests.helpers import eventually
 
 SECRET = "crash-test-secret-crash-test-secret"
 
@@ -34,27 +35,36 @@ def _free_port() -> int:
 class Node:
     """A real `pocho-rt serve` process."""
 
-    def __init__(self, database_url: str, redis_url: str) -> None:
+    def __init__(self, database_url: str, redis_url: str, **env: str) -> None:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url, "JWT_SECRET": SECRET,
-                    "PORT": str(self.port), "HOST": "127.0.0.1", "POCHO_EXPIRY_SCALE": "0.02",
-                    "POCHO_SWEEP_SECONDS": "0.2", "LOG_LEVEL": "WARNING", "RATE_LIMIT_ENABLED": "false"}
+        self.env = {
+            **os.environ,
+            "DATABASE_URL": database_url,
+            "REDIS_URL": redis_url,
+            "JWT_SECRET": SECRET,
+            "PORT": str(self.port),
+            "HOST": "127.0.0.1",
+            "POCHO_SWEEP_SECONDS": "0.2",
+            "LOG_LEVEL": "WARNING",
+            "RATE_LIMIT_ENABLED": "false",
+            **env,
+        }
         self.proc: subprocess.Popen[bytes] | None = None
 
     async def start(self) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "pocho_rt.cli", "serve"], env=self.env)  # noqa: ASYNC220
+        proc = self.proc = subprocess.Popen([sys.executable, "-m", "pocho_rt.cli", "serve"], env=self.env)  # noqa: ASYNC220
         async with aiohttp.ClientSession() as s:
-            for _ in range(300):  # the child process gives no event to await: poll readiness, bounded
+
+            async def ready() -> bool:  # the child process gives no event to await: poll readiness
+                assert proc.poll() is None, "server exited"
                 try:
                     async with s.get(self.url + "/readyz") as r:
-                        if r.status == 200:
-                            return
+                        return r.status == 200
                 except aiohttp.ClientError:
-                    pass
-                assert self.proc.poll() is None, "server exited"
-                await asyncio.sleep(0.05)
-        raise AssertionError("server did not become ready")
+                    return False
+
+            await eventually(ready, timeout=30, what="the server to become ready")
 
     def kill(self) -> None:
         assert self.proc is not None
@@ -74,8 +84,8 @@ class Node:
 async def node_factory(database_url: str, redis_url: str, clean: None) -> AsyncIterator[Any]:
     nodes: list[Node] = []
 
-    def make() -> Node:
-        node = Node(database_url, redis_url)
+    def make(**env: str) -> Node:
+        node = Node(database_url, redis_url, **env)
         nodes.append(node)
         return node
 
@@ -89,10 +99,20 @@ async def _users(db: asyncpg.Connection) -> tuple[str, str]:
     pw = hash_password("crash-test-pass")
     cust, vend = uuid.uuid4(), uuid.uuid4()
     for uid, role, phone in ((cust, "CUSTOMER", "+2348100000001"), (vend, "VENDOR", "+2348100000002")):
-        await db.execute("INSERT INTO users (id, phone, password_hash, role, first_name, last_name) "
-                         "VALUES ($1, $2, $3, $4, 'Crash', 'Test')", uid, phone, pw, role)
-    await db.execute("INSERT INTO vendors (user_id, display_name, lat, lng, km_service_area, verified) "
-                     "VALUES ($1, 'Crash Kitchen', $2, $3, 10, true)", vend, *LAGOS)
+        await db.execute(
+            "INSERT INTO users (id, phone, password_hash, role, first_name, last_name) "
+            "VALUES ($1, $2, $3, $4, 'Crash', 'Test')",
+            uid,
+            phone,
+            pw,
+            role,
+        )
+    await db.execute(
+        "INSERT INTO vendors (user_id, display_name, lat, lng, km_service_area, verified) "
+        "VALUES ($1, 'Crash Kitchen', $2, $3, 10, true)",
+        vend,
+        *LAGOS,
+    )
     return tokens.issue(str(cust), "CUSTOMER", "s1")[0], tokens.issue(str(vend), "VENDOR", "s2")[0]
 
 
@@ -106,9 +126,9 @@ async def test_sigkill_loses_nothing_acked(node_factory: Any, db: asyncpg.Connec
         vend = LiteClient(session, node.url, "/vendor")
         await cust.connect({"token": cust_token})
         await vend.connect({"token": vend_token})
-        # One request expires ~6 s after creation (expiry scale 0.02); another (~1.2 s) is left untouched.
-        watched = (await cust.call("request:create", request_payload(expiresInMinutes=5)))["data"]["request"]
-        untouched = (await cust.call("request:create", request_payload(expiresInMinutes=1)))["data"]["request"]
+        # Two requests whose deadlines (two hours) no test run reaches: both are OPEN at the kill.
+        watched = (await cust.call("request:create", request_payload(expiresInMinutes=120)))["data"]["request"]
+        untouched = (await cust.call("request:create", request_payload(expiresInMinutes=120)))["data"]["request"]
         offer = (await vend.call("offer:place", {"requestId": watched["id"], "priceKobo": 300_000}))["data"]["offer"]
 
         async def revise_forever() -> None:
@@ -134,36 +154,52 @@ async def test_sigkill_loses_nothing_acked(node_factory: Any, db: asyncpg.Connec
     stored = await db.fetchrow("SELECT price_kobo, updated_at FROM offers WHERE id = $1", uuid.UUID(offer["id"]))
     # Every ack is durable: the stored price is the last acked one or a later (committed, unacked) one.
     assert stored["price_kobo"] <= last["priceKobo"]
-    seqs = [r["seq"] for r in await db.fetch(
-        "SELECT seq FROM negotiation_events WHERE request_id = $1 ORDER BY seq", uuid.UUID(watched["id"]))]
+    seqs = [
+        r["seq"]
+        for r in await db.fetch(
+            "SELECT seq FROM negotiation_events WHERE request_id = $1 ORDER BY seq", uuid.UUID(watched["id"])
+        )
+    ]
     assert seqs == list(range(1, len(seqs) + 1))
     assert len(seqs) >= 2 + len(acked)  # request:new, offer:new, then one event per acked revision
-    prices = [r["p"] for r in await db.fetch(
-        "SELECT (payload->'offer'->>'priceKobo')::bigint AS p FROM negotiation_events "
-        "WHERE request_id = $1 AND kind = 'offer:updated' ORDER BY seq", uuid.UUID(watched["id"]))]
+    prices = [
+        r["p"]
+        for r in await db.fetch(
+            "SELECT (payload->'offer'->>'priceKobo')::bigint AS p FROM negotiation_events "
+            "WHERE request_id = $1 AND kind = 'offer:updated' ORDER BY seq",
+            uuid.UUID(watched["id"]),
+        )
+    ]
     assert prices[: len(acked)] == [a["priceKobo"] for a in acked]
 
-    # Restart: the watched request's timer is re-armed on activation, the other is swept.
-    node2 = node_factory()
+    # While no server runs, the untouched request's deadline passes; the watched one's stays ahead.
+    watched_id, untouched_id = uuid.UUID(watched["id"]), uuid.UUID(untouched["id"])
+    status = "SELECT status FROM meal_requests WHERE id = $1"
+    assert await db.fetchval(status, untouched_id) == await db.fetchval(status, watched_id) == "OPEN"
+    await db.execute("UPDATE meal_requests SET expires_at = now() - interval '1 second' WHERE id = $1", untouched_id)
+
+    # Restart. The sweeper runs once at start and then sleeps for the rest of the test, so what
+    # expires the watched request below can only be the timer its activation re-arms.
+    node2 = node_factory(POCHO_SWEEP_SECONDS="3600")
     await node2.start()
+
+    async def swept() -> bool:  # the sweeper works in the server process: no event to await
+        return await db.fetchval(status, untouched_id) == "EXPIRED"
+
+    await eventually(swept, what="the sweeper to expire the request that was due")
+    # The watched request comes due a moment from now, after the sweep, before anyone looks at it.
+    await db.execute("UPDATE meal_requests SET expires_at = now() + interval '1 second' WHERE id = $1", watched_id)
     async with aiohttp.ClientSession() as session:
         cust = LiteClient(session, node2.url, "/customer")
-        await cust.connect({"token": cust_token})
         expired: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         cust.handlers["request:expired"] = lambda d: expired.done() or expired.set_result(d)
+        await cust.connect({"token": cust_token})
         snap = await cust.call("request:watch", {"requestId": watched["id"], "sinceSeq": 0})
         assert snap["ok"] and snap["data"]["offers"][0]["priceKobo"] == stored["price_kobo"]
-        replayed = snap["data"]["events"]
-        assert [e["seq"] for e in replayed[: len(seqs) - 1]] == seqs[1:]
-        if snap["data"]["request"]["status"] == "OPEN":  # the usual case: the re-armed timer fires live
-            assert (await asyncio.wait_for(expired, 20))["requestId"] == watched["id"]
-        else:  # a slow machine: the sweeper got there first, and the replay shows it
-            assert "request:expired" in [e["event"] for e in replayed[len(seqs) - 1:]]
+        # The watch is the first message the actor handles: whatever the clock says, it still sees OPEN.
+        assert snap["data"]["request"]["status"] == "OPEN"
+        assert [e["seq"] for e in snap["data"]["events"]] == seqs[1:]
+        assert (await asyncio.wait_for(expired, 20))["requestId"] == watched["id"]  # the re-armed timer fired
         await cust.close()
-    for _ in range(200):  # the sweeper works in the server process: poll the database, bounded
-        if await db.fetchval("SELECT status FROM meal_requests WHERE id = $1",
-                             uuid.UUID(untouched["id"])) == "EXPIRED":
-            break
-        await asyncio.sleep(0.1)
-    assert await db.fetchval("SELECT status FROM meal_requests WHERE id = $1", uuid.UUID(untouched["id"])) == "EXPIRED"
+    assert await db.fetchval(status, watched_id) == "EXPIRED"
     assert await db.fetchval("SELECT status FROM offers WHERE id = $1", uuid.UUID(offer["id"])) == "EXPIRED"

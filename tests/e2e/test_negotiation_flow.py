@@ -19,7 +19,7 @@ async def test_full_negotiation_flow(client: Client, db: asyncpg.Connection) -> 
     far = await vendor(client, db, lat=LAGOS[0] + 1.0, km=5.0)  # ~110 km away
     unverified = await vendor(client, db, verified=False)
 
-    new_a, new_b = asyncio.ensure_future(a.next("request:new")), asyncio.ensure_future(b.next("request:new"))
+    new_a, new_b = a.next("request:new"), b.next("request:new")
     created = await cust.ok("request:create", request_payload())
     req = created["request"]
     assert req["status"] == "OPEN" and req["seq"] == 1 and req["customerId"] == cust.user["id"]
@@ -31,13 +31,13 @@ async def test_full_negotiation_flow(client: Client, db: asyncpg.Connection) -> 
     seen = await cust.nth("offer:new", 1)
     assert seen[0]["offer"]["id"] == offer_a["id"] and seen[0]["seq"] == 2
 
-    flip = asyncio.ensure_future(cust.next("offer:updated"))
+    flip = cust.next("offer:updated")
     offer_b = (await b.ok("offer:place", {"requestId": req["id"], "priceKobo": 300_000}))["offer"]
     assert offer_b["isCompetitive"] is True
     updated = await flip  # A is now above the median of {300k, 400k}
     assert updated["offer"]["id"] == offer_a["id"] and updated["offer"]["isCompetitive"] is False
 
-    countered = asyncio.ensure_future(a.next("offer:countered"))
+    countered = a.next("offer:countered")
     c = (await cust.ok("offer:counter", {"offerId": offer_a["id"], "priceKobo": 320_000, "message": "abeg"}))["offer"]
     assert c["status"] == "COUNTERED" and c["counterPriceKobo"] == 320_000 and c["round"] == 1
     assert (await countered)["offer"]["id"] == offer_a["id"]
@@ -45,10 +45,10 @@ async def test_full_negotiation_flow(client: Client, db: asyncpg.Connection) -> 
     agreed = (await a.ok("counter:accept", {"offerId": offer_a["id"]}))["offer"]
     assert agreed["priceKobo"] == 320_000 and agreed["status"] == "PENDING"
 
-    accepted = asyncio.ensure_future(a.next("offer:accepted"))
-    rejected = asyncio.ensure_future(b.next("offer:rejected"))
-    closed_a = asyncio.ensure_future(a.next("request:closed"))
-    closed_b = asyncio.ensure_future(b.next("request:closed"))
+    accepted = a.next("offer:accepted")
+    rejected = b.next("offer:rejected")
+    closed_a = a.next("request:closed")
+    closed_b = b.next("request:closed")
     result = await cust.ok("offer:accept", {"offerId": offer_a["id"]})
     assert result["offer"]["status"] == "ACCEPTED"
     order = result["order"]
@@ -63,13 +63,16 @@ async def test_full_negotiation_flow(client: Client, db: asyncpg.Connection) -> 
     # Everything acked is in PostgreSQL, events gap-free.
     row = await db.fetchrow("SELECT status, seq, order_id FROM meal_requests WHERE id = $1", uuid.UUID(req["id"]))
     assert row["status"] == "ACCEPTED" and str(row["order_id"]) == order["id"]
-    seqs = [r["seq"] for r in await db.fetch(
-        "SELECT seq FROM negotiation_events WHERE request_id = $1 ORDER BY seq", uuid.UUID(req["id"]))]
+    seqs = [
+        r["seq"]
+        for r in await db.fetch(
+            "SELECT seq FROM negotiation_events WHERE request_id = $1 ORDER BY seq", uuid.UUID(req["id"])
+        )
+    ]
     assert seqs == list(range(1, row["seq"] + 1))
     o = await db.fetchrow("SELECT status, amount_kobo FROM orders WHERE id = $1", uuid.UUID(order["id"]))
     assert o["status"] == "PENDING_PAYMENT" and o["amount_kobo"] == 320_000
-    statuses = dict(await db.fetch("SELECT id::text, status FROM offers WHERE request_id = $1",
-                                   uuid.UUID(req["id"])))
+    statuses = dict(await db.fetch("SELECT id::text, status FROM offers WHERE request_id = $1", uuid.UUID(req["id"])))
     assert statuses == {offer_a["id"]: "ACCEPTED", offer_b["id"]: "REJECTED"}
 
     # Anything on a closed request is a conflict.
@@ -143,9 +146,7 @@ async def test_idempotent_retries(client: Client, db: asyncpg.Connection) -> Non
     assert await db.fetchval("SELECT count(*) FROM offers") == 1
     assert await db.fetchval("SELECT price_kobo FROM offers") == 280_000
     # Replies survive passivation: the retry after reload still gets the first answer.
-    engine = client.server.svc.engine
-    assert engine is not None
-    assert engine.actors.passivate("meal_request", rid)
+    assert client.server.svc.negotiation.actors.passivate("meal_request", rid)
     assert await a.ok("offer:revise", rev) == r1
     assert await db.fetchval("SELECT price_kobo FROM offers") == 280_000
 
@@ -159,11 +160,15 @@ async def test_expiry_reaches_everyone(start_server: Any, db: asyncpg.Connection
         try:
             cust = await customer(client)
             a = await vendor(client, db)
-            rid = (await cust.ok("request:create", request_payload(expiresInMinutes=1)))["request"]["id"]
+            # Listening before the request exists: no event can slip past, however slow the steps below.
+            expired, offer_expired, closed = (
+                cust.next("request:expired", timeout=20),
+                a.next("offer:expired", timeout=20),
+                a.next("request:closed", timeout=20),
+            )
+            # The timer armed at creation is what expires it; three seconds is ample to place one offer.
+            rid = (await cust.ok("request:create", request_payload(expiresInMinutes=3)))["request"]["id"]
             await a.ok("offer:place", {"requestId": rid, "priceKobo": 300_000})
-            expired, offer_expired, closed = (asyncio.ensure_future(cust.next("request:expired")),
-                                              asyncio.ensure_future(a.next("offer:expired")),
-                                              asyncio.ensure_future(a.next("request:closed")))
             assert (await expired)["requestId"] == rid
             assert (await offer_expired)["offer"]["status"] == "EXPIRED"
             assert (await closed)["reason"] == "expired"
@@ -195,8 +200,7 @@ async def test_watch_replays_exactly_what_was_missed(client: Client, db: asyncpg
     assert data["request"]["seq"] == seen + 3 and data["offers"][0]["status"] == "WITHDRAWN"
 
     # The same from PostgreSQL once the actor is gone from memory.
-    engine = client.server.svc.engine
-    assert engine is not None and engine.actors.passivate("meal_request", rid)
+    assert client.server.svc.negotiation.actors.passivate("meal_request", rid)
     again = await sio.call("request:watch", {"requestId": rid, "sinceSeq": seen + 1}, namespace="/customer")
     assert [e["seq"] for e in again["data"]["events"]] == [seen + 2, seen + 3]
 
@@ -243,7 +247,7 @@ async def test_presence_counts_distinct_vendors_viewing(client: Client, db: asyn
 
     counts: list[int] = []
     for who, expected in ((a, 1), (b, 2)):
-        seen = asyncio.ensure_future(cust.next("presence"))
+        seen = cust.next("presence")
         snap = await who.ok("request:watch", {"requestId": rid})
         assert snap["request"]["id"] == rid and snap["offers"] == []
         got = await seen
@@ -258,10 +262,10 @@ async def test_presence_counts_distinct_vendors_viewing(client: Client, db: asyn
     watch = await cust.ok("request:watch", {"requestId": rid})
     assert watch["vendorsViewing"] == 2
 
-    dropped = asyncio.ensure_future(cust.next("presence"))
+    dropped = cust.next("presence")
     await b.sio.disconnect()
     assert (await dropped)["vendorsViewing"] == 1
-    left = asyncio.ensure_future(cust.next("presence"))
+    left = cust.next("presence")
     await a.ok("request:unwatch", {"requestId": rid})  # A's other socket still views it
     await a2.call("request:unwatch", {"requestId": rid}, namespace="/vendor", timeout=5)
     assert (await left)["vendorsViewing"] == 0

@@ -30,20 +30,23 @@ class Party:
 
     def listen(self, *names: str) -> None:
         for name in names:
+
             def _on(data: Any, name: str = name) -> None:
                 self.events[name].append(data)
                 for fut in self._waiters.pop(name, []):
                     if not fut.done():
                         fut.set_result(data)
+
             self.sio.on(name, _on, namespace=self.namespace)
 
-    async def next(self, name: str, timeout: float = 5.0) -> Any:  # noqa: ASYNC109
-        """The next `name` event received from now on."""
+    def next(self, name: str, timeout: float = 10.0) -> asyncio.Task[Any]:
+        """The next `name` event received from this call on (not from when the result is awaited:
+        start waiting, then cause the event, then await)."""
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._waiters[name].append(fut)
-        return await asyncio.wait_for(fut, timeout)
+        return asyncio.ensure_future(asyncio.wait_for(fut, timeout))
 
-    async def nth(self, name: str, count: int, timeout: float = 5.0) -> list[Any]:  # noqa: ASYNC109
+    async def nth(self, name: str, count: int, timeout: float = 10.0) -> list[Any]:  # noqa: ASYNC109
         """Wait until `count` `name` events have arrived in total."""
         while len(self.events[name]) < count:
             await self.next(name, timeout)
@@ -65,8 +68,15 @@ class Party:
 
 
 CUSTOMER_EVENTS = ("offer:new", "offer:updated", "offer:withdrawn", "request:expired", "request:closed", "presence")
-VENDOR_EVENTS = ("request:new", "request:closed", "offer:countered", "offer:accepted", "offer:rejected",
-                 "offer:expired", "offer:updated")
+VENDOR_EVENTS = (
+    "request:new",
+    "request:closed",
+    "offer:countered",
+    "offer:accepted",
+    "offer:rejected",
+    "offer:expired",
+    "offer:updated",
+)
 
 
 async def customer(client: Client) -> Party:
@@ -78,17 +88,30 @@ async def customer(client: Client) -> Party:
     return p
 
 
-async def vendor(client: Client, db: Any, *, lat: float = LAGOS[0], lng: float = LAGOS[1], km: float = 10.0,
-                 verified: bool = True, name: str | None = None) -> Party:
+async def vendor(
+    client: Client,
+    db: Any,
+    *,
+    lat: float = LAGOS[0],
+    lng: float = LAGOS[1],
+    km: float = 10.0,
+    verified: bool = True,
+    name: str | None = None,
+) -> Party:
     reg = await client.register("VENDOR")
     vendor_id = uuid.uuid4()
     await db.execute(
         """INSERT INTO vendors (id, user_id, display_name, lat, lng, km_service_area, categories, verified)
            VALUES ($1, $2, $3, $4, $5, $6, '{}', $7)""",
-        vendor_id, uuid.UUID(reg["user"]["id"]), name or f"Vendor {str(vendor_id)[:6]}", lat, lng, km, verified)
-    engine = client.server.svc.engine
-    assert engine is not None
-    await engine.vendor_changed(str(vendor_id))
+        vendor_id,
+        uuid.UUID(reg["user"]["id"]),
+        name or f"Vendor {str(vendor_id)[:6]}",
+        lat,
+        lng,
+        km,
+        verified,
+    )
+    await client.server.svc.negotiation.vendor_changed(str(vendor_id))
     token = reg["tokens"]["accessToken"]
     sio = await client.connect("/vendor", token)
     p = Party(client, "/vendor", reg["user"], token, sio, vendor_id=str(vendor_id))
@@ -97,6 +120,12 @@ async def vendor(client: Client, db: Any, *, lat: float = LAGOS[0], lng: float =
 
 
 def request_payload(**overrides: Any) -> dict[str, Any]:
-    return {"category": "nigerian", "budgetMinKobo": 200_000, "budgetMaxKobo": 500_000,
-            "deliveryLat": LAGOS[0], "deliveryLng": LAGOS[1], "addressLine": "12 Awolowo Rd, Ikoyi",
-            **overrides}
+    return {
+        "category": "nigerian",
+        "budgetMinKobo": 200_000,
+        "budgetMaxKobo": 500_000,
+        "deliveryLat": LAGOS[0],
+        "deliveryLng": LAGOS[1],
+        "addressLine": "12 Awolowo Rd, Ikoyi",
+        **overrides,
+    }

@@ -43,8 +43,10 @@ def _now() -> str:
 
 
 def _err(status: int, code: str, message: str, typ: str = "invalid_request") -> web.Response:
-    return web.json_response({"message": message, "code": code, "type": typ,
-                              "link": f"https://docs.meilisearch.com/errors#{code}"}, status=status)
+    return web.json_response(
+        {"message": message, "code": code, "type": typ, "link": f"https://docs.meilisearch.com/errors#{code}"},
+        status=status,
+    )
 
 
 def _edit1(a: str, b: str) -> bool:
@@ -117,9 +119,12 @@ class FakeMeilisearch:
         self.requests.append((request.method, request.path))
         header = request.headers.get("Authorization")
         if not header:
-            return _err(401, "missing_authorization_header",
-                        "The Authorization header is missing. It must use the bearer authorization method.",
-                        "auth")
+            return _err(
+                401,
+                "missing_authorization_header",
+                "The Authorization header is missing. It must use the bearer authorization method.",
+                "auth",
+            )
         scheme, _, key = header.partition(" ")
         if scheme != "Bearer" or key != self.master_key:
             return _err(403, "invalid_api_key", "The provided API key is invalid.", "auth")
@@ -128,17 +133,32 @@ class FakeMeilisearch:
 
     # ------------------------------------------------------------ tasks
 
-    def _task(self, index_uid: str | None, typ: str, error: dict[str, Any] | None = None,
-              details: dict[str, Any] | None = None) -> web.Response:
+    def _task(
+        self,
+        index_uid: str | None,
+        typ: str,
+        error: dict[str, Any] | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> web.Response:
         uid = len(self.tasks)
         now = _now()
         self.tasks[uid] = {
-            "uid": uid, "batchUid": uid, "indexUid": index_uid, "status": "failed" if error else "succeeded",
-            "type": typ, "canceledBy": None, "details": details or {}, "error": error,
-            "duration": "PT0.001S", "enqueuedAt": now, "startedAt": now, "finishedAt": now,
+            "uid": uid,
+            "batchUid": uid,
+            "indexUid": index_uid,
+            "status": "failed" if error else "succeeded",
+            "type": typ,
+            "canceledBy": None,
+            "details": details or {},
+            "error": error,
+            "duration": "PT0.001S",
+            "enqueuedAt": now,
+            "startedAt": now,
+            "finishedAt": now,
         }
-        return web.json_response({"taskUid": uid, "indexUid": index_uid, "status": "enqueued",
-                                  "type": typ, "enqueuedAt": now}, status=202)
+        return web.json_response(
+            {"taskUid": uid, "indexUid": index_uid, "status": "enqueued", "type": typ, "enqueuedAt": now}, status=202
+        )
 
     async def get_task(self, request: web.Request) -> web.Response:
         task = self.tasks.get(int(request.match_info["task_uid"]))
@@ -149,10 +169,15 @@ class FakeMeilisearch:
     # ------------------------------------------------------------ indexes and settings
 
     def _ensure(self, uid: str, primary_key: str | None = None) -> dict[str, Any]:
-        return self.indexes.setdefault(uid, {
-            "primaryKey": primary_key, "docs": {}, "createdAt": _now(),
-            "settings": {"searchableAttributes": ["*"], "filterableAttributes": [], "sortableAttributes": []},
-        })
+        return self.indexes.setdefault(
+            uid,
+            {
+                "primaryKey": primary_key,
+                "docs": {},
+                "createdAt": _now(),
+                "settings": {"searchableAttributes": ["*"], "filterableAttributes": [], "sortableAttributes": []},
+            },
+        )
 
     async def create_index(self, request: web.Request) -> web.Response:
         body = await request.json()
@@ -160,9 +185,16 @@ class FakeMeilisearch:
         if not isinstance(uid, str) or not uid:
             return _err(400, "missing_index_uid", "`uid` is missing.")
         if uid in self.indexes:
-            return self._task(uid, "indexCreation", error={
-                "message": f"Index `{uid}` already exists.", "code": "index_already_exists",
-                "type": "invalid_request", "link": "https://docs.meilisearch.com/errors#index_already_exists"})
+            return self._task(
+                uid,
+                "indexCreation",
+                error={
+                    "message": f"Index `{uid}` already exists.",
+                    "code": "index_already_exists",
+                    "type": "invalid_request",
+                    "link": "https://docs.meilisearch.com/errors#index_already_exists",
+                },
+            )
         self._ensure(uid, body.get("primaryKey"))
         return self._task(uid, "indexCreation", details={"primaryKey": body.get("primaryKey")})
 
@@ -171,8 +203,9 @@ class FakeMeilisearch:
         idx = self.indexes.get(uid)
         if idx is None:
             return _err(404, "index_not_found", f"Index `{uid}` not found.")
-        return web.json_response({"uid": uid, "primaryKey": idx["primaryKey"], "createdAt": idx["createdAt"],
-                                  "updatedAt": idx["createdAt"]})
+        return web.json_response(
+            {"uid": uid, "primaryKey": idx["primaryKey"], "createdAt": idx["createdAt"], "updatedAt": idx["createdAt"]}
+        )
 
     async def get_settings(self, request: web.Request) -> web.Response:
         idx = self.indexes.get(request.match_info["uid"])
@@ -204,17 +237,25 @@ class FakeMeilisearch:
         idx["primaryKey"] = pk
         for doc in docs:
             if pk not in doc:
-                return self._task(uid, "documentAdditionOrUpdate", error={
-                    "message": "missing primary key", "code": "missing_document_id",
-                    "type": "invalid_request", "link": ""})
+                return self._task(
+                    uid,
+                    "documentAdditionOrUpdate",
+                    error={
+                        "message": "missing primary key",
+                        "code": "missing_document_id",
+                        "type": "invalid_request",
+                        "link": "",
+                    },
+                )
         for doc in docs:
             key = str(doc[pk])
             if request.method == "PUT" and key in idx["docs"]:
                 idx["docs"][key] = {**idx["docs"][key], **doc}
             else:
                 idx["docs"][key] = dict(doc)
-        return self._task(uid, "documentAdditionOrUpdate",
-                          details={"receivedDocuments": len(docs), "indexedDocuments": len(docs)})
+        return self._task(
+            uid, "documentAdditionOrUpdate", details={"receivedDocuments": len(docs), "indexedDocuments": len(docs)}
+        )
 
     async def delete_batch(self, request: web.Request) -> web.Response:
         uid = request.match_info["uid"]
@@ -223,8 +264,7 @@ class FakeMeilisearch:
         ids = await request.json()
         idx = self._ensure(uid)
         deleted = sum(1 for i in ids if idx["docs"].pop(str(i), None) is not None)
-        return self._task(uid, "documentDeletion",
-                          details={"providedIds": len(ids), "deletedDocuments": deleted})
+        return self._task(uid, "documentDeletion", details={"providedIds": len(ids), "deletedDocuments": deleted})
 
     async def get_document(self, request: web.Request) -> web.Response:
         idx = self.indexes.get(request.match_info["uid"])
@@ -275,8 +315,10 @@ class FakeMeilisearch:
         for t in terms:
             if t in words:
                 exact += 1
-            elif not any(w.startswith(t) or ((len(t) >= 5 and _edit1(t, w[: len(t) + 1])) or
-                                             (len(t) >= 5 and _edit1(t, w))) for w in words):
+            elif not any(
+                w.startswith(t) or ((len(t) >= 5 and _edit1(t, w[: len(t) + 1])) or (len(t) >= 5 and _edit1(t, w)))
+                for w in words
+            ):
                 return None
         return exact
 
@@ -314,5 +356,13 @@ class FakeMeilisearch:
                 hit["_geoDistance"] = round(dist)
             hits.append((score, dist, hit))
         hits.sort(key=lambda h: (-h[0], h[1]))
-        return web.json_response({"hits": [h for _, _, h in hits[:limit]], "query": q, "processingTimeMs": 0,
-                                  "limit": limit, "offset": 0, "estimatedTotalHits": len(hits)})
+        return web.json_response(
+            {
+                "hits": [h for _, _, h in hits[:limit]],
+                "query": q,
+                "processingTimeMs": 0,
+                "limit": limit,
+                "offset": 0,
+                "estimatedTotalHits": len(hits),
+            }
+        )

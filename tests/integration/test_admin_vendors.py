@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 import asyncpg
+import pytest
 
 from tests.helpers import Client
 from tests.integration.test_catalogue import account, err, new_vendor
@@ -46,13 +47,13 @@ async def test_admin_access(client: Client, db: asyncpg.Connection) -> None:
     assert await db.fetchval("SELECT count(*) FROM audit_log") == 0
 
 
-async def test_verify_with_admin_token(client: Client, db: asyncpg.Connection) -> None:
+async def test_verify_with_admin_token(client: Client, db: asyncpg.Connection, monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[str] = []
 
     async def hook(vendor_id: str) -> None:
         calls.append(vendor_id)
 
-    client.server.svc.extras["on_vendor_changed"] = hook
+    monkeypatch.setattr(client.server.svc.negotiation, "vendor_changed", hook)
     admin_id, admin = await account(client, db, "ADMIN")
     _, vendor = await new_vendor(client, db)
     status, body = await client.call("POST", f"/admin/vendors/{vendor['id']}/verify", token=admin)
@@ -65,10 +66,14 @@ async def test_verify_with_admin_token(client: Client, db: asyncpg.Connection) -
     assert len(audit) == 1
     assert str(audit[0]["actor_id"]) == admin_id and audit[0]["actor_kind"] == "admin"
     assert (audit[0]["action"], audit[0]["target_kind"], audit[0]["target_id"]) == (
-        "vendor.verify", "vendor", vendor["id"])
+        "vendor.verify",
+        "vendor",
+        vendor["id"],
+    )
     assert audit[0]["request_id"]
-    outbox = await db.fetch("SELECT entity, op FROM search_outbox WHERE entity_id = $1 ORDER BY id",
-                            uuid.UUID(vendor["id"]))
+    outbox = await db.fetch(
+        "SELECT entity, op FROM search_outbox WHERE entity_id = $1 ORDER BY id", uuid.UUID(vendor["id"])
+    )
     assert [(r["entity"], r["op"]) for r in outbox] == [("vendor", "upsert"), ("vendor", "upsert")]
 
     # idempotent: same answer, nothing recorded twice
@@ -83,8 +88,7 @@ async def test_verify_with_admin_token(client: Client, db: asyncpg.Connection) -
 
 async def test_verify_with_admin_key(client: Client, db: asyncpg.Connection) -> None:
     _, vendor = await new_vendor(client, db)
-    status, body = await client.call("POST", f"/admin/vendors/{vendor['id']}/verify",
-                                     headers=client.admin_headers())
+    status, body = await client.call("POST", f"/admin/vendors/{vendor['id']}/verify", headers=client.admin_headers())
     assert status == 200 and body["verified"] is True
     audit = await db.fetchrow("SELECT actor_id, actor_kind, action FROM audit_log")
     assert audit is not None and audit["actor_id"] is None and audit["actor_kind"] == "admin_key"

@@ -11,14 +11,20 @@ import pytest
 from persistence.users import create_user
 from tests.helpers import Client, new_phone
 
-VENDOR = {"displayName": "Mama Bisi Kitchen", "lat": 6.5244, "lng": 3.3792, "kmServiceArea": 8,
-          "categories": ["nigerian", "rice"]}
+VENDOR = {
+    "displayName": "Mama Bisi Kitchen",
+    "lat": 6.5244,
+    "lng": 3.3792,
+    "kmServiceArea": 8,
+    "categories": ["nigerian", "rice"],
+}
 
 
 async def account(client: Client, db: asyncpg.Connection, role: str) -> tuple[str, str]:
     """(user id, access token) of a new user, created directly (registration is not ours)."""
-    row = await create_user(db, phone=new_phone(), password_hash="x", role=role, first_name="Test",
-                            last_name=role.title(), email=None)
+    row = await create_user(
+        db, phone=new_phone(), password_hash="x", role=role, first_name="Test", last_name=role.title(), email=None
+    )
     assert row is not None
     user_id = str(row["id"])
     return user_id, client.server.svc.tokens.issue(user_id, role, str(uuid.uuid4()))[0]
@@ -48,6 +54,7 @@ def err(body: Any, code: str) -> dict[str, Any]:
 
 # ---------------------------------------------------------------- vendors
 
+
 async def test_create_vendor(client: Client, db: asyncpg.Connection) -> None:
     user_id, token = await account(client, db, "VENDOR")
     status, body = await client.call("POST", "/api/v1/vendors", VENDOR, token=token)
@@ -58,7 +65,8 @@ async def test_create_vendor(client: Client, db: asyncpg.Connection) -> None:
     assert body["createdAt"].endswith("Z") and body["updatedAt"].endswith("Z")
     rows = await db.fetch("SELECT entity, entity_id, op, status FROM search_outbox")
     assert [(r["entity"], str(r["entity_id"]), r["op"], r["status"]) for r in rows] == [
-        ("vendor", body["id"], "upsert", "pending")]
+        ("vendor", body["id"], "upsert", "pending")
+    ]
 
 
 async def test_create_vendor_refusals(client: Client, db: asyncpg.Connection) -> None:
@@ -77,23 +85,27 @@ async def test_create_vendor_refusals(client: Client, db: asyncpg.Connection) ->
     assert await db.fetchval("SELECT count(*) FROM search_outbox") == 1
 
 
-@pytest.mark.parametrize("change,field", [
-    ({"displayName": ""}, "displayName"),
-    ({"displayName": "x" * 81}, "displayName"),
-    ({"displayName": "   "}, "displayName"),
-    ({"displayName": 5}, "displayName"),
-    ({"lat": 90.5}, "lat"),
-    ({"lat": "6.5"}, "lat"),
-    ({"lng": -180.01}, "lng"),
-    ({"kmServiceArea": 0}, "kmServiceArea"),
-    ({"kmServiceArea": 50.5}, "kmServiceArea"),
-    ({"categories": ["c"] * 11}, "categories"),
-    ({"categories": ["x" * 33]}, "categories[0]"),
-    ({"categories": [""]}, "categories[0]"),
-    ({"categories": "rice"}, "categories"),
-])
-async def test_create_vendor_validation(client: Client, db: asyncpg.Connection, change: dict[str, Any],
-                                        field: str) -> None:
+@pytest.mark.parametrize(
+    "change,field",
+    [
+        ({"displayName": ""}, "displayName"),
+        ({"displayName": "x" * 81}, "displayName"),
+        ({"displayName": "   "}, "displayName"),
+        ({"displayName": 5}, "displayName"),
+        ({"lat": 90.5}, "lat"),
+        ({"lat": "6.5"}, "lat"),
+        ({"lng": -180.01}, "lng"),
+        ({"kmServiceArea": 0}, "kmServiceArea"),
+        ({"kmServiceArea": 50.5}, "kmServiceArea"),
+        ({"categories": ["c"] * 11}, "categories"),
+        ({"categories": ["x" * 33]}, "categories[0]"),
+        ({"categories": [""]}, "categories[0]"),
+        ({"categories": "rice"}, "categories"),
+    ],
+)
+async def test_create_vendor_validation(
+    client: Client, db: asyncpg.Connection, change: dict[str, Any], field: str
+) -> None:
     _, token = await account(client, db, "VENDOR")
     status, body = await client.call("POST", "/api/v1/vendors", VENDOR | change, token=token)
     assert status == 400, body
@@ -106,8 +118,9 @@ async def test_create_vendor_missing_field_and_bad_json(client: Client, db: asyn
     payload = {k: v for k, v in VENDOR.items() if k != "lat"}
     status, body = await client.call("POST", "/api/v1/vendors", payload, token=token)
     assert status == 400 and err(body, "invalid")["details"] == {"lat": "required"}
-    status, body = await client.call("POST", "/api/v1/vendors", data=b"{nope", token=token,
-                                     headers={"Content-Type": "application/json"})
+    status, body = await client.call(
+        "POST", "/api/v1/vendors", data=b"{nope", token=token, headers={"Content-Type": "application/json"}
+    )
     assert status == 400 and err(body, "invalid")
 
 
@@ -126,8 +139,9 @@ async def test_get_vendor(client: Client, db: asyncpg.Connection) -> None:
 
 async def test_patch_vendor(client: Client, db: asyncpg.Connection) -> None:
     token, vendor = await new_vendor(client, db)
-    status, body = await client.call("PATCH", f"/api/v1/vendors/{vendor['id']}",
-                                     {"displayName": "Mama Bisi 2", "categories": ["soup"]}, token=token)
+    status, body = await client.call(
+        "PATCH", f"/api/v1/vendors/{vendor['id']}", {"displayName": "Mama Bisi 2", "categories": ["soup"]}, token=token
+    )
     assert status == 200, body
     assert body["displayName"] == "Mama Bisi 2" and body["categories"] == ["soup"]
     assert body["lat"] == vendor["lat"] and body["kmServiceArea"] == vendor["kmServiceArea"]
@@ -158,13 +172,14 @@ async def test_patch_vendor_refusals(client: Client, db: asyncpg.Connection) -> 
 
 
 async def test_patch_verified_vendor_location_keeps_verification_and_runs_hook(
-        client: Client, db: asyncpg.Connection) -> None:
+    client: Client, db: asyncpg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
     calls: list[str] = []
 
     async def hook(vendor_id: str) -> None:
         calls.append(vendor_id)
 
-    client.server.svc.extras["on_vendor_changed"] = hook
+    monkeypatch.setattr(client.server.svc.negotiation, "vendor_changed", hook)
     token, vendor = await new_vendor(client, db)
     path = f"/api/v1/vendors/{vendor['id']}"
     await client.call("PATCH", path, {"lat": 6.6}, token=token)
@@ -178,11 +193,13 @@ async def test_patch_verified_vendor_location_keeps_verification_and_runs_hook(
     assert len(calls) == 2  # location unchanged: no geo update needed
 
 
-async def test_failing_hook_does_not_fail_the_change(client: Client, db: asyncpg.Connection) -> None:
+async def test_failing_hook_does_not_fail_the_change(
+    client: Client, db: asyncpg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
     async def hook(vendor_id: str) -> None:
         raise RuntimeError("geo down")
 
-    client.server.svc.extras["on_vendor_changed"] = hook
+    monkeypatch.setattr(client.server.svc.negotiation, "vendor_changed", hook)
     _, vendor = await new_vendor(client, db)
     status, body = await client.call("POST", f"/admin/vendors/{vendor['id']}/verify", headers=client.admin_headers())
     assert status == 200 and body["verified"] is True
@@ -190,20 +207,38 @@ async def test_failing_hook_does_not_fail_the_change(client: Client, db: asyncpg
 
 # ---------------------------------------------------------------- menus and items
 
+
 async def test_menus_and_items(client: Client, db: asyncpg.Connection) -> None:
     token, vendor = await new_vendor(client, db)
-    status, menu = await client.call("POST", f"/api/v1/vendors/{vendor['id']}/menus", {"title": "Lunch"},
-                                     token=token)
+    status, menu = await client.call("POST", f"/api/v1/vendors/{vendor['id']}/menus", {"title": "Lunch"}, token=token)
     assert status == 201 and menu["title"] == "Lunch" and menu["vendorId"] == vendor["id"]
-    status, item = await client.call("POST", f"/api/v1/menus/{menu['id']}/items",
-                                     {"name": "Jollof Rice", "priceKobo": 350000}, token=token)
+    status, item = await client.call(
+        "POST", f"/api/v1/menus/{menu['id']}/items", {"name": "Jollof Rice", "priceKobo": 350000}, token=token
+    )
     assert status == 201, item
-    assert item == item | {"menuId": menu["id"], "vendorId": vendor["id"], "name": "Jollof Rice",
-                           "priceKobo": 350000, "description": None, "cuisineTag": None, "prepMinutes": None,
-                           "isAvailable": True}
-    status, full = await client.call("POST", f"/api/v1/menus/{menu['id']}/items",
-                                     {"name": "Suya", "priceKobo": 1, "description": "spicy", "cuisineTag": "grill",
-                                      "prepMinutes": 600, "isAvailable": False}, token=token)
+    assert item == item | {
+        "menuId": menu["id"],
+        "vendorId": vendor["id"],
+        "name": "Jollof Rice",
+        "priceKobo": 350000,
+        "description": None,
+        "cuisineTag": None,
+        "prepMinutes": None,
+        "isAvailable": True,
+    }
+    status, full = await client.call(
+        "POST",
+        f"/api/v1/menus/{menu['id']}/items",
+        {
+            "name": "Suya",
+            "priceKobo": 1,
+            "description": "spicy",
+            "cuisineTag": "grill",
+            "prepMinutes": 600,
+            "isAvailable": False,
+        },
+        token=token,
+    )
     assert status == 201 and full["prepMinutes"] == 600 and full["isAvailable"] is False
     outbox = await db.fetch("SELECT entity_id, op FROM search_outbox WHERE entity = 'menu_item' ORDER BY id")
     assert [(str(r["entity_id"]), r["op"]) for r in outbox] == [(item["id"], "upsert"), (full["id"], "delete")]
@@ -211,9 +246,18 @@ async def test_menus_and_items(client: Client, db: asyncpg.Connection) -> None:
     _, customer = await account(client, db, "CUSTOMER")
     status, body = await client.call("GET", f"/api/v1/vendors/{vendor['id']}/menus", token=customer)
     assert status == 200
-    assert body == {"menus": [{"id": menu["id"], "vendorId": vendor["id"], "title": "Lunch",
-                               "createdAt": menu["createdAt"], "updatedAt": menu["updatedAt"],
-                               "items": [item, full]}]}
+    assert body == {
+        "menus": [
+            {
+                "id": menu["id"],
+                "vendorId": vendor["id"],
+                "title": "Lunch",
+                "createdAt": menu["createdAt"],
+                "updatedAt": menu["updatedAt"],
+                "items": [item, full],
+            }
+        ]
+    }
     assert (await client.call("GET", f"/api/v1/vendors/{vendor['id']}/menus"))[0] == 401
     assert (await client.call("GET", f"/api/v1/vendors/{uuid.uuid4()}/menus", token=customer))[0] == 404
     assert (await client.call("GET", "/api/v1/vendors/x/menus", token=customer))[0] == 404
@@ -234,24 +278,28 @@ async def test_menu_refusals(client: Client, db: asyncpg.Connection) -> None:
     assert await db.fetchval("SELECT count(*) FROM menus") == 0
 
 
-@pytest.mark.parametrize("change,field", [
-    ({"priceKobo": 0}, "priceKobo"),
-    ({"priceKobo": 50_000_001}, "priceKobo"),
-    ({"priceKobo": 1.5}, "priceKobo"),
-    ({"priceKobo": "100"}, "priceKobo"),
-    ({"name": ""}, "name"),
-    ({"name": "n" * 121}, "name"),
-    ({"description": "d" * 1001}, "description"),
-    ({"cuisineTag": "c" * 33}, "cuisineTag"),
-    ({"prepMinutes": 0}, "prepMinutes"),
-    ({"prepMinutes": 601}, "prepMinutes"),
-    ({"isAvailable": "yes"}, "isAvailable"),
-])
+@pytest.mark.parametrize(
+    "change,field",
+    [
+        ({"priceKobo": 0}, "priceKobo"),
+        ({"priceKobo": 50_000_001}, "priceKobo"),
+        ({"priceKobo": 1.5}, "priceKobo"),
+        ({"priceKobo": "100"}, "priceKobo"),
+        ({"name": ""}, "name"),
+        ({"name": "n" * 121}, "name"),
+        ({"description": "d" * 1001}, "description"),
+        ({"cuisineTag": "c" * 33}, "cuisineTag"),
+        ({"prepMinutes": 0}, "prepMinutes"),
+        ({"prepMinutes": 601}, "prepMinutes"),
+        ({"isAvailable": "yes"}, "isAvailable"),
+    ],
+)
 async def test_item_validation(client: Client, db: asyncpg.Connection, change: dict[str, Any], field: str) -> None:
     token, vendor = await new_vendor(client, db)
     _, menu = await client.call("POST", f"/api/v1/vendors/{vendor['id']}/menus", {"title": "M"}, token=token)
-    status, body = await client.call("POST", f"/api/v1/menus/{menu['id']}/items",
-                                     {"name": "Rice", "priceKobo": 100} | change, token=token)
+    status, body = await client.call(
+        "POST", f"/api/v1/menus/{menu['id']}/items", {"name": "Rice", "priceKobo": 100} | change, token=token
+    )
     assert status == 400 and field in err(body, "invalid")["details"], body
     status, body = await client.call("POST", f"/api/v1/menus/{menu['id']}/items", {"name": "Rice"}, token=token)
     assert status == 400 and err(body, "invalid")["details"] == {"priceKobo": "required"}
@@ -274,8 +322,9 @@ async def test_patch_item(client: Client, db: asyncpg.Connection) -> None:
     token, vendor = await new_vendor(client, db)
     item = await new_item(client, token, vendor["id"], description="Smoky", cuisineTag="nigerian")
     path = f"/api/v1/menu-items/{item['id']}"
-    status, body = await client.call("PATCH", path, {"priceKobo": 400000, "isAvailable": False,
-                                                     "description": None}, token=token)
+    status, body = await client.call(
+        "PATCH", path, {"priceKobo": 400000, "isAvailable": False, "description": None}, token=token
+    )
     assert status == 200, body
     assert body["priceKobo"] == 400000 and body["isAvailable"] is False and body["description"] is None
     assert body["cuisineTag"] == "nigerian" and body["name"] == "Jollof Rice"
@@ -297,8 +346,13 @@ async def test_patch_item_refusals(client: Client, db: asyncpg.Connection) -> No
         assert status == 403 and err(body, "forbidden")
     assert (await client.call("PATCH", f"/api/v1/menu-items/{uuid.uuid4()}", {"priceKobo": 5}, token=token))[0] == 404
     assert (await client.call("PATCH", "/api/v1/menu-items/nope", {"priceKobo": 5}, token=token))[0] == 404
-    for bad, field in (({"priceKobo": 0}, "priceKobo"), ({"name": None}, "name"), ({"name": " "}, "name"),
-                       ({"prepMinutes": 601}, "prepMinutes"), ({}, "body")):
+    for bad, field in (
+        ({"priceKobo": 0}, "priceKobo"),
+        ({"name": None}, "name"),
+        ({"name": " "}, "name"),
+        ({"prepMinutes": 601}, "prepMinutes"),
+        ({}, "body"),
+    ):
         status, body = await client.call("PATCH", path, bad, token=token)
         assert status == 400 and field in err(body, "invalid")["details"], (bad, body)
     status, body = await client.call("GET", f"/api/v1/vendors/{vendor['id']}/menus", token=token)
@@ -306,6 +360,7 @@ async def test_patch_item_refusals(client: Client, db: asyncpg.Connection) -> No
 
 
 # ---------------------------------------------------------------- riders
+
 
 async def test_riders(client: Client, db: asyncpg.Connection) -> None:
     user_id, token = await account(client, db, "RIDER")

@@ -65,8 +65,7 @@ async def test_verify_request_is_limited_per_user(client: Client) -> None:
     token = reg["tokens"]["accessToken"]
     for _ in range(ratelimit.VERIFY_REQUEST_PER_USER.max_hits):
         assert (await client.call("POST", "/api/v1/auth/verify/request", token=token))[0] == 202
-    async with client.session.post("/api/v1/auth/verify/request",
-                                   headers={"Authorization": f"Bearer {token}"}) as resp:
+    async with client.session.post("/api/v1/auth/verify/request", headers={"Authorization": f"Bearer {token}"}) as resp:
         assert resp.status == 429 and "Retry-After" in resp.headers
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator
+from typing import Any
 
 import aiohttp
 import asyncpg
@@ -16,27 +16,13 @@ from persistence import outbox
 from persistence.outbox import SEARCH_OUTBOX, OutboxWorker
 from tests.conftest import Server, StartServer
 from tests.fakes.meilisearch import FakeMeilisearch
-from tests.helpers import Client
+from tests.helpers import Client, eventually
 from tests.integration.test_catalogue import account, err, new_item, new_vendor
 
-T = TypeVar("T")
 
-
-async def until(probe: Callable[[], Awaitable[T]], timeout: float = 10.0, what: str = "condition") -> T:  # noqa: ASYNC109
-    """Await `probe()` until it returns something truthy; fail after `timeout` seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        value = await probe()
-        if value:
-            return value
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
-
-
-async def verified_vendor(client: Client, db: asyncpg.Connection, items: list[dict[str, Any]],
-                          **fields: Any) -> tuple[str, dict[str, Any], list[dict[str, Any]]]:
+async def verified_vendor(
+    client: Client, db: asyncpg.Connection, items: list[dict[str, Any]], **fields: Any
+) -> tuple[str, dict[str, Any], list[dict[str, Any]]]:
     """(owner token, vendor, items) of a vendor verified by the admin key, with one menu."""
     token, vendor = await new_vendor(client, db, **fields)
     status, _ = await client.call("POST", f"/admin/vendors/{vendor['id']}/verify", headers=client.admin_headers())
@@ -58,18 +44,33 @@ async def search(client: Client, token: str, query: str) -> dict[str, Any]:
 
 # ---------------------------------------------------------------- PostgreSQL search
 
+
 async def test_typo_tolerant_search(client: Client, db: asyncpg.Connection) -> None:
-    _, vendor, (jollof, _) = await verified_vendor(client, db, [
-        {"name": "Jollof Rice", "priceKobo": 350000, "cuisineTag": "nigerian", "prepMinutes": 20},
-        {"name": "Beef Suya", "priceKobo": 250000}])
+    _, vendor, (jollof, _) = await verified_vendor(
+        client,
+        db,
+        [
+            {"name": "Jollof Rice", "priceKobo": 350000, "cuisineTag": "nigerian", "prepMinutes": 20},
+            {"name": "Beef Suya", "priceKobo": 250000},
+        ],
+    )
     _, customer = await account(client, db, "CUSTOMER")
     for q in ("jolof", "Jollof", "jollof rice", "JOLOF RICE", "jollf"):
         body = await search(client, customer, f"q={q}")
         assert [i["id"] for i in body["menuItems"]] == [jollof["id"]], (q, body)
     hit = body["menuItems"][0]
-    assert hit == {"id": jollof["id"], "menuId": jollof["menuId"], "vendorId": vendor["id"],
-                   "vendorName": "Mama Bisi Kitchen", "name": "Jollof Rice", "priceKobo": 350000,
-                   "description": None, "cuisineTag": "nigerian", "prepMinutes": 20, "distanceKm": None}
+    assert hit == {
+        "id": jollof["id"],
+        "menuId": jollof["menuId"],
+        "vendorId": vendor["id"],
+        "vendorName": "Mama Bisi Kitchen",
+        "name": "Jollof Rice",
+        "priceKobo": 350000,
+        "description": None,
+        "cuisineTag": "nigerian",
+        "prepMinutes": 20,
+        "distanceKm": None,
+    }
     body = await search(client, customer, "q=mama%20bsi")
     assert [v["id"] for v in body["vendors"]] == [vendor["id"]]
     assert body["vendors"][0]["displayName"] == "Mama Bisi Kitchen" and body["vendors"][0]["distanceKm"] is None
@@ -100,10 +101,12 @@ async def test_unverified_vendor_and_unavailable_items_never_appear(client: Clie
 async def test_nearer_of_equally_relevant_ranks_first(client: Client, db: asyncpg.Connection) -> None:
     _, customer = await account(client, db, "CUSTOMER")
     item = [{"name": "Jollof Rice", "priceKobo": 300000}]
-    _, ikeja, (ikeja_item,) = await verified_vendor(client, db, item, displayName="Jollof Palace",
-                                                    lat=6.6018, lng=3.3515)
-    _, lekki, (lekki_item,) = await verified_vendor(client, db, item, displayName="Jollof Palace",
-                                                    lat=6.4474, lng=3.4723)
+    _, ikeja, (ikeja_item,) = await verified_vendor(
+        client, db, item, displayName="Jollof Palace", lat=6.6018, lng=3.3515
+    )
+    _, lekki, (lekki_item,) = await verified_vendor(
+        client, db, item, displayName="Jollof Palace", lat=6.4474, lng=3.4723
+    )
     for (lat, lng), first, second in (((6.60, 3.35), ikeja, lekki), ((6.45, 3.47), lekki, ikeja)):
         body = await search(client, customer, f"q=jolof&lat={lat}&lng={lng}")
         assert [v["id"] for v in body["vendors"]] == [first["id"], second["id"]]
@@ -118,22 +121,37 @@ async def test_nearer_of_equally_relevant_ranks_first(client: Client, db: asyncp
 
 async def test_more_relevant_beats_slightly_nearer(client: Client, db: asyncpg.Connection) -> None:
     _, customer = await account(client, db, "CUSTOMER")
-    _, _, (exact,) = await verified_vendor(client, db, [{"name": "Jollof Rice", "priceKobo": 1}],
-                                           lat=6.50, lng=3.38)
-    _, _, (weak,) = await verified_vendor(client, db, [{"name": "Rice and Stew", "priceKobo": 1,
-                                                        "description": "served with jollof sauce"}],
-                                          lat=6.5001, lng=3.3801)
+    _, _, (exact,) = await verified_vendor(client, db, [{"name": "Jollof Rice", "priceKobo": 1}], lat=6.50, lng=3.38)
+    _, _, (weak,) = await verified_vendor(
+        client,
+        db,
+        [{"name": "Rice and Stew", "priceKobo": 1, "description": "served with jollof sauce"}],
+        lat=6.5001,
+        lng=3.3801,
+    )
     body = await search(client, customer, "q=jollof%20rice&lat=6.5001&lng=3.3801")
     assert [i["id"] for i in body["menuItems"]][:1] == [exact["id"]]
     assert weak["id"] in [i["id"] for i in body["menuItems"]]
 
 
-@pytest.mark.parametrize("query,field", [
-    ("", "q"), ("q=", "q"), ("q=%20%20", "q"), ("q=" + "x" * 101, "q"),
-    ("q=rice&limit=0", "limit"), ("q=rice&limit=51", "limit"), ("q=rice&limit=ten", "limit"),
-    ("q=rice&lat=6.5", "lng"), ("q=rice&lng=3.3", "lat"), ("q=rice&lat=91&lng=3", "lat"),
-    ("q=rice&lat=6&lng=181", "lng"), ("q=rice&lat=abc&lng=3", "lat"), ("q=rice&lat=nan&lng=3", "lat"),
-])
+@pytest.mark.parametrize(
+    "query,field",
+    [
+        ("", "q"),
+        ("q=", "q"),
+        ("q=%20%20", "q"),
+        ("q=" + "x" * 101, "q"),
+        ("q=rice&limit=0", "limit"),
+        ("q=rice&limit=51", "limit"),
+        ("q=rice&limit=ten", "limit"),
+        ("q=rice&lat=6.5", "lng"),
+        ("q=rice&lng=3.3", "lat"),
+        ("q=rice&lat=91&lng=3", "lat"),
+        ("q=rice&lat=6&lng=181", "lng"),
+        ("q=rice&lat=abc&lng=3", "lat"),
+        ("q=rice&lat=nan&lng=3", "lat"),
+    ],
+)
 async def test_search_validation(client: Client, db: asyncpg.Connection, query: str, field: str) -> None:
     _, customer = await account(client, db, "CUSTOMER")
     status, body = await client.call("GET", f"/api/v1/search?{query}", token=customer)
@@ -149,6 +167,7 @@ async def test_search_needs_a_token(client: Client, db: asyncpg.Connection) -> N
 
 
 # ---------------------------------------------------------------- Meilisearch
+
 
 @pytest.fixture
 async def meili() -> AsyncIterator[FakeMeilisearch]:
@@ -168,14 +187,13 @@ async def meili_client(start_server: StartServer, meili: FakeMeilisearch) -> Asy
 
 
 def worker_of(server: Server) -> OutboxWorker:
-    worker = server.svc.extras["search_outbox_worker"]
+    worker = server.svc.search_outbox
     assert isinstance(worker, OutboxWorker)
     return worker
 
 
 async def all_done(db: asyncpg.Connection) -> bool:
-    return bool(await db.fetchval(
-        "SELECT count(*) > 0 AND bool_and(status = 'done') FROM search_outbox"))
+    return bool(await db.fetchval("SELECT count(*) > 0 AND bool_and(status = 'done') FROM search_outbox"))
 
 
 async def test_meilisearch_configured_on_startup(meili_client: Client, meili: FakeMeilisearch) -> None:
@@ -192,13 +210,17 @@ async def test_meilisearch_configured_on_startup(meili_client: Client, meili: Fa
     await again.close()
 
 
-async def test_search_through_meilisearch(meili_client: Client, meili: FakeMeilisearch,
-                                          db: asyncpg.Connection) -> None:
+async def test_search_through_meilisearch(meili_client: Client, meili: FakeMeilisearch, db: asyncpg.Connection) -> None:
     client = meili_client
-    token, vendor, (jollof, suya) = await verified_vendor(client, db, [
-        {"name": "Jollof Rice", "priceKobo": 350000, "cuisineTag": "nigerian"},
-        {"name": "Beef Suya", "priceKobo": 250000}])
-    await until(lambda: all_done(db), what="search outbox drained")
+    token, vendor, (jollof, suya) = await verified_vendor(
+        client,
+        db,
+        [
+            {"name": "Jollof Rice", "priceKobo": 350000, "cuisineTag": "nigerian"},
+            {"name": "Beef Suya", "priceKobo": 250000},
+        ],
+    )
+    await eventually(lambda: all_done(db), what="search outbox drained")
     assert set(meili.indexes["menu_items"]["docs"]) == {jollof["id"], suya["id"]}
     assert meili.indexes["vendors"]["docs"][vendor["id"]]["_geo"] == {"lat": vendor["lat"], "lng": vendor["lng"]}
 
@@ -216,31 +238,38 @@ async def test_search_through_meilisearch(meili_client: Client, meili: FakeMeili
 
     # an item made unavailable is deleted from the index
     await client.call("PATCH", f"/api/v1/menu-items/{jollof['id']}", {"isAvailable": False}, token=token)
-    await until(lambda: all_done(db), what="item delete synced")
+    await eventually(lambda: all_done(db), what="item delete synced")
     assert set(meili.indexes["menu_items"]["docs"]) == {suya["id"]}
     assert (await search(client, customer, "q=jollof"))["menuItems"] == []
 
 
-async def test_unverified_vendor_not_indexed_in_meilisearch(meili_client: Client, meili: FakeMeilisearch,
-                                                            db: asyncpg.Connection) -> None:
+async def test_unverified_vendor_not_indexed_in_meilisearch(
+    meili_client: Client, meili: FakeMeilisearch, db: asyncpg.Connection
+) -> None:
     token, vendor = await new_vendor(meili_client, db)
     await new_item(meili_client, token, vendor["id"])
-    await until(lambda: all_done(db), what="outbox drained")
+    await eventually(lambda: all_done(db), what="outbox drained")
     assert meili.indexes["vendors"]["docs"] == {} and meili.indexes["menu_items"]["docs"] == {}
 
 
-async def test_meilisearch_failure_retries_and_never_loses_rows(meili_client: Client, meili: FakeMeilisearch,
-                                                                db: asyncpg.Connection) -> None:
+async def test_meilisearch_failure_retries_and_never_loses_rows(
+    meili_client: Client, meili: FakeMeilisearch, db: asyncpg.Connection
+) -> None:
     client = meili_client
-    await asyncio.wait_for(worker_of(client.server).ready.wait(), 10)
+    worker = worker_of(client.server)
+    await asyncio.wait_for(worker.ready.wait(), 10)
+    # The next try is due minutes after a failure, not seconds: no row is retried (or due) behind
+    # the test's back, however slowly the rows below fail one after the other.
+    worker.backoff_base = 60.0
     meili.fail_writes = True
     _, vendor, (item,) = await verified_vendor(client, db, [{"name": "Jollof Rice", "priceKobo": 1000}])
+    rows: list[asyncpg.Record] = []
 
-    async def retried() -> list[asyncpg.Record]:
-        rows = await db.fetch("SELECT *, next_attempt_at > now() AS later FROM search_outbox")
-        return rows if rows and all(r["attempts"] >= 1 for r in rows) else []
+    async def retried() -> bool:
+        rows[:] = await db.fetch("SELECT *, next_attempt_at > now() AS later FROM search_outbox")
+        return bool(rows) and all(r["attempts"] >= 1 for r in rows)
 
-    rows = await until(retried, what="failed attempts recorded")
+    await eventually(retried, what="failed attempts recorded")
     for r in rows:
         assert r["status"] == "pending" and r["later"], dict(r)
         assert "500" in r["last_error"]
@@ -249,14 +278,15 @@ async def test_meilisearch_failure_retries_and_never_loses_rows(meili_client: Cl
     # the index recovers: rows due again are delivered, none was lost
     meili.fail_writes = False
     await db.execute("UPDATE search_outbox SET next_attempt_at = now() WHERE status = 'pending'")
-    worker_of(client.server).wakeup()
-    await until(lambda: all_done(db), what="outbox drained after recovery")
+    worker.wakeup()
+    await eventually(lambda: all_done(db), what="outbox drained after recovery")
     assert set(meili.indexes["menu_items"]["docs"]) == {item["id"]}
     assert set(meili.indexes["vendors"]["docs"]) == {vendor["id"]}
 
 
-async def test_meilisearch_down_is_503(start_server: StartServer, meili: FakeMeilisearch,
-                                       db: asyncpg.Connection) -> None:
+async def test_meilisearch_down_is_503(
+    start_server: StartServer, meili: FakeMeilisearch, db: asyncpg.Connection
+) -> None:
     server = await start_server(meilisearch_url=meili.url, meilisearch_api_key="wrong-key")
     async with aiohttp.ClientSession(base_url=server.url) as session:
         client = Client(session, server)
@@ -267,10 +297,15 @@ async def test_meilisearch_down_is_503(start_server: StartServer, meili: FakeMei
 
 # ---------------------------------------------------------------- the generic outbox
 
+
 async def _rows(db: asyncpg.Connection, n: int) -> list[int]:
-    return [await db.fetchval(
-        "INSERT INTO search_outbox (entity, entity_id, op) VALUES ('vendor', $1, 'upsert') RETURNING id",
-        uuid.uuid4()) for _ in range(n)]
+    return [
+        await db.fetchval(
+            "INSERT INTO search_outbox (entity, entity_id, op) VALUES ('vendor', $1, 'upsert') RETURNING id",
+            uuid.uuid4(),
+        )
+        for _ in range(n)
+    ]
 
 
 async def test_claim_skips_locked_and_leased_rows(db: asyncpg.Connection, database_url: str) -> None:
@@ -294,8 +329,9 @@ async def test_backoff_and_dead_letter(db: asyncpg.Connection) -> None:
     (row_id,) = await _rows(db, 1)
     delays = []
     for attempt in range(1, 4):
-        changed = await outbox.fail(db, SEARCH_OUTBOX, {row_id: f"boom {attempt}"}, max_attempts=3,
-                                    backoff_base=10, backoff_cap=25)
+        changed = await outbox.fail(
+            db, SEARCH_OUTBOX, {row_id: f"boom {attempt}"}, max_attempts=3, backoff_base=10, backoff_cap=25
+        )
         row = await db.fetchrow("SELECT *, extract(epoch FROM next_attempt_at - now()) AS wait FROM search_outbox")
         assert [c["id"] for c in changed] == [row_id]
         assert row["attempts"] == attempt and row["last_error"] == f"boom {attempt}"
@@ -316,28 +352,34 @@ async def test_worker_retries_failed_rows_and_stops_cleanly(db: asyncpg.Connecti
         seen.append([r["id"] for r in rows])
         return {ids[1]: "nope"}
 
-    worker = OutboxWorker(server.svc.pool, SEARCH_OUTBOX, handler, poll_interval=0.05, backoff_base=60)
-    worker.start()
-    try:
-        async def settled() -> bool:
-            return bool(await db.fetchval("SELECT count(*) = 2 FROM search_outbox WHERE status = 'done'"))
+    async def settled() -> bool:
+        return bool(await db.fetchval("SELECT count(*) = 2 FROM search_outbox WHERE status = 'done'"))
 
-        await until(settled, what="worker batch")
-    finally:
+    worker = OutboxWorker(server.svc.pool, SEARCH_OUTBOX, handler, poll_interval=0.05, backoff_base=60)
+    loop = asyncio.ensure_future(worker.run())  # in a server, the supervisor owns this loop
+    try:
+        await eventually(settled, what="worker batch")
         await asyncio.wait_for(worker.stop(), 5)
+        await asyncio.wait_for(loop, 5)  # run() returns by itself once stopped
+    finally:
+        loop.cancel()
+        await asyncio.gather(loop, return_exceptions=True)
     assert seen[0] == ids
     row = await db.fetchrow("SELECT * FROM search_outbox WHERE id = $1", ids[1])
     assert row["status"] == "pending" and row["attempts"] == 1 and row["last_error"] == "nope"
 
 
 async def test_search_outbox_is_pruned_without_meilisearch(start_server: Any, db: asyncpg.Connection) -> None:
-    await db.execute("INSERT INTO search_outbox (entity, entity_id, op, created_at) "
-                     "VALUES ('vendor', gen_random_uuid(), 'upsert', now() - interval '2 hours'), "
-                     "('vendor', gen_random_uuid(), 'upsert', now())")
+    await db.execute(
+        "INSERT INTO search_outbox (entity, entity_id, op, created_at) "
+        "VALUES ('vendor', gen_random_uuid(), 'upsert', now() - interval '2 hours'), "
+        "('vendor', gen_random_uuid(), 'upsert', now())"
+    )
     await start_server()  # prunes at start, then every few minutes
-    for _ in range(100):  # the prune runs in the server's background: poll, bounded
-        if await db.fetchval("SELECT count(*) FROM search_outbox") == 1:
-            break
-        await asyncio.sleep(0.05)
+
+    async def pruned() -> bool:  # the prune runs in the server's background: no event to await
+        return bool(await db.fetchval("SELECT count(*) = 1 FROM search_outbox"))
+
+    await eventually(pruned, what="the old row to be pruned")
     assert await db.fetchval("SELECT count(*) FROM search_outbox WHERE created_at > now() - interval '1 hour'") == 1
     assert await db.fetchval("SELECT count(*) FROM search_outbox") == 1

@@ -1,5 +1,7 @@
 """The actor runtime (engine/runtime/actor.py): activation and passivation, timers,
-commit-gated replies, cancellation and metrics. Probe actors: tests/unit/actor_support.py."""
+commit-gated replies, cancellation and metrics. Probe actors: tests/unit/actor_support.py.
+
+Tests wait on state, never on how far a task got in some number of loop turns."""
 
 from __future__ import annotations
 
@@ -11,13 +13,17 @@ import pytest
 
 from engine.errors import EngineError
 from engine.runtime.actor import ActorSystem, Pending
+from tests.helpers import eventually
 from tests.unit.actor_support import (
+    MANUAL,
     METERED,
     PROBE,
     STOPPED,
+    FakeClock,
     Journal,
+    ManualTimers,
     Op,
-    eventually,
+    has_queued,
     register_probes,
     sample,
     spawn,
@@ -34,7 +40,7 @@ async def test_activation_once_then_again_after_passivation(system: ActorSystem,
     assert journal.activations["p"] == 1
     assert system.get(PROBE, "p") is not None
     assert system.passivate(PROBE, "p") is True
-    assert journal.deactivations["p"] == 1
+    assert journal.passivations["p"] == 1
     assert system.get(PROBE, "p") is None and system.live(PROBE) == []
     assert system.passivate(PROBE, "p") is False  # already gone
     await system.ask(PROBE, "p", Op("back"))
@@ -76,34 +82,29 @@ async def test_passivation_refuses_busy_or_writing_actors(system: ActorSystem, j
 
     journal.writes_in_flight.add("x")  # idle() is False: writes not committed yet
     assert system.passivate(PROBE, "x") is False
-    assert system.get(PROBE, "x") is not None and journal.deactivations["x"] == 0
+    assert system.get(PROBE, "x") is not None and journal.passivations["x"] == 0
     journal.writes_in_flight.discard("x")
     assert system.passivate(PROBE, "x") is True
-    assert journal.deactivations["x"] == 1
+    assert journal.passivations["x"] == 1
 
 
-async def test_passivate_idle_drops_only_long_idle_actors(journal: Journal) -> None:
-    sys_ = ActorSystem(mailbox_size=10, idle_seconds=0.1, ask_timeout=2.0)
+async def test_passivate_idle_drops_only_long_idle_actors(journal: Journal, clock: FakeClock) -> None:
+    sys_ = ActorSystem(mailbox_size=10, idle_seconds=60.0, ask_timeout=2.0)
     register_probes(sys_, journal)
     try:
         await sys_.ask(PROBE, "old", Op(1))
         await sys_.ask(PROBE, "writing", Op(1))
         journal.writes_in_flight.add("writing")
-        assert sys_.passivate_idle() == 0  # just used
+        clock.now += 59.0
+        assert sys_.passivate_idle() == 0  # used 59 s ago: not idle long enough
         assert {a.id for a in sys_.live(PROBE)} == {"old", "writing"}
-        started = time.monotonic()
-
-        def swept() -> bool:
-            sys_.passivate_idle()
-            return sys_.get(PROBE, "old") is None
-
-        await eventually(swept)
-        assert time.monotonic() - started >= 0.05
         await sys_.ask(PROBE, "fresh", Op(1))
-        assert sys_.passivate_idle() == 0
+        clock.now += 2.0
+        assert sys_.passivate_idle() == 1  # old: 61 s; fresh: 2 s
+        assert sys_.get(PROBE, "old") is None
         assert sys_.get(PROBE, "fresh") is not None
         assert sys_.get(PROBE, "writing") is not None  # idle() False: kept although idle for long
-        assert journal.deactivations == Counter({"old": 1})
+        assert journal.passivations == Counter({"old": 1})
     finally:
         await sys_.stop()
 
@@ -116,20 +117,20 @@ async def test_sweeper_passivates_idle_actors(journal: Journal) -> None:
         await sys_.ask(PROBE, "s", Op(1))
         assert sys_.get(PROBE, "s") is not None
         await eventually(lambda: sys_.get(PROBE, "s") is None)
-        assert journal.deactivations["s"] == 1
+        assert journal.passivations["s"] == 1
         assert await sys_.ask(PROBE, "s", Op(2)) == ("s", 2)
         assert journal.activations["s"] == 2
     finally:
         await sys_.stop()
 
 
-async def test_stop_deactivates_every_actor(journal: Journal) -> None:
+async def test_stop_passivates_every_actor(journal: Journal) -> None:
     sys_ = ActorSystem(mailbox_size=10, idle_seconds=60.0, ask_timeout=2.0)
     register_probes(sys_, journal)
     for i in range(3):
         await sys_.ask(STOPPED, f"z{i}", Op(i))
     await sys_.stop()
-    assert journal.deactivations == Counter({"z0": 1, "z1": 1, "z2": 1})
+    assert journal.passivations == Counter({"z0": 1, "z1": 1, "z2": 1})
     assert sys_.live() == []
 
 
@@ -152,17 +153,20 @@ async def test_schedule_delivers_a_message_to_the_actor(system: ActorSystem, jou
     tick = Op("tick", done=ticked)
     started = time.monotonic()
     assert await system.ask(PROBE, "tm", Op("arm", schedule=(0.03, tick))) == ("tm", "arm")
-    assert journal.handled("tm") == ["arm"]
     await wait_event(ticked)
-    assert time.monotonic() - started >= 0.025
+    assert time.monotonic() - started >= 0.025  # not before its delay
     assert journal.handled("tm") == ["arm", "tick"]
     assert journal.activations["tm"] == 1
 
 
-async def test_timer_after_passivation_reactivates_the_actor(system: ActorSystem, journal: Journal) -> None:
+async def test_timer_after_passivation_reactivates_the_actor(
+    system: ActorSystem, journal: Journal, timers: ManualTimers
+) -> None:
     ticked = asyncio.Event()
-    await system.ask(PROBE, "tp", Op("arm", schedule=(0.02, Op("tick", done=ticked))))
+    await system.ask(PROBE, "tp", Op("arm", schedule=(MANUAL, Op("tick", done=ticked))))
     assert system.passivate(PROBE, "tp") is True  # the probe does not cancel its timers
+    [timer] = timers.armed
+    timer.fire()
     await wait_event(ticked)
     assert journal.activations["tp"] == 2
 
@@ -170,14 +174,15 @@ async def test_timer_after_passivation_reactivates_the_actor(system: ActorSystem
 # ---------------------------------------------------------------- commit-gated replies
 
 
-async def test_pending_reply_resolves_only_after_commit(system: ActorSystem) -> None:
+async def test_pending_reply_resolves_only_after_commit(system: ActorSystem, journal: Journal) -> None:
     loop = asyncio.get_running_loop()
     commit: asyncio.Future[None] = loop.create_future()
-    asked = spawn(system.ask(PROBE, "pc", Op("write", reply=Pending(commit, "acked"))))
+    handled = asyncio.Event()
+    asked = spawn(system.ask(PROBE, "pc", Op("write", reply=Pending(commit, "acked"), done=handled)))
+    await wait_event(handled)  # handled: its answer is a Pending
     # the actor is free for its next message while the write is in flight
     assert await system.ask(PROBE, "pc", Op("next")) == ("pc", "next")
-    for _ in range(5):
-        await asyncio.sleep(0)
+    assert journal.handled("pc") == ["write", "next"]
     assert not asked.done()
     commit.set_result(None)
     assert await asyncio.wait_for(asked, 1.0) == "acked"
@@ -192,9 +197,9 @@ async def test_pending_reply_already_committed(system: ActorSystem) -> None:
 @pytest.mark.parametrize("failure", ["exception", "cancelled", "engine_error"])
 async def test_pending_reply_fails_unavailable_when_commit_fails(system: ActorSystem, failure: str) -> None:
     commit: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-    asked = spawn(system.ask(PROBE, "pf", Op("write", reply=Pending(commit, "acked"))))
-    for _ in range(5):
-        await asyncio.sleep(0)
+    handled = asyncio.Event()
+    asked = spawn(system.ask(PROBE, "pf", Op("write", reply=Pending(commit, "acked"), done=handled)))
+    await wait_event(handled)
     assert not asked.done()
     if failure == "exception":
         commit.set_exception(ConnectionResetError("lost"))
@@ -213,8 +218,10 @@ async def test_pending_reply_times_out_if_commit_never_comes(system: ActorSystem
     with pytest.raises(EngineError) as err:
         await system.ask(PROBE, "pt", Op("w", reply=Pending(commit, 1)), timeout=0.05)
     assert err.value.code == "timeout"
+    late = asyncio.Event()
     commit.set_result(None)  # a late commit does not blow up
-    await asyncio.sleep(0)
+    commit.add_done_callback(lambda _: late.set())  # runs after the runtime's own callback
+    await wait_event(late)
     assert await system.ask(PROBE, "pt", Op("next")) == ("pt", "next")
 
 
@@ -225,13 +232,13 @@ async def test_cancelled_asker_mid_drain_does_not_wedge_the_actor(system: ActorS
     gate, entered = asyncio.Event(), asyncio.Event()
     drainer = spawn(system.ask(PROBE, "w", Op("head", entered=entered, gate=gate)))
     await wait_event(entered)  # drainer runs head's handler in its own coroutine
-    queued = [spawn(system.ask(PROBE, "w", Op(i))) for i in range(3)]
-    await asyncio.sleep(0)
+    waiting = [spawn(system.ask(PROBE, "w", Op(i))) for i in range(3)]
+    await eventually(has_queued(system, 3))
     drainer.cancel()
     with pytest.raises(asyncio.CancelledError):
         await drainer
     # the queued askers are answered by a drain of the runtime's own
-    assert await asyncio.wait_for(asyncio.gather(*queued), 1.0) == [("w", 0), ("w", 1), ("w", 2)]
+    assert await asyncio.wait_for(asyncio.gather(*waiting), 2.0) == [("w", 0), ("w", 1), ("w", 2)]
     assert await system.ask(PROBE, "w", Op("later")) == ("w", "later")
     assert journal.max_running["w"] == 1
     assert system.passivate(PROBE, "w") is True  # not left marked as draining
@@ -243,7 +250,7 @@ async def test_cancelled_queued_asker_is_skipped(system: ActorSystem, journal: J
     await wait_event(entered)
     gone = spawn(system.ask(PROBE, "k", Op("gone")))
     kept = spawn(system.ask(PROBE, "k", Op("kept")))
-    await asyncio.sleep(0)
+    await eventually(has_queued(system, 2))
     gone.cancel()
     gate.set()
     assert await head == ("k", "head")

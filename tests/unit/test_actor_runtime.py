@@ -1,21 +1,28 @@
 """The actor runtime (engine/runtime/actor.py): turn-based mailboxes, backpressure, timeouts
-and failures. Probe actors and helpers: tests/unit/actor_support.py."""
+and failures. Probe actors and helpers: tests/unit/actor_support.py.
+
+Tests wait on state, never on how far a task got in some number of loop turns; ask
+timeouts whose moment matters are manual timers the test fires."""
 
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any
 
 import pytest
 
 from engine.errors import EngineError
 from engine.runtime.actor import ActorSystem
+from tests.helpers import eventually
 from tests.unit.actor_support import (
+    MANUAL,
     PROBE,
     Journal,
+    ManualTimers,
     Op,
-    eventually,
+    has_queued,
+    queued,
+    raises_at_once,
     register_probes,
     sample,
     spawn,
@@ -39,11 +46,11 @@ async def test_a_handler_that_awaits_does_not_interleave(system: ActorSystem, jo
     first = spawn(system.ask(PROBE, "a", Op("slow", entered=entered, gate=gate)))
     await wait_event(entered)
     second = spawn(system.ask(PROBE, "a", Op("fast")))
-    await asyncio.sleep(0)  # the ask enqueues when its task first runs
+    await eventually(has_queued(system, 1))  # the ask enqueues when its task first runs
     system.tell(PROBE, "a", Op("told"))
-    for _ in range(5):
-        await asyncio.sleep(0)
-    assert journal.handled("a") == []
+    # another actor's whole round trip runs meanwhile; "a" still holds its queued messages
+    assert await system.ask(PROBE, "b", Op("other")) == ("b", "other")
+    assert journal.handled("a") == [] and queued(system) == 2
     assert not second.done()
     gate.set()
     assert await first == ("a", "slow")
@@ -74,7 +81,7 @@ async def test_fifo_order_per_actor(system: ActorSystem, journal: Journal) -> No
     for i in range(60):
         if i % 3 == 0:
             asks.append(spawn(system.ask(PROBE, "f", Op(i))))
-            await asyncio.sleep(0)  # let the ask enqueue before the next message
+            await eventually(has_queued(system, i + 1))  # enqueued before the next message
         else:
             system.tell(PROBE, "f", Op(i))
     # another actor's traffic does not disturb the order
@@ -90,13 +97,18 @@ async def test_fifo_order_per_actor(system: ActorSystem, journal: Journal) -> No
 # ---------------------------------------------------------------- timeouts and backpressure
 
 
-async def test_ask_timeout_and_the_actor_keeps_working(system: ActorSystem, journal: Journal) -> None:
-    never = asyncio.Event()
-    started = time.monotonic()
+async def test_ask_timeout_and_the_actor_keeps_working(
+    system: ActorSystem, journal: Journal, timers: ManualTimers
+) -> None:
+    never, entered = asyncio.Event(), asyncio.Event()
+    stuck = spawn(system.ask(PROBE, "t", Op("stuck", entered=entered, gate=never), timeout=MANUAL))
+    await wait_event(entered)
+    [timer] = timers.armed
+    timer.fire()  # the deadline passes while the handler waits for a gate that never opens
     with pytest.raises(EngineError) as err:
-        await system.ask(PROBE, "t", Op("stuck", gate=never), timeout=0.05)
+        await asyncio.wait_for(stuck, 2.0)
     assert err.value.code == "timeout"
-    assert time.monotonic() - started < 1.0
+    assert journal.running["t"] == 0  # its handler was cut short, not left running
     assert await system.ask(PROBE, "t", Op("next")) == ("t", "next")
     assert await system.ask(PROBE, "t", Op("again"), timeout=0.5) == ("t", "again")
     assert journal.max_running["t"] == 1
@@ -115,34 +127,40 @@ async def test_ask_timeout_while_queued_skips_the_message(system: ActorSystem, j
     assert journal.handled("q") == ["head", "after"]  # the abandoned message was never handled
 
 
-async def test_ask_timing_out_during_its_handler_does_not_break_the_drainer(system: ActorSystem) -> None:
+async def test_ask_timing_out_during_its_handler_does_not_break_the_drainer(
+    system: ActorSystem, timers: ManualTimers
+) -> None:
     gate_c, entered_c = asyncio.Event(), asyncio.Event()
     c = spawn(system.ask(PROBE, "d", Op("c", entered=entered_c, gate=gate_c), timeout=5.0))
-    await wait_event(entered_c)  # c drains the mailbox in its own coroutine
+    await wait_event(entered_c)  # c handles its own message in its own coroutine
     gate_a, entered_a = asyncio.Event(), asyncio.Event()
-    a = spawn(system.ask(PROBE, "d", Op("a", entered=entered_a, gate=gate_a), timeout=0.3))
-    await asyncio.sleep(0)
+    a = spawn(system.ask(PROBE, "d", Op("a", entered=entered_a, gate=gate_a), timeout=MANUAL))
+    await eventually(has_queued(system, 1))
     gate_c.set()
-    await wait_event(entered_a)  # a's handler runs inside c's drain
+    await wait_event(entered_a)  # a's handler runs in a drain that is not a's own
+    [a_deadline] = timers.armed
+    a_deadline.fire()
     with pytest.raises(EngineError) as err:
-        await a
+        await asyncio.wait_for(a, 2.0)
     assert err.value.code == "timeout"
     gate_a.set()
     assert await asyncio.wait_for(c, 2.0) == ("d", "c")
     assert await system.ask(PROBE, "d", Op("after")) == ("d", "after")
 
 
-async def test_an_answered_asker_is_not_held_by_later_messages(system: ActorSystem) -> None:
+async def test_an_answered_asker_is_not_held_by_later_messages(system: ActorSystem, timers: ManualTimers) -> None:
     gate_a, entered_a = asyncio.Event(), asyncio.Event()
-    a = spawn(system.ask(PROBE, "h", Op("a", entered=entered_a, gate=gate_a), timeout=0.3))
+    a = spawn(system.ask(PROBE, "h", Op("a", entered=entered_a, gate=gate_a), timeout=MANUAL))
     await wait_event(entered_a)
     gate_b, entered_b = asyncio.Event(), asyncio.Event()
     b = spawn(system.ask(PROBE, "h", Op("b", entered=entered_b, gate=gate_b), timeout=5.0))
-    await asyncio.sleep(0)
+    await eventually(has_queued(system, 1))
     gate_a.set()
     await wait_event(entered_b)
     try:
-        assert await asyncio.wait_for(a, 1.0) == ("h", "a")  # answered: must not wait for b
+        assert await asyncio.wait_for(a, 2.0) == ("h", "a")  # answered: must not wait for b
+        [a_deadline] = timers.armed
+        a_deadline.fire()  # a's deadline passes while b's handler runs: it must not cut b short
         gate_b.set()
         assert await asyncio.wait_for(b, 2.0) == ("h", "b")  # b's handler was not cut short
     finally:
@@ -160,11 +178,8 @@ async def test_full_mailbox_refuses_fast_with_unavailable(journal: Journal) -> N
         await wait_event(entered)  # taken off the mailbox, blocked in its handler
         for i in range(3):
             sys_.tell(PROBE, "m", Op(f"q{i}"))
-        started = time.monotonic()
-        with pytest.raises(EngineError) as err:
-            await sys_.ask(PROBE, "m", Op("refused"))
-        assert err.value.code == "unavailable"
-        assert time.monotonic() - started < 0.1
+        refused = raises_at_once(sys_.ask(PROBE, "m", Op("refused")))  # fails fast: never waits
+        assert isinstance(refused, EngineError) and refused.code == "unavailable"
         sys_.tell(PROBE, "m", Op("dropped"))  # a told message past the bound is dropped, not queued
         assert sample("pocho_actor_mailbox_full_total", {"kind": PROBE}) == full_before + 2
         # other actors are not affected by one actor's full mailbox

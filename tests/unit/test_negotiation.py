@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
 
+from engine import limits
 from engine import negotiation as n
+from engine.clock import iso
 from engine.negotiation import (
+    AcceptCounter,
     AcceptOffer,
     CancelRequest,
     CounterOffer,
     DomainError,
     Event,
     MealRequest,
+    RejectOffer,
     ReviseOffer,
     WithdrawOffer,
 )
@@ -34,7 +40,9 @@ from tests.unit.negotiation_support import (
     new_request,
     offer_of,
     place,
+    place_all,
     targets,
+    unchanged,
 )
 
 # ---------------------------------------------------------------- create_request
@@ -74,7 +82,7 @@ def test_desired_at_within_grace_is_accepted() -> None:
         ({"budget_min_kobo": 0}, "budgetMinKobo"),
         ({"budget_min_kobo": True}, "budgetMinKobo"),
         ({"budget_min_kobo": 1.5}, "budgetMinKobo"),
-        ({"budget_max_kobo": n.MAX_BUDGET_KOBO + 1}, "budgetMaxKobo"),
+        ({"budget_max_kobo": limits.MAX_BUDGET_KOBO + 1}, "budgetMaxKobo"),
         ({"budget_max_kobo": "500000"}, "budgetMaxKobo"),
         ({"budget_min_kobo": 600_000, "budget_max_kobo": 500_000}, "budgetMaxKobo"),
         ({"delivery_lat": 90.01}, "deliveryLat"),
@@ -103,9 +111,17 @@ def test_create_request_invalid(overrides: dict[str, Any], field: str) -> None:
 
 
 def test_create_request_boundaries_are_inclusive() -> None:
-    req = new_request(budget_min_kobo=1, budget_max_kobo=n.MAX_BUDGET_KOBO, delivery_lat=-90,
-                      delivery_lng=180, category="c" * 64, address_line="a" * 256, notes="n" * 1000,
-                      expires_in_minutes=1, max_vendor_offers=1)
+    req = new_request(
+        budget_min_kobo=1,
+        budget_max_kobo=limits.MAX_BUDGET_KOBO,
+        delivery_lat=-90,
+        delivery_lng=180,
+        category="c" * 64,
+        address_line="a" * 256,
+        notes="n" * 1000,
+        expires_in_minutes=1,
+        max_vendor_offers=1,
+    )
     assert req.delivery_lat == -90.0 and isinstance(req.delivery_lat, float)
     assert new_request(budget_min_kobo=7, budget_max_kobo=7).budget_max_kobo == 7
 
@@ -122,53 +138,61 @@ def test_create_request_reports_every_bad_field_at_once() -> None:
 
 
 def test_view_field_sets_match_protocol() -> None:
-    req = new_request()
-    place(req, "v1", 300_000)
-    _, order = accept(req, offer_of(req, "v1").id)
+    req, _ = place(new_request(), "v1", 300_000)
+    req, _, order = accept(req, offer_of(req, "v1").id)
     assert set(n.request_view(req)) == REQUEST_FIELDS
     assert set(n.offer_view(offer_of(req, "v1"))) == OFFER_FIELDS
     assert set(n.order_view(order)) == ORDER_FIELDS
 
 
 def test_iso_times() -> None:
-    assert n.iso(None) is None
-    assert n.iso(datetime(2026, 11, 25, 20, 1, 2, 123456, tzinfo=UTC)) == "2026-11-25T20:01:02.123Z"
+    assert iso(None) is None
+    assert iso(datetime(2026, 11, 25, 20, 1, 2, 123456, tzinfo=UTC)) == "2026-11-25T20:01:02.123Z"
     lagos = timezone(timedelta(hours=1))
-    assert n.iso(datetime(2026, 11, 25, 21, 1, 2, 999999, tzinfo=lagos)) == "2026-11-25T20:01:02.999Z"
-    assert n.iso(datetime(2026, 1, 2, 3, 4, 5)) == "2026-01-02T03:04:05.000Z"
+    assert iso(datetime(2026, 11, 25, 21, 1, 2, 999999, tzinfo=lagos)) == "2026-11-25T20:01:02.999Z"
+    assert iso(datetime(2026, 1, 2, 3, 4, 5)) == "2026-01-02T03:04:05.000Z"
 
 
 def test_offer_view_values() -> None:
-    req = new_request()
     slot = T0 + timedelta(hours=1)
-    place(req, "v1", 600_000, details="with plantain", prep_minutes=30, slot_from=slot, slot_to=slot)
+    req, _ = place(new_request(), "v1", 600_000, details="with plantain", prep_minutes=30, slot_from=slot, slot_to=slot)
     v = n.offer_view(offer_of(req, "v1"))
     assert v == {
-        "id": "off-v1-0", "requestId": "req-1", "vendorId": "v1", "vendorName": "Kitchen v1",
-        "priceKobo": 600_000, "details": "with plantain", "prepMinutes": 30,
-        "slotFrom": "2026-11-25T21:00:00.000Z", "slotTo": "2026-11-25T21:00:00.000Z", "status": "PENDING",
-        "counterPriceKobo": None, "round": 0, "isCompetitive": True, "overBudget": True,
-        "createdAt": "2026-11-25T20:00:00.000Z", "updatedAt": "2026-11-25T20:00:00.000Z",
+        "id": "off-v1-0",
+        "requestId": "req-1",
+        "vendorId": "v1",
+        "vendorName": "Kitchen v1",
+        "priceKobo": 600_000,
+        "details": "with plantain",
+        "prepMinutes": 30,
+        "slotFrom": "2026-11-25T21:00:00.000Z",
+        "slotTo": "2026-11-25T21:00:00.000Z",
+        "status": "PENDING",
+        "counterPriceKobo": None,
+        "round": 0,
+        "isCompetitive": True,
+        "overBudget": True,
+        "createdAt": "2026-11-25T20:00:00.000Z",
+        "updatedAt": "2026-11-25T20:00:00.000Z",
     }
 
 
 def test_offer_count_counts_live_and_accepted_only() -> None:
     req = new_request()
-    place(req, "v1", 300_000)
-    place(req, "v2", 310_000)
-    place(req, "v3", 320_000)
+    for vendor, price in (("v1", 300_000), ("v2", 310_000), ("v3", 320_000)):
+        req, _ = place(req, vendor, price)
     assert n.request_view(req)["offerCount"] == 3
-    n.withdraw_offer(req, WithdrawOffer(vendor_id="v3", offer_id=offer_of(req, "v3").id, now=T0))
+    req, _ = n.withdraw_offer(req, WithdrawOffer(vendor_id="v3", offer_id=offer_of(req, "v3").id, now=T0))
     assert n.request_view(req)["offerCount"] == 2
-    n.accept_offer(req, AcceptOffer(customer_id=CUSTOMER, offer_id=offer_of(req, "v1").id,
-                                    order_id="o", now=T0))
+    req, _, _ = n.accept_offer(
+        req, AcceptOffer(customer_id=CUSTOMER, offer_id=offer_of(req, "v1").id, order_id="o", now=T0)
+    )
     assert n.request_view(req)["offerCount"] == 1  # v2 rejected, v3 withdrawn
 
 
 def test_state_is_slotted_and_small() -> None:
-    req = new_request(notes="x" * 1000, desired_at=T0)
-    events = place(req, "v1", 300_000)
-    _, order = accept(req, "off-v1-0")
+    req, events = place(new_request(notes="x" * 1000, desired_at=T0), "v1", 300_000)
+    req, _, order = accept(req, "off-v1-0")
     for obj in (req, req.offers["off-v1-0"], order, events[0], create_cmd()):
         assert not hasattr(obj, "__dict__"), type(obj)
     idle = new_request(notes="x" * 1000, desired_at=T0)
@@ -176,12 +200,19 @@ def test_state_is_slotted_and_small() -> None:
     assert size < 4096
 
 
+def test_state_is_frozen() -> None:
+    req, _ = place(new_request(), "v1", 300_000)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        req.seq = 99  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        req.offers["off-v1-0"].price_kobo = 1  # type: ignore[misc]
+
+
 # ---------------------------------------------------------------- place_offer
 
 
 def test_place_offer_happy_path() -> None:
-    req = new_request()
-    events = place(req, "v1", 450_000, details="jollof + chicken", prep_minutes=25)
+    req, events = place(new_request(), "v1", 450_000, details="jollof + chicken", prep_minutes=25)
     offer = offer_of(req, "v1")
     assert offer.status == "PENDING" and offer.round == 0 and offer.counter_price_kobo is None
     assert offer.is_competitive and not offer.over_budget
@@ -193,16 +224,14 @@ def test_place_offer_happy_path() -> None:
 
 
 def test_place_offer_over_budget() -> None:
-    req = new_request()
-    place(req, "v1", 500_001)
-    place(req, "v2", 500_000)
+    req, _ = place(new_request(), "v1", 500_001)
+    req, _ = place(req, "v2", 500_000)
     assert offer_of(req, "v1").over_budget and not offer_of(req, "v2").over_budget
 
 
 def test_place_offer_flips_other_offers() -> None:
-    req = new_request()
-    place(req, "v1", 400_000)
-    events = place(req, "v2", 300_000, at=LATER)
+    req, _ = place(new_request(), "v1", 400_000)
+    req, events = place(req, "v2", 300_000, at=LATER)
     # live prices 300k, 400k: median 350k, so v1 is no longer competitive
     assert [e.kind for e in events] == ["offer:new", "offer:updated"]
     check_seqs(req, events, 3)
@@ -214,10 +243,9 @@ def test_place_offer_flips_other_offers() -> None:
 
 
 def test_vendor_may_bid_again_after_withdrawing() -> None:
-    req = new_request()
-    place(req, "v1", 400_000)
-    n.withdraw_offer(req, WithdrawOffer(vendor_id="v1", offer_id="off-v1-0", now=T0))
-    place(req, "v1", 390_000, offer_id="off-v1-again")
+    req, _ = place(new_request(), "v1", 400_000)
+    req, _ = n.withdraw_offer(req, WithdrawOffer(vendor_id="v1", offer_id="off-v1-0", now=T0))
+    req, _ = place(req, "v1", 390_000, offer_id="off-v1-again")
     assert req.offers["off-v1-again"].status == "PENDING"
 
 
@@ -227,7 +255,7 @@ def test_vendor_may_bid_again_after_withdrawing() -> None:
         ({"price_kobo": 0}, "priceKobo"),
         ({"price_kobo": True}, "priceKobo"),
         ({"price_kobo": "100"}, "priceKobo"),
-        ({"price_kobo": n.MAX_BUDGET_KOBO * 2 + 1}, "priceKobo"),
+        ({"price_kobo": limits.MAX_PRICE_KOBO + 1}, "priceKobo"),
         ({"details": "d" * 501}, "details"),
         ({"prep_minutes": 0}, "prepMinutes"),
         ({"prep_minutes": 601}, "prepMinutes"),
@@ -242,25 +270,33 @@ def test_place_offer_invalid(kw: dict[str, Any], field: str) -> None:
 
 
 def test_place_offer_limits_are_inclusive() -> None:
-    req = new_request()
-    place(req, "v1", n.MAX_BUDGET_KOBO * 2, details="d" * 500, prep_minutes=600)
-    place(req, "v2", 1, prep_minutes=1)
+    req, _ = place(new_request(), "v1", limits.MAX_PRICE_KOBO, details="d" * 500, prep_minutes=600)
+    req, _ = place(req, "v2", 1, prep_minutes=1)
     assert [o.status for o in req.offers.values()] == ["PENDING", "PENDING"]
-    assert [o.price_kobo for o in req.offers.values()] == [n.MAX_BUDGET_KOBO * 2, 1]
+    assert [o.price_kobo for o in req.offers.values()] == [limits.MAX_PRICE_KOBO, 1]
+    assert limits.MAX_PRICE_KOBO == 2 * limits.MAX_BUDGET_KOBO == 100_000_000
 
 
 def test_place_offer_refusals() -> None:
     req = new_request(max_vendor_offers=2)
     assert_refused(req, lambda: place(req, "v1", 1, vendor_verified=False), "forbidden")
     assert_refused(req, lambda: place(req, "v1", 1, vendor_lat=req.delivery_lat + 1.0), "forbidden")
-    place(req, "v1", 300_000)
+    req, _ = place(req, "v1", 300_000)
     assert_refused(req, lambda: place(req, "v1", 290_000, offer_id="other"), "conflict")
     assert_refused(req, lambda: place(req, "v2", 290_000, offer_id="off-v1-0"), "conflict")
-    place(req, "v2", 310_000)
+    req, _ = place(req, "v2", 310_000)
     assert_refused(req, lambda: place(req, "v3", 305_000), "limit_reached")
     assert_refused(req, lambda: place(req, "v3", 305_000, at=req.expires_at), "expired")
-    n.cancel_request(req, CancelRequest(customer_id=CUSTOMER, now=T0))
+    req, _ = n.cancel_request(req, CancelRequest(customer_id=CUSTOMER, now=T0))
     assert_refused(req, lambda: place(req, "v3", 305_000), "conflict")
+
+
+def test_place_offer_total_offers_are_limited() -> None:
+    req = new_request(max_vendor_offers=1)
+    for i in range(limits.MAX_OFFERS_PER_REQUEST):
+        req, _ = place(req, f"v{i}", 300_000)
+        req, _ = n.withdraw_offer(req, WithdrawOffer(vendor_id=f"v{i}", offer_id=f"off-v{i}-{i}", now=T0))
+    assert_refused(req, lambda: place(req, "late", 300_000), "limit_reached")
 
 
 def test_place_offer_check_order() -> None:
@@ -269,126 +305,115 @@ def test_place_offer_check_order() -> None:
     late = req.expires_at
     assert_refused(req, lambda: place(req, "v1", 0, at=late, vendor_verified=False), "expired")
     assert_refused(req, lambda: place(req, "v1", 0, vendor_verified=False), "forbidden")
-    n.cancel_request(req, CancelRequest(customer_id=CUSTOMER, now=T0))
+    req, _ = n.cancel_request(req, CancelRequest(customer_id=CUSTOMER, now=T0))
     assert_refused(req, lambda: place(req, "v1", 0, at=late, vendor_verified=False), "conflict")
 
 
 # ---------------------------------------------------------------- competitiveness (median)
 
 
-
-
 def test_single_offer_is_competitive() -> None:
-    req = new_request()
-    place(req, "v1", n.MAX_BUDGET_KOBO * 2)
+    req, _ = place(new_request(), "v1", limits.MAX_PRICE_KOBO)
     assert flags(req) == {"v1": True}
 
 
 def test_median_odd_count() -> None:
-    req = new_request()
-    for v, p in (("a", 300), ("b", 100), ("c", 200)):
-        place(req, v, p)
+    req = place_all(new_request(), ("a", 300), ("b", 100), ("c", 200))
     assert flags(req) == {"a": False, "b": True, "c": True}
 
 
 def test_median_even_count_uses_mean_of_middle_values() -> None:
-    req = new_request()
-    for v, p in (("a", 100), ("b", 201), ("c", 200), ("d", 400)):
-        place(req, v, p)
+    req = place_all(new_request(), ("a", 100), ("b", 201), ("c", 200), ("d", 400))
     # middle values 200 and 201: median 200.5, so 201 is above it
     assert flags(req) == {"a": True, "b": False, "c": True, "d": False}
 
 
 def test_median_even_count_at_exact_mean() -> None:
-    req = new_request()
-    for v, p in (("a", 100), ("b", 300)):
-        place(req, v, p)
+    req = place_all(new_request(), ("a", 100), ("b", 300))
     assert flags(req) == {"a": True, "b": False}
-    place(req, "c", 200)  # median 200 exactly
+    req, _ = place(req, "c", 200)  # median 200 exactly
     assert flags(req) == {"a": True, "b": False, "c": True}
 
 
 def test_median_ties() -> None:
-    req = new_request()
-    for v in ("a", "b", "c"):
-        place(req, v, 500)
+    req = place_all(new_request(), ("a", 500), ("b", 500), ("c", 500))
     assert flags(req) == {"a": True, "b": True, "c": True}
-    place(req, "d", 100)  # 100, 500, 500, 500: median 500, all still competitive
+    req, _ = place(req, "d", 100)  # 100, 500, 500, 500: median 500, all still competitive
     assert flags(req) == {"a": True, "b": True, "c": True, "d": True}
 
 
-def test_recompute_returns_only_flipped_live_offers() -> None:
-    req = new_request()
-    place(req, "a", 100)
-    place(req, "b", 300)
-    assert n.recompute_competitive(req) == []
-    req.offers["off-b-1"].price_kobo = 50
-    assert {o.vendor_id for o in n.recompute_competitive(req)} == {"a", "b"}
+def test_recompute_returns_only_stale_live_offers() -> None:
+    req = place_all(new_request(), ("a", 100), ("b", 300))
+    assert n.recompute_competitive(req.offers) == []
+    cheaper = {**req.offers, "off-b-1": dataclasses.replace(req.offers["off-b-1"], price_kobo=50)}
+    before = dict(cheaper)
+    assert {o.vendor_id for o in n.recompute_competitive(cheaper)} == {"a", "b"}
+    assert cheaper == before  # reads only
 
 
 def test_non_live_offers_keep_their_last_flag() -> None:
-    req = new_request()
-    place(req, "a", 100)
-    place(req, "b", 300)
-    n.withdraw_offer(req, WithdrawOffer(vendor_id="b", offer_id="off-b-1", now=LATER))
-    place(req, "c", 1000)
+    req = place_all(new_request(), ("a", 100), ("b", 300))
+    req, _ = n.withdraw_offer(req, WithdrawOffer(vendor_id="b", offer_id="off-b-1", now=LATER))
+    req, _ = place(req, "c", 1000)
     assert req.offers["off-b-1"].is_competitive is False
-    n.withdraw_offer(req, WithdrawOffer(vendor_id="a", offer_id="off-a-0", now=LATER))
+    req, _ = n.withdraw_offer(req, WithdrawOffer(vendor_id="a", offer_id="off-a-0", now=LATER))
     assert req.offers["off-a-0"].is_competitive is True  # kept, though 100 < 1000 alone now
     assert req.offers["off-c-2"].is_competitive is True  # alone: competitive
 
 
 def test_recompute_with_no_live_offers() -> None:
-    assert n.recompute_competitive(new_request()) == []
+    assert n.recompute_competitive(new_request().offers) == []
 
 
 # ---------------------------------------------------------------- revise_offer
 
 
 def test_revise_offer_happy_path() -> None:
-    req = new_request()
-    place(req, "v1", 300_000, details="d", prep_minutes=20)
+    req, _ = place(new_request(), "v1", 300_000, details="d", prep_minutes=20)
     cmd = ReviseOffer(offer_id="off-v1-0", vendor_id="v1", price_kobo=600_000, now=LATER)
-    events = n.revise_offer(req, cmd)
+    req, events = n.revise_offer(req, cmd)
     o = offer_of(req, "v1")
     assert (o.price_kobo, o.details, o.prep_minutes, o.over_budget) == (600_000, "d", 20, True)
     assert o.updated_at == LATER
     [e] = events
     assert e.kind == "offer:updated" and e.targets == (("room", "offer:updated"),)
+    assert e.payload["offer"] == n.offer_view(o)
     check_seqs(req, events, 3)
-    n.revise_offer(req, ReviseOffer(offer_id="off-v1-0", vendor_id="v1", price_kobo=1, details="new",
-                                    prep_minutes=5, now=LATER))
+    req, _ = n.revise_offer(
+        req, ReviseOffer(offer_id="off-v1-0", vendor_id="v1", price_kobo=1, details="new", prep_minutes=5, now=LATER)
+    )
+    o = offer_of(req, "v1")
     assert (o.details, o.prep_minutes, o.over_budget) == ("new", 5, False)
 
 
 def test_revise_answers_a_counter() -> None:
-    req = new_request()
-    place(req, "v1", 450_000)
-    n.counter_offer(req, CounterOffer(customer_id=CUSTOMER, offer_id="off-v1-0", price_kobo=350_000, now=T0))
-    n.revise_offer(req, ReviseOffer(offer_id="off-v1-0", vendor_id="v1", price_kobo=400_000, now=LATER))
+    req, _ = place(new_request(), "v1", 450_000)
+    req, _ = n.counter_offer(req, CounterOffer(customer_id=CUSTOMER, offer_id="off-v1-0", price_kobo=350_000, now=T0))
+    req, _ = n.revise_offer(req, ReviseOffer(offer_id="off-v1-0", vendor_id="v1", price_kobo=400_000, now=LATER))
     o = offer_of(req, "v1")
     assert (o.status, o.price_kobo, o.counter_price_kobo, o.round) == ("PENDING", 400_000, 350_000, 1)
 
 
 def test_revise_flips_others_but_not_itself_as_separate_event() -> None:
-    req = new_request()
-    place(req, "a", 100)
-    place(req, "b", 300)
-    events = n.revise_offer(req, ReviseOffer(offer_id="off-b-1", vendor_id="b", price_kobo=50, now=LATER))
+    req = place_all(new_request(), ("a", 100), ("b", 300))
+    req, events = n.revise_offer(req, ReviseOffer(offer_id="off-b-1", vendor_id="b", price_kobo=50, now=LATER))
     assert [(e.kind, e.payload["offer"]["vendorId"]) for e in events] == [
-        ("offer:updated", "b"), ("offer:updated", "a")]
+        ("offer:updated", "b"),
+        ("offer:updated", "a"),
+    ]
     assert events[0].payload["offer"]["isCompetitive"] is True
     assert events[1].payload["offer"]["isCompetitive"] is False
     assert targets(events[1]) == {("room", "offer:updated"), ("vendor:a", "offer:updated")}
     check_seqs(req, events, 4)
+    assert req.offers["off-a-0"].updated_at == req.offers["off-b-1"].updated_at == LATER
 
 
 def test_revise_refusals() -> None:
-    req = new_request()
-    place(req, "v1", 300_000)
+    req, _ = place(new_request(), "v1", 300_000)
 
-    def revise(vendor: str = "v1", offer: str = "off-v1-0", price: Any = 200_000,
-               at: datetime = T0, **kw: Any) -> list[Event]:
+    def revise(
+        vendor: str = "v1", offer: str = "off-v1-0", price: Any = 200_000, at: datetime = T0, **kw: Any
+    ) -> tuple[MealRequest, list[Event]]:
         cmd = ReviseOffer(offer_id=offer, vendor_id=vendor, price_kobo=price, now=at, **kw)
         return n.revise_offer(req, cmd)
 
@@ -398,9 +423,9 @@ def test_revise_refusals() -> None:
     assert_refused(req, lambda: revise(price=0), "invalid")
     assert_refused(req, lambda: revise(details="d" * 501), "invalid")
     assert_refused(req, lambda: revise(prep_minutes=601), "invalid")
-    n.withdraw_offer(req, WithdrawOffer(vendor_id="v1", offer_id="off-v1-0", now=T0))
+    req, _ = n.withdraw_offer(req, WithdrawOffer(vendor_id="v1", offer_id="off-v1-0", now=T0))
     assert_refused(req, revise, "conflict")
-    n.cancel_request(req, CancelRequest(customer_id=CUSTOMER, now=T0))
+    req, _ = n.cancel_request(req, CancelRequest(customer_id=CUSTOMER, now=T0))
     assert_refused(req, revise, "conflict")
 
 
@@ -408,10 +433,8 @@ def test_revise_refusals() -> None:
 
 
 def test_withdraw_offer_happy_path_with_flip() -> None:
-    req = new_request()
-    place(req, "a", 100)
-    place(req, "b", 300)
-    events = n.withdraw_offer(req, WithdrawOffer(vendor_id="a", offer_id="off-a-0", now=LATER))
+    req = place_all(new_request(), ("a", 100), ("b", 300))
+    req, events = n.withdraw_offer(req, WithdrawOffer(vendor_id="a", offer_id="off-a-0", now=LATER))
     assert req.offers["off-a-0"].status == "WITHDRAWN" and req.offers["off-a-0"].updated_at == LATER
     assert [e.kind for e in events] == ["offer:withdrawn", "offer:updated"]
     assert events[0].targets == (("room", "offer:withdrawn"),)
@@ -420,14 +443,125 @@ def test_withdraw_offer_happy_path_with_flip() -> None:
 
 
 def test_withdraw_refusals() -> None:
-    req = new_request()
-    place(req, "v1", 300_000)
+    req, _ = place(new_request(), "v1", 300_000)
 
-    def withdraw(vendor: str = "v1", offer: str = "off-v1-0", at: datetime = T0) -> list[Event]:
+    def withdraw(vendor: str = "v1", offer: str = "off-v1-0", at: datetime = T0) -> tuple[MealRequest, list[Event]]:
         return n.withdraw_offer(req, WithdrawOffer(vendor_id=vendor, offer_id=offer, now=at))
 
     assert_refused(req, lambda: withdraw(offer="nope"), "not_found")
     assert_refused(req, lambda: withdraw(vendor="v2"), "forbidden")
     assert_refused(req, lambda: withdraw(at=req.expires_at), "expired")
-    withdraw()
+    req, _ = withdraw()
     assert_refused(req, withdraw, "conflict")
+
+
+# ---------------------------------------------------------------- purity
+
+
+def negotiating() -> MealRequest:
+    """A state every rule can act on: a pending offer (a), a countered one (b), a withdrawn one (c)."""
+    req = place_all(new_request(), ("a", 300_000), ("b", 350_000), ("c", 400_000))
+    req, _ = n.counter_offer(req, CounterOffer(customer_id=CUSTOMER, offer_id="off-b-1", price_kobo=320_000, now=T0))
+    req, _ = n.withdraw_offer(req, WithdrawOffer(vendor_id="c", offer_id="off-c-2", now=T0))
+    return req
+
+
+# rule name -> (apply it, expected refusal code or None)
+PURE_CASES: dict[str, tuple[Callable[[MealRequest], Any], str | None]] = {
+    "place": (lambda r: place(r, "d", 250_000), None),
+    "place refused": (lambda r: place(r, "a", 250_000, offer_id="again"), "conflict"),
+    "revise": (
+        lambda r: n.revise_offer(r, ReviseOffer(offer_id="off-a-0", vendor_id="a", price_kobo=500_000, now=LATER)),
+        None,
+    ),
+    "revise refused": (
+        lambda r: n.revise_offer(r, ReviseOffer(offer_id="off-a-0", vendor_id="b", price_kobo=1, now=LATER)),
+        "forbidden",
+    ),
+    "withdraw": (lambda r: n.withdraw_offer(r, WithdrawOffer(vendor_id="a", offer_id="off-a-0", now=LATER)), None),
+    "withdraw refused": (
+        lambda r: n.withdraw_offer(r, WithdrawOffer(vendor_id="c", offer_id="off-c-2", now=LATER)),
+        "conflict",
+    ),
+    "counter": (
+        lambda r: n.counter_offer(r, CounterOffer(customer_id=CUSTOMER, offer_id="off-a-0", price_kobo=1, now=LATER)),
+        None,
+    ),
+    "counter refused": (
+        lambda r: n.counter_offer(r, CounterOffer(customer_id=CUSTOMER, offer_id="off-b-1", price_kobo=1, now=LATER)),
+        "conflict",
+    ),
+    "accept counter": (
+        lambda r: n.accept_counter(r, AcceptCounter(vendor_id="b", offer_id="off-b-1", now=LATER)),
+        None,
+    ),
+    "accept counter refused": (
+        lambda r: n.accept_counter(r, AcceptCounter(vendor_id="a", offer_id="off-a-0", now=LATER)),
+        "conflict",
+    ),
+    "accept": (lambda r: accept(r, "off-a-0"), None),
+    "accept refused": (lambda r: accept(r, "off-c-2"), "conflict"),
+    "reject": (lambda r: n.reject_offer(r, RejectOffer(customer_id=CUSTOMER, offer_id="off-a-0", now=LATER)), None),
+    "reject refused": (
+        lambda r: n.reject_offer(r, RejectOffer(customer_id="x", offer_id="off-a-0", now=LATER)),
+        "forbidden",
+    ),
+    "cancel": (lambda r: n.cancel_request(r, CancelRequest(customer_id=CUSTOMER, now=LATER)), None),
+    "cancel refused": (lambda r: n.cancel_request(r, CancelRequest(customer_id="x", now=LATER)), "forbidden"),
+    "expire": (lambda r: n.expire_request(r, r.expires_at), None),
+}
+
+
+@pytest.mark.parametrize("case", list(PURE_CASES))
+def test_rules_leave_their_input_unchanged(case: str) -> None:
+    apply, refusal = PURE_CASES[case]
+    req = negotiating()
+    if refusal is not None:
+        with pytest.raises(DomainError) as info:
+            unchanged(req, apply)
+        assert info.value.code == refusal
+        return
+    new, events, *_ = unchanged(req, apply)
+    assert events and new is not req and new.seq == req.seq + len(events)
+    # Offers the rule did not touch are shared, not copied.
+    touched = {e.payload["offer"]["id"] for e in events if "offer" in e.payload}
+    assert all(new.offers[k] is o for k, o in req.offers.items() if k not in touched)
+
+
+def test_expire_too_early_returns_the_same_state() -> None:
+    req = negotiating()
+    new, events = unchanged(req, lambda r: n.expire_request(r, r.expires_at - timedelta(seconds=1)))
+    assert new is req and events == []
+
+
+# ---------------------------------------------------------------- who may view a request
+
+
+def may_view(**kw: Any) -> bool:
+    args: dict[str, Any] = dict(
+        status="OPEN",
+        delivery_lat=6.5244,
+        delivery_lng=3.3792,
+        has_offer=False,
+        vendor_verified=True,
+        vendor_lat=6.5244,
+        vendor_lng=3.3792,
+        vendor_km=5.0,
+    )
+    args.update(kw)
+    return n.vendor_may_view(**args)
+
+
+def test_vendor_may_view_an_open_request_it_could_bid_on() -> None:
+    assert may_view()
+    assert may_view(vendor_lat=6.5244 + 0.04)  # ~4.4 km north, radius 5 km
+    assert not may_view(vendor_lat=6.5244 + 0.05)  # ~5.6 km
+    assert may_view(vendor_lat=0.0, vendor_lng=0.0, delivery_lat=1.0, delivery_lng=0.0, vendor_km=111.3)
+    assert not may_view(vendor_verified=False)
+    for status in ("ACCEPTED", "CANCELLED", "EXPIRED"):
+        assert not may_view(status=status)
+
+
+def test_vendor_may_always_view_a_request_it_bid_on() -> None:
+    for status in ("OPEN", "ACCEPTED", "CANCELLED", "EXPIRED"):
+        assert may_view(status=status, has_offer=True, vendor_verified=False, vendor_lat=-60.0, vendor_km=0.0)

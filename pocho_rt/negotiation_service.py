@@ -1,14 +1,15 @@
-"""The engine as the server process sees it: actors, writer, publisher, and the few
-lookups namespaces need (which request an offer belongs to, a vendor's profile).
+"""The negotiation service's edge: what the /customer and /vendor namespaces and the HTTP
+routes call to reach meal-request actors, plus the few lookups they need (which request an
+offer belongs to, a vendor's profile, open requests near a vendor).
 
-Namespaces call these methods; each asks one actor and turns engine errors into the
-PROTOCOL error of the ack.
+Each command method asks one actor; engine errors travel up unchanged and the socket or
+HTTP layer renders them (`pocho_rt.errors.api_error`). SQL lives in `persistence/`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import functools
 import logging
 import uuid
 from dataclasses import dataclass
@@ -21,20 +22,21 @@ from redis.asyncio import Redis
 from adapters.geo import GeoIndex
 from engine import negotiation as n
 from engine.errors import EngineError
+from engine.limits import MAX_OPEN_REQUESTS, MAX_REPLAY_EVENTS
 from engine.meal_request_actor import Deps, Envelope, Expire, MealRequestActor, Watch
 from engine.runtime.actor import ActorSystem
-from persistence.negotiation import NegotiationStore, request_rows_view
+from persistence import catalogue as catalogue_db
+from persistence import negotiation as negotiation_db
 from persistence.writer import Writer
 from pocho_rt.config import Settings
-from pocho_rt.errors import ApiError
 from pocho_rt.presence import Presence
 from pocho_rt.publisher import SocketPublisher, request_room
+from pocho_rt.tasks import Supervisor
+from pocho_rt.views import request_row_view
 
-log = logging.getLogger("pocho.engine")
+log = logging.getLogger("pocho.negotiation")
 _REQUEST_NS = uuid.UUID("6f1d3c0e-8a51-4f4e-9d0c-2b7f0a1c5e11")
-_OFFER_INDEX_MAX = 200_000
-_EVENTS_MAX = 1000
-MAX_OPEN_REQUESTS = 10  # per customer  # events returned by one watch; older ones need a fresh snapshot
+_OFFER_INDEX_MAX = 200_000  # offer id -> request id cache entries
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,36 +50,44 @@ class VendorProfile:
     verified: bool
 
 
-class Engine:
+class NegotiationService:
+    """Meal-request actors with their writer, publisher and deadline sweeper."""
+
     def __init__(self, settings: Settings, pool: asyncpg.Pool, redis: Redis, sio: socketio.AsyncServer) -> None:
         self.settings = settings
         self.pool = pool
-        self.writer = Writer(pool, flush_ms=settings.writer_flush_ms, batch_rows=settings.writer_batch_rows,
-                             queue_max=settings.writer_queue_max)
-        self.store = NegotiationStore(pool, self.writer)
+        self.writer = Writer(
+            pool,
+            flush_ms=settings.writer_flush_ms,
+            batch_rows=settings.writer_batch_rows,
+            queue_max=settings.writer_queue_max,
+        )
+        self.store = negotiation_db.NegotiationStore(pool, self.writer)
         self.geo = GeoIndex(redis)
         self.publisher = SocketPublisher(sio, self.geo)
-        self.actors = ActorSystem(mailbox_size=settings.actor_mailbox_size, idle_seconds=settings.actor_idle_seconds,
-                                  ask_timeout=settings.ask_timeout_seconds)
-        MealRequestActor.deps = Deps(self.store, self.publisher, self.geo)
-        self.actors.register(MealRequestActor.kind, MealRequestActor)
-        self._offer_request: dict[str, str] = {}
+        self.actors = ActorSystem(
+            mailbox_size=settings.actor_mailbox_size,
+            idle_seconds=settings.actor_idle_seconds,
+            ask_timeout=settings.ask_timeout_seconds,
+        )
+        deps = Deps(self.store, self.publisher, self.geo)
+        self.actors.register(MealRequestActor.kind, functools.partial(MealRequestActor, deps=deps))
         self.presence = Presence()
-        self._sweeper: asyncio.Task[None] | None = None
+        self._offer_request: dict[str, str] = {}
 
     # ------------------------------------------------------------------ lifecycle
 
-    async def start(self) -> None:
-        self.writer.start()
-        self.publisher.start()
-        self.actors.start()
+    async def start(self, supervisor: Supervisor) -> None:
+        """Index verified vendors, then hand every loop to the process's supervisor."""
         count = await self.geo.sync_vendors(self.pool)
-        log.info("engine started", extra={"verifiedVendors": count})
-        self._sweeper = asyncio.get_running_loop().create_task(self._sweep_deadlines())
+        log.info("negotiation started", extra={"verifiedVendors": count})
+        supervisor.loop("writer", self.writer.run)
+        supervisor.loop("publisher", self.publisher.run)
+        supervisor.loop("actor-passivation", self.actors.run_passivation)
+        supervisor.loop("request-deadlines", self._sweep_deadlines)
 
     async def stop(self) -> None:
-        if self._sweeper:
-            self._sweeper.cancel()
+        """Flush acked writes and deliver their events; the supervisor then ends the loops."""
         await self.writer.stop()
         await self.publisher.stop()
         await self.actors.stop()
@@ -88,7 +98,7 @@ class Engine:
             try:
                 for request_id in await self.store.due_for_expiry():
                     self.actors.tell(MealRequestActor.kind, request_id, Expire())
-            except Exception as exc:
+            except Exception as exc:  # storage away: try again next round, the loop must not die
                 log.warning("deadline sweep failed", extra={"error": type(exc).__name__})
             await asyncio.sleep(self.settings.sweep_seconds)
 
@@ -111,28 +121,24 @@ class Engine:
         try:
             uuid.UUID(request_id)
         except ValueError:
-            raise ApiError("not_found", "no such meal request") from None
+            raise EngineError("not_found", "no such meal request") from None
         try:
             return await self.actors.ask(MealRequestActor.kind, request_id, msg)
-        except EngineError as exc:
+        except EngineError:
             actor = self.actors.get(MealRequestActor.kind, request_id)
             if isinstance(actor, MealRequestActor) and actor.req is None:
                 self.actors.passivate(MealRequestActor.kind, request_id)  # no such request: keep no cell
-            raise ApiError(exc.code, exc.message, exc.details) from None
+            raise
 
     async def request(self, request_id: str, cmd: Any, user_id: str, client_msg_id: str | None) -> Any:
         return await self._ask(request_id, Envelope(cmd, user_id, client_msg_id))
 
     async def check_open_quota(self, customer_id: str, request_id: str) -> None:
         """At most MAX_OPEN_REQUESTS open requests per customer (this one not counted)."""
-        count = await self.pool.fetchval(
-            "SELECT count(*) FROM meal_requests WHERE customer_id = $1 AND status = 'OPEN' "
-            "AND expires_at > now() AND id <> $2", uuid.UUID(customer_id), uuid.UUID(request_id))
-        if count >= MAX_OPEN_REQUESTS:
-            raise ApiError("limit_reached", f"at most {MAX_OPEN_REQUESTS} open requests at a time")
+        if await negotiation_db.count_open_requests(self.pool, customer_id, request_id) >= MAX_OPEN_REQUESTS:
+            raise EngineError("limit_reached", f"at most {MAX_OPEN_REQUESTS} open requests at a time")
 
-    async def place_offer(self, request_id: str, vendor: VendorProfile, cmd: n.PlaceOffer, user_id: str,
-                          client_msg_id: str | None) -> Any:
+    async def place_offer(self, request_id: str, cmd: n.PlaceOffer, user_id: str, client_msg_id: str | None) -> Any:
         reply = await self._ask(request_id, Envelope(cmd, user_id, client_msg_id))
         self._remember_offer(reply["offer"]["id"], request_id)
         return reply
@@ -142,7 +148,11 @@ class Engine:
         return await self._ask(request_id, Envelope(cmd, user_id, client_msg_id))
 
     async def watch(self, request_id: str, user_id: str, vendor: VendorProfile | None = None) -> dict[str, Any]:
-        msg = Watch(user_id) if vendor is None else Watch(user_id, vendor.id, vendor.lat, vendor.lng, vendor.km)
+        msg = (
+            Watch(user_id)
+            if vendor is None
+            else Watch(user_id, vendor.id, vendor.lat, vendor.lng, vendor.km, vendor_verified=vendor.verified)
+        )
         result: dict[str, Any] = await self._ask(request_id, msg)
         return result
 
@@ -151,7 +161,7 @@ class Engine:
         if since_seq is None:
             return []
         out = []
-        for row in await self.store.events_since(request_id, since_seq, _EVENTS_MAX):
+        for row in await self.store.events_since(request_id, since_seq, MAX_REPLAY_EVENTS):
             for aud, name in row["targets"]:
                 if aud == audience:
                     out.append({"seq": row["seq"], "event": name, "data": row["payload"]})
@@ -171,35 +181,37 @@ class Engine:
 
     async def _request_of(self, offer_id: str) -> str:
         request_id = self._offer_request.get(offer_id)
-        if request_id is not None:
-            return request_id
-        with contextlib.suppress(ValueError):
-            row = await self.pool.fetchval("SELECT request_id FROM offers WHERE id = $1", uuid.UUID(offer_id))
-            if row is not None:
-                self._remember_offer(offer_id, str(row))
-                return str(row)
-        raise ApiError("not_found", "no such offer")
+        if request_id is None:
+            request_id = await negotiation_db.request_id_of_offer(self.pool, offer_id)
+            if request_id is None:
+                raise EngineError("not_found", "no such offer")
+            self._remember_offer(offer_id, request_id)
+        return request_id
 
     async def vendor_profile(self, user_id: str) -> VendorProfile | None:
-        row = await self.pool.fetchrow(
-            "SELECT id, display_name, lat, lng, km_service_area, verified FROM vendors WHERE user_id = $1",
-            uuid.UUID(user_id))
+        row = await catalogue_db.vendor_by_user(self.pool, user_id)
         if row is None:
             return None
-        return VendorProfile(str(row["id"]), user_id, row["display_name"], row["lat"], row["lng"],
-                             row["km_service_area"], row["verified"])
+        return VendorProfile(
+            str(row["id"]),
+            user_id,
+            row["display_name"],
+            row["lat"],
+            row["lng"],
+            row["km_service_area"],
+            row["verified"],
+        )
 
     async def requests_near(self, vendor: VendorProfile) -> list[dict[str, Any]]:
         """Open requests whose delivery point lies within this vendor's service area."""
         ids = await self.geo.requests_near(vendor.lat, vendor.lng, vendor.km)
         if not ids:
             return []
-        return await request_rows_view(self.pool, ids)
+        return [request_row_view(r) for r in await negotiation_db.open_requests_by_ids(self.pool, ids)]
 
     async def vendor_changed(self, vendor_id: str) -> None:
-        """Hook for catalogue/admin: keep the geo index in step with a vendor's profile."""
-        row = await self.pool.fetchrow(
-            "SELECT lat, lng, km_service_area, verified FROM vendors WHERE id = $1", uuid.UUID(vendor_id))
+        """Catalogue and admin call this after commit: keep the geo index in step with a vendor."""
+        row = await catalogue_db.vendor_geo(self.pool, vendor_id)
         if row is None or not row["verified"]:
             await self.geo.remove_vendor(vendor_id)
         else:

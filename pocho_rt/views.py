@@ -1,0 +1,118 @@
+"""PROTOCOL objects built from stored rows: the camelCase shapes clients see.
+
+They live at the edge, not in persistence/, so the storage layer returns plain rows and
+one module decides what a client may see of them. Live engine objects are rendered by
+`engine.negotiation` (request_view, offer_view); the stored-row views here reuse those so
+a request looks the same whether it comes from an actor or from the database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from engine.clock import iso
+from engine.negotiation import offer_view, request_view
+from persistence.negotiation import offer_from_row, request_from_row
+
+# ---------------------------------------------------------------- meal requests
+
+
+def request_row_view(row: Any) -> dict[str, Any]:
+    """A stored request (persistence.negotiation.REQUEST_COLUMNS) as PROTOCOL's request."""
+    view = request_view(request_from_row(row))
+    view["offerCount"] = row["offer_count"]  # stored: the offers themselves are not loaded here
+    return view
+
+
+def offer_row_view(row: Any) -> dict[str, Any]:
+    """A stored offer (persistence.negotiation.OFFER_COLUMNS) as PROTOCOL's offer."""
+    return offer_view(offer_from_row(row))
+
+
+# ---------------------------------------------------------------- catalogue
+
+
+def _view(row: Any, *columns: str) -> dict[str, Any]:
+    """Columns as PROTOCOL's camelCase fields: ids as strings, times in the wire format."""
+    out: dict[str, Any] = {}
+    for col in columns:
+        value = row[col]
+        if isinstance(value, UUID):
+            value = str(value)
+        elif isinstance(value, datetime):
+            value = iso(value)
+        head, *rest = col.split("_")
+        out[head + "".join(w.title() for w in rest)] = value
+    return out
+
+
+def vendor_view(row: Any) -> dict[str, Any]:
+    view = _view(
+        row,
+        "id",
+        "user_id",
+        "display_name",
+        "lat",
+        "lng",
+        "km_service_area",
+        "categories",
+        "verified",
+        "created_at",
+        "updated_at",
+    )
+    view["categories"] = list(view["categories"])
+    return view
+
+
+def menu_view(row: Any) -> dict[str, Any]:
+    return _view(row, "id", "vendor_id", "title", "created_at", "updated_at")
+
+
+def item_view(row: Any) -> dict[str, Any]:
+    return _view(
+        row,
+        "id",
+        "menu_id",
+        "vendor_id",
+        "name",
+        "price_kobo",
+        "description",
+        "cuisine_tag",
+        "prep_minutes",
+        "is_available",
+        "created_at",
+        "updated_at",
+    )
+
+
+def rider_view(row: Any) -> dict[str, Any]:
+    return _view(row, "id", "user_id", "vehicle_type", "created_at")
+
+
+def menus_view(menus: Sequence[Any], items: Sequence[Any]) -> list[dict[str, Any]]:
+    """[{...menu, items: [item...]}] in the given order (persistence.catalogue.menus_and_items)."""
+    by_menu: dict[Any, list[dict[str, Any]]] = {m["id"]: [] for m in menus}
+    for it in items:
+        by_menu.setdefault(it["menu_id"], []).append(item_view(it))
+    return [{**menu_view(m), "items": by_menu[m["id"]]} for m in menus]
+
+
+# ---------------------------------------------------------------- accounts
+
+
+def user_view(row: Any) -> dict[str, Any]:
+    """PROTOCOL `user` object (no secrets)."""
+    return {
+        "id": str(row["id"]),
+        "phone": row["phone"],
+        "role": row["role"],
+        "firstName": row["first_name"],
+        "lastName": row["last_name"],
+        "email": row["email"],
+        "phoneVerified": row["phone_verified"],
+        "totpEnabled": row["totp_enabled"],
+        "createdAt": iso(row["created_at"]),
+    }
