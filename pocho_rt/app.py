@@ -37,6 +37,7 @@ from pocho_rt.tasks import Supervisor
 log = logging.getLogger("pocho.app")
 _SEARCH_OUTBOX_KEEP_SECONDS = 3600.0  # without Meilisearch nothing drains search_outbox
 _SEARCH_OUTBOX_PRUNE_EVERY = 300.0
+_SHUTDOWN_GRACE = 5.0  # seconds aiohttp waits for HTTP requests still running at shutdown
 
 
 def default_node_id() -> str:
@@ -105,7 +106,7 @@ async def _prune_search_outbox(pool: asyncpg.Pool) -> None:
 
 
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
-    """Start every loop on app start-up; on shutdown flush acked work, then stop them all."""
+    """Start every loop on app start-up; after `_drain` has run, stop them all."""
     svc = app[SERVICES]
     sup = svc.supervisor
     sup.loop("session-listener", svc.sessions.run)
@@ -116,10 +117,18 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     await svc.negotiation.start(sup)
     await svc.sessions.ready.wait()
     yield
+    await sup.stop()
+
+
+async def _drain(app: web.Application) -> None:
+    """Shutdown, before aiohttp waits for open connections: commit what is queued (commands in
+    flight get their acks, new ones `unavailable`), deliver its events, then hang up every
+    socket so no connection holds the process open."""
+    svc = app[SERVICES]
     await svc.negotiation.stop()
     if svc.search_outbox is not None:
         await svc.search_outbox.stop()
-    await sup.stop()
+    await svc.sio.hang_up_all()
 
 
 def build_app(svc: Services) -> web.Application:
@@ -133,6 +142,7 @@ def build_app(svc: Services) -> web.Application:
         svc.sio.register_namespace(ns)
     svc.sio.attach(app)
     app.cleanup_ctx.append(_lifecycle)
+    app.on_shutdown.append(_drain)
     return app
 
 
@@ -161,7 +171,7 @@ async def serve(
 
             await seed(svc.pool)
         app = build_app(svc)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=_SHUTDOWN_GRACE)
         await runner.setup()
         site = web.TCPSite(runner, settings.host, settings.port, reuse_port=settings.workers > 1)
         await site.start()

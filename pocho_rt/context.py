@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import asyncpg
-import socketio
 from aiohttp import web
 from redis.asyncio import Redis
 
@@ -18,6 +17,7 @@ from engine.ports import SearchIndex, SmsSender
 from persistence.outbox import OutboxWorker
 from pocho_rt.auth.tokens import TokenService
 from pocho_rt.config import Settings
+from pocho_rt.sockets.server import GuardedServer
 from pocho_rt.tasks import Supervisor
 
 if TYPE_CHECKING:
@@ -32,7 +32,7 @@ class Services:
     pool: asyncpg.Pool
     redis: Redis
     tokens: TokenService
-    sio: socketio.AsyncServer
+    sio: GuardedServer
     supervisor: Supervisor  # owns every background loop of this process
     sms: SmsSender
     search: SearchIndex

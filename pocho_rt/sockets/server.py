@@ -71,6 +71,13 @@ class GuardedServer(socketio.AsyncServer):  # type: ignore[misc]
         if not joined:
             self.supervisor.spawn(self._drop(eio_sid), name="drop-unjoined")
 
+    async def hang_up_all(self) -> None:
+        """Close every session and its transport (shutdown): aiohttp waits for open websocket
+        handlers before it runs cleanup, so they must end first."""
+        for eio_sid in list(self.eio.sockets):
+            await self._drop(eio_sid)
+        await self.shutdown()
+
     async def _drop(self, eio_sid: str) -> None:
         """Close the session and its transport: a CLOSE packet alone waits for the client."""
         socket = self.eio.sockets.get(eio_sid)
@@ -79,7 +86,7 @@ class GuardedServer(socketio.AsyncServer):  # type: ignore[misc]
             socket.queue.put_nowait(None)  # ends engine.io's writer, which closes the websocket
 
 
-def create_sio(settings: Settings, supervisor: Supervisor) -> socketio.AsyncServer:
+def create_sio(settings: Settings, supervisor: Supervisor) -> GuardedServer:
     _websocket_response(settings.ping_interval + settings.ping_timeout)
     return GuardedServer(
         supervisor=supervisor,

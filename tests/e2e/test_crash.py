@@ -1,14 +1,18 @@
 """Acked means committed: SIGKILL the server mid-negotiation, restart, nothing acked is lost
-and expiry deadlines still fire (the sweeper for what is due, a re-armed timer for the rest)."""
+and expiry deadlines still fire (the sweeper for what is due, a re-armed timer for the rest).
+SIGTERM mid-negotiation stops the node cleanly: exit code 0, every background loop ended
+without an error, nothing acked lost."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -51,9 +55,16 @@ class Node:
             **env,
         }
         self.proc: subprocess.Popen[bytes] | None = None
+        self.log = tempfile.TemporaryFile()  # the server's stderr (JSON log lines)
+
+    def log_text(self) -> str:
+        self.log.seek(0)
+        return self.log.read().decode(errors="replace")
 
     async def start(self) -> None:
-        proc = self.proc = subprocess.Popen([sys.executable, "-m", "pocho_rt.cli", "serve"], env=self.env)  # noqa: ASYNC220
+        proc = self.proc = subprocess.Popen(  # noqa: ASYNC220
+            [sys.executable, "-m", "pocho_rt.cli", "serve"], env=self.env, stderr=self.log
+        )
         async with aiohttp.ClientSession() as s:
 
             async def ready() -> bool:  # the child process gives no event to await: poll readiness
@@ -92,6 +103,7 @@ async def node_factory(database_url: str, redis_url: str, clean: None) -> AsyncI
     yield make
     for n in nodes:
         n.stop()
+        n.log.close()
 
 
 async def _users(db: asyncpg.Connection) -> tuple[str, str]:
@@ -203,3 +215,56 @@ async def test_sigkill_loses_nothing_acked(node_factory: Any, db: asyncpg.Connec
         await cust.close()
     assert await db.fetchval(status, watched_id) == "EXPIRED"
     assert await db.fetchval("SELECT status FROM offers WHERE id = $1", uuid.UUID(offer["id"])) == "EXPIRED"
+
+
+async def test_sigterm_stops_cleanly_with_nothing_acked_lost(node_factory: Any, db: asyncpg.Connection) -> None:
+    cust_token, vend_token = await _users(db)
+    node = node_factory(LOG_LEVEL="INFO")
+    await node.start()
+    acked: list[dict[str, Any]] = []
+    async with aiohttp.ClientSession() as session:
+        cust = LiteClient(session, node.url, "/customer")
+        vend = LiteClient(session, node.url, "/vendor")
+        await cust.connect({"token": cust_token})
+        await vend.connect({"token": vend_token})
+        request = (await cust.call("request:create", request_payload(expiresInMinutes=120)))["data"]["request"]
+        offer = (await vend.call("offer:place", {"requestId": request["id"], "priceKobo": 300_000}))["data"]["offer"]
+        burst = asyncio.Event()
+
+        async def revise_until_refused() -> None:
+            price = 300_000
+            while True:
+                price -= 1
+                reply = await vend.call("offer:revise", {"offerId": offer["id"], "priceKobo": price})
+                if not reply["ok"]:
+                    return  # refused while shutting down: not acked, so nothing to keep
+                acked.append(reply["data"]["offer"])
+                if len(acked) == 100:
+                    burst.set()
+
+        task = asyncio.ensure_future(revise_until_refused())
+        await asyncio.wait_for(burst.wait(), 30)
+        assert node.proc is not None
+        node.proc.send_signal(signal.SIGTERM)  # mid-stream: revisions are queued and in flight
+        returncode = await asyncio.to_thread(node.proc.wait, 30)  # the guard only; a clean stop takes seconds
+        with contextlib.suppress(ConnectionError, TimeoutError, aiohttp.ClientError):
+            await asyncio.wait_for(task, 15)
+        await cust.close()
+        await vend.close()
+
+    assert returncode == 0
+    log = node.log_text()
+    for bad in ("Traceback", "background loop died", "background task failed", "Task was destroyed"):
+        assert bad not in log, log[-3000:]
+    assert "background loop finished" in log  # the writer ended by itself after its last flush
+    stored = await db.fetchval("SELECT price_kobo FROM offers WHERE id = $1", uuid.UUID(offer["id"]))
+    assert stored <= acked[-1]["priceKobo"]  # the last ack (or a later committed revision) is stored
+    prices = [
+        r["p"]
+        for r in await db.fetch(
+            "SELECT (payload->'offer'->>'priceKobo')::bigint AS p FROM negotiation_events "
+            "WHERE request_id = $1 AND kind = 'offer:updated' ORDER BY seq",
+            uuid.UUID(request["id"]),
+        )
+    ]
+    assert prices[: len(acked)] == [a["priceKobo"] for a in acked]
