@@ -13,14 +13,17 @@ import asyncpg
 from aiohttp import web
 from redis.asyncio import Redis
 
+from adapters.geo import GeoIndex
 from adapters.meilisearch import MeiliSearchIndex
 from adapters.search_pg import PgSearchIndex
 from adapters.sms import DevSmsSender
 from engine.ports import SearchIndex
+from engine.runtime.actor import ActorSystem
 from persistence import catalogue as catalogue_db
 from persistence import outbox
 from persistence.db import create_pool
 from persistence.migrate import migrate
+from persistence.writer import Writer
 from pocho_rt.auth.sessions import SessionEnder
 from pocho_rt.auth.tokens import TokenService
 from pocho_rt.config import Settings
@@ -57,6 +60,18 @@ async def open_services(settings: Settings, database_url: str, redis_url: str) -
         raise
     node_id = settings.node_id or default_node_id()
     supervisor = Supervisor()
+    writer = Writer(
+        pool,
+        flush_ms=settings.writer_flush_ms,
+        batch_rows=settings.writer_batch_rows,
+        queue_max=settings.writer_queue_max,
+    )
+    actors = ActorSystem(
+        mailbox_size=settings.actor_mailbox_size,
+        idle_seconds=settings.actor_idle_seconds,
+        ask_timeout=settings.ask_timeout_seconds,
+    )
+    geo = GeoIndex(redis)
     sio = create_sio(settings, supervisor)
     search: SearchIndex
     search_outbox: outbox.OutboxWorker | None = None
@@ -82,7 +97,10 @@ async def open_services(settings: Settings, database_url: str, redis_url: str) -
         search=search,
         search_outbox=search_outbox,
         sessions=SessionEnder(redis, sio, node_id),
-        negotiation=NegotiationService(settings, pool, redis, sio),
+        writer=writer,
+        actors=actors,
+        geo=geo,
+        negotiation=NegotiationService(settings, pool, sio, writer, actors, geo),
     )
 
 
@@ -114,6 +132,8 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
         sup.loop("search-outbox", svc.search_outbox.run)
     else:
         sup.loop("search-outbox-prune", lambda: _prune_search_outbox(svc.pool))
+    sup.loop("writer", svc.writer.run)
+    sup.loop("actor-passivation", svc.actors.run_passivation)
     await svc.negotiation.start(sup)
     await svc.sessions.ready.wait()
     yield
@@ -125,7 +145,9 @@ async def _drain(app: web.Application) -> None:
     flight get their acks, new ones `unavailable`), deliver its events, then hang up every
     socket so no connection holds the process open."""
     svc = app[SERVICES]
+    await svc.writer.stop()
     await svc.negotiation.stop()
+    await svc.actors.stop()
     if svc.search_outbox is not None:
         await svc.search_outbox.stop()
     await svc.sio.hang_up_all()

@@ -13,8 +13,11 @@ import asyncpg
 from aiohttp import web
 from redis.asyncio import Redis
 
+from adapters.geo import GeoIndex
 from engine.ports import SearchIndex, SmsSender
+from engine.runtime.actor import ActorSystem
 from persistence.outbox import OutboxWorker
+from persistence.writer import Writer
 from pocho_rt.auth.tokens import TokenService
 from pocho_rt.config import Settings
 from pocho_rt.sockets.server import GuardedServer
@@ -38,6 +41,9 @@ class Services:
     search: SearchIndex
     search_outbox: OutboxWorker | None  # drains search_outbox into Meilisearch; None without it
     sessions: SessionEnder  # ends live sockets of a session or user on every node
+    writer: Writer  # the node's group-commit writer, shared by every actor kind
+    actors: ActorSystem  # the node's actors, every kind
+    geo: GeoIndex  # Redis geo indexes (vendors, open requests)
     negotiation: NegotiationService  # meal-request actors and the lookups namespaces need
 
 

@@ -17,7 +17,6 @@ from typing import Any
 
 import asyncpg
 import socketio
-from redis.asyncio import Redis
 
 from adapters.geo import GeoIndex
 from engine import negotiation as n
@@ -51,46 +50,41 @@ class VendorProfile:
 
 
 class NegotiationService:
-    """Meal-request actors with their writer, publisher and deadline sweeper."""
+    """Meal-request actors (on the node's actor system and writer), their publisher and
+    deadline sweeper."""
 
-    def __init__(self, settings: Settings, pool: asyncpg.Pool, redis: Redis, sio: socketio.AsyncServer) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        pool: asyncpg.Pool,
+        sio: socketio.AsyncServer,
+        writer: Writer,
+        actors: ActorSystem,
+        geo: GeoIndex,
+    ) -> None:
         self.settings = settings
         self.pool = pool
-        self.writer = Writer(
-            pool,
-            flush_ms=settings.writer_flush_ms,
-            batch_rows=settings.writer_batch_rows,
-            queue_max=settings.writer_queue_max,
-        )
-        self.store = negotiation_db.NegotiationStore(pool, self.writer)
-        self.geo = GeoIndex(redis)
-        self.publisher = SocketPublisher(sio, self.geo)
-        self.actors = ActorSystem(
-            mailbox_size=settings.actor_mailbox_size,
-            idle_seconds=settings.actor_idle_seconds,
-            ask_timeout=settings.ask_timeout_seconds,
-        )
-        deps = Deps(self.store, self.publisher, self.geo)
-        self.actors.register(MealRequestActor.kind, functools.partial(MealRequestActor, deps=deps))
+        self.store = negotiation_db.NegotiationStore(pool, writer)
+        self.geo = geo
+        self.publisher = SocketPublisher(sio, geo)
+        self.actors = actors
+        deps = Deps(self.store, self.publisher, geo)
+        actors.register(MealRequestActor.kind, functools.partial(MealRequestActor, deps=deps))
         self.presence = Presence()
         self._offer_request: dict[str, str] = {}
 
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self, supervisor: Supervisor) -> None:
-        """Index verified vendors, then hand every loop to the process's supervisor."""
+        """Index verified vendors, then hand this service's loops to the node's supervisor."""
         count = await self.geo.sync_vendors(self.pool)
         log.info("negotiation started", extra={"verifiedVendors": count})
-        supervisor.loop("writer", self.writer.run)
-        supervisor.loop("publisher", self.publisher.run)
-        supervisor.loop("actor-passivation", self.actors.run_passivation)
+        supervisor.loop("negotiation-publisher", self.publisher.run)
         supervisor.loop("request-deadlines", self._sweep_deadlines)
 
     async def stop(self) -> None:
-        """Flush acked writes and deliver their events; the supervisor then ends the loops."""
-        await self.writer.stop()
+        """Deliver the events of committed writes (after the writer's final flush)."""
         await self.publisher.stop()
-        await self.actors.stop()
 
     async def _sweep_deadlines(self) -> None:
         """Expire requests whose deadline passed while no actor held them (crash, passivation)."""

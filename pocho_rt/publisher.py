@@ -31,6 +31,17 @@ def vendor_room(vendor_id: str) -> str:
     return f"vendor:{vendor_id}"
 
 
+def order_room(order_id: str) -> str:
+    """Sockets following an order (`order:watch`), in each namespace: `/customer` also gets
+    `rider:location` there."""
+    return f"order:{order_id}"
+
+
+def rider_room(rider_id: str) -> str:
+    """Every /rider socket of one rider profile: `assignment:offer`, `assignment:revoked`."""
+    return f"rider:{rider_id}"
+
+
 class SocketPublisher:
     """Implements engine.ports.Publisher."""
 

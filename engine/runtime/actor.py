@@ -123,7 +123,7 @@ class _Cell:
                 self.start_task()
 
     def start_task(self) -> None:
-        if not self.draining:
+        if not self.draining and not self.system.stopping:
             self.draining = True
             task = asyncio.get_running_loop().create_task(self.drain())
             self.system.drains.add(task)  # keep a reference until it is done
@@ -170,8 +170,8 @@ class ActorSystem:
         self.mailbox_size = mailbox_size
         self.idle_seconds = idle_seconds
         self.ask_timeout = ask_timeout
-        self._sweeper: asyncio.Task[None] | None = None
         self.drains: set[asyncio.Task[None]] = set()
+        self.stopping = False  # set by `stop`: no new drain task starts
         metrics.SYSTEMS.add(self)
 
     def mailbox_depths(self) -> dict[str, int]:
@@ -280,13 +280,19 @@ class ActorSystem:
             await asyncio.sleep(max(self.idle_seconds / 4, 0.05))
             self.passivate_idle()
 
-    def start(self) -> None:
-        """Run the passivation loop in a task of our own (when no supervisor runs it)."""
-        self._sweeper = asyncio.get_running_loop().create_task(self.run_passivation())
-
     async def stop(self) -> None:
-        if self._sweeper:
-            self._sweeper.cancel()
+        """Drop every actor (after the writer's final flush): queued messages are cancelled
+        and the drain tasks working on them awaited."""
+        self.stopping = True
+        drains = list(self.drains)
+        for task in drains:
+            task.cancel()
+        await asyncio.gather(*drains, return_exceptions=True)
+        for cell in self._cells.values():
+            for _msg, fut in cell.mailbox:
+                if fut is not None and not fut.done():
+                    fut.set_exception(EngineError("unavailable", "server shutting down, retry"))
+            cell.mailbox.clear()
         for cell in list(self._cells.values()):
             cell.actor.on_passivate()
             metrics.LIVE_ACTORS.labels(cell.actor.kind).dec()

@@ -18,7 +18,7 @@ changes and records nothing and answers the same vendor. After commit
 `svc.negotiation.vendor_changed` is awaited (see pocho_rt.http.catalogue) so the vendor
 joins the geo index that matches meal requests.
 
-The actor routes look at this node's negotiation actors (`svc.negotiation.actors`).
+The actor routes look at this node's actors (`svc.actors`, every kind).
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ async def verify_vendor(request: web.Request) -> web.Response:
 async def list_actors(request: web.Request) -> web.Response:
     """Actors live in this node's memory: {actors: [{kind, id}], count}."""
     await require_admin(request)
-    actors = services(request).negotiation.actors
+    actors = services(request).actors
     kind = request.query.get("kind") or None
     limit = limit_param(request, default=100, maximum=1000)
     live = actors.live(kind)
@@ -92,7 +92,7 @@ async def list_actors(request: web.Request) -> web.Response:
 async def get_actor(request: web.Request) -> web.Response:
     """The live in-memory state of one actor on this node (404 when it is not in memory)."""
     await require_admin(request)
-    actor = services(request).negotiation.actors.get(request.match_info["kind"], request.match_info["id"])
+    actor = services(request).actors.get(request.match_info["kind"], request.match_info["id"])
     if actor is None:
         raise ApiError("not_found", "actor not in memory on this node")
     return json_response({"kind": actor.kind, "id": actor.id, "state": actor.snapshot()})
@@ -104,9 +104,9 @@ async def passivate_actor(request: web.Request) -> web.Response:
     principal = await require_admin(request)
     svc = services(request)
     kind, actor_id = request.match_info["kind"], request.match_info["id"]
-    if svc.negotiation.actors.get(kind, actor_id) is None:
+    if svc.actors.get(kind, actor_id) is None:
         raise ApiError("not_found", "actor not in memory on this node")
-    if not svc.negotiation.actors.passivate(kind, actor_id):
+    if not svc.actors.passivate(kind, actor_id):
         raise ApiError("conflict", "actor is busy, retry")
     await audit(
         svc.pool,

@@ -23,7 +23,7 @@ async def test_command_after_deadline_is_expired(start_server: StartServer, db: 
             cust = await customer(client)
             a = await vendor(client, db)
             rid = (await cust.ok("request:create", request_payload()))["request"]["id"]
-            assert server.svc.negotiation.actors.passivate("meal_request", rid)
+            assert server.svc.actors.passivate("meal_request", rid)
             await db.execute(
                 "UPDATE meal_requests SET expires_at = now() - interval '1 second' WHERE id = $1", uuid.UUID(rid)
             )
@@ -50,7 +50,7 @@ async def test_slow_storage_refuses_past_the_bound_and_loses_nothing(
                 (await v.ok("offer:place", {"requestId": rid, "priceKobo": 300_000 + i}))["offer"]["id"]
                 for i, v in enumerate(vendors)
             ]
-            writer = server.svc.negotiation.writer
+            writer = server.svc.writer
 
             blocker = await asyncpg.connect(database_url)
             tx = blocker.transaction()
@@ -128,7 +128,7 @@ async def test_quotas_and_text_hygiene(client: Client, db: asyncpg.Connection) -
     assert nul["ok"] is False and nul["error"]["details"] == {"details": "must not contain NUL characters"}
     assert await db.fetchval("SELECT count(*) FROM offers") == 0
     # An id that names no request leaves no actor behind.
-    actors = client.server.svc.negotiation.actors
+    actors = client.server.svc.actors
     ghost = str(uuid.uuid4())
     assert await cust.err("request:watch", {"requestId": ghost}) == "not_found"
     assert actors.get("meal_request", ghost) is None

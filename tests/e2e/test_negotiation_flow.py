@@ -146,7 +146,7 @@ async def test_idempotent_retries(client: Client, db: asyncpg.Connection) -> Non
     assert await db.fetchval("SELECT count(*) FROM offers") == 1
     assert await db.fetchval("SELECT price_kobo FROM offers") == 280_000
     # Replies survive passivation: the retry after reload still gets the first answer.
-    assert client.server.svc.negotiation.actors.passivate("meal_request", rid)
+    assert client.server.svc.actors.passivate("meal_request", rid)
     assert await a.ok("offer:revise", rev) == r1
     assert await db.fetchval("SELECT price_kobo FROM offers") == 280_000
 
@@ -200,7 +200,7 @@ async def test_watch_replays_exactly_what_was_missed(client: Client, db: asyncpg
     assert data["request"]["seq"] == seen + 3 and data["offers"][0]["status"] == "WITHDRAWN"
 
     # The same from PostgreSQL once the actor is gone from memory.
-    assert client.server.svc.negotiation.actors.passivate("meal_request", rid)
+    assert client.server.svc.actors.passivate("meal_request", rid)
     again = await sio.call("request:watch", {"requestId": rid, "sinceSeq": seen + 1}, namespace="/customer")
     assert [e["seq"] for e in again["data"]["events"]] == [seen + 2, seen + 3]
 

@@ -112,7 +112,7 @@ async def test_passivate_idle_drops_only_long_idle_actors(journal: Journal, cloc
 async def test_sweeper_passivates_idle_actors(journal: Journal) -> None:
     sys_ = ActorSystem(mailbox_size=10, idle_seconds=0.05, ask_timeout=2.0)
     register_probes(sys_, journal)
-    sys_.start()
+    sweeper = asyncio.get_running_loop().create_task(sys_.run_passivation())
     try:
         await sys_.ask(PROBE, "s", Op(1))
         assert sys_.get(PROBE, "s") is not None
@@ -121,6 +121,7 @@ async def test_sweeper_passivates_idle_actors(journal: Journal) -> None:
         assert await sys_.ask(PROBE, "s", Op(2)) == ("s", 2)
         assert journal.activations["s"] == 2
     finally:
+        sweeper.cancel()
         await sys_.stop()
 
 
