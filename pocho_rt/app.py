@@ -31,6 +31,8 @@ from pocho_rt.context import SERVICES, Services
 from pocho_rt.http import accounts, admin, catalogue, health, meal_requests
 from pocho_rt.http.middleware import observe
 from pocho_rt.negotiation_service import NegotiationService
+from pocho_rt.order_service import OrderService
+from pocho_rt.rider_service import RiderService
 from pocho_rt.sockets.customer import CustomerNamespace
 from pocho_rt.sockets.rider import RiderNamespace
 from pocho_rt.sockets.server import create_sio
@@ -73,6 +75,7 @@ async def open_services(settings: Settings, database_url: str, redis_url: str) -
     )
     geo = GeoIndex(redis)
     sio = create_sio(settings, supervisor)
+    riders = RiderService(settings, pool, redis, sio, actors)
     search: SearchIndex
     search_outbox: outbox.OutboxWorker | None = None
     if settings.meilisearch_url:
@@ -101,6 +104,8 @@ async def open_services(settings: Settings, database_url: str, redis_url: str) -
         actors=actors,
         geo=geo,
         negotiation=NegotiationService(settings, pool, sio, writer, actors, geo),
+        riders=riders,
+        orders=OrderService(settings, pool, sio, writer, actors, riders),
     )
 
 
@@ -135,6 +140,8 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     sup.loop("writer", svc.writer.run)
     sup.loop("actor-passivation", svc.actors.run_passivation)
     await svc.negotiation.start(sup)
+    await svc.riders.start(sup)
+    await svc.orders.start(sup)
     await svc.sessions.ready.wait()
     yield
     await sup.stop()
@@ -147,6 +154,8 @@ async def _drain(app: web.Application) -> None:
     svc = app[SERVICES]
     await svc.writer.stop()
     await svc.negotiation.stop()
+    await svc.orders.stop()
+    await svc.riders.stop()
     await svc.actors.stop()
     if svc.search_outbox is not None:
         await svc.search_outbox.stop()

@@ -89,6 +89,17 @@ class Settings:
     expiry_scale: float = 1.0
     sweep_seconds: float = 2.0
     db_pool_size: int = 10
+    # orders (issue 7)
+    order_unpaid_cancel_seconds: float = 900.0  # PENDING_PAYMENT longer than this: CANCELED
+    order_sla_scale: float = 1.0  # multiplies every SLA timer (tests and demos only)
+    sla_prep_start_minutes: float = 10.0  # CONFIRMED and not PREPARING after this: SLA event
+    sla_ready_grace_minutes: float = 10.0  # PREPARING past the promised prep time plus this
+    sla_unassigned_minutes: float = 10.0  # no rider assigned this long after CONFIRMED
+    sla_delivery_margin_minutes: float = 15.0  # delivery past its ETA by this margin
+    assignment_offer_seconds: float = 30.0  # how long a rider has to accept `assignment:offer`
+    # riders (issue 7)
+    rider_heartbeat_seconds: float = 60.0  # no ping for this long: the rider is offline
+    rider_location_flush_ms: float = 1000.0  # rider_locations COPY interval (crash may lose one)
 
     @property
     def production(self) -> bool:
@@ -146,6 +157,15 @@ _ENV: dict[str, tuple[str, Any]] = {
     "POCHO_EXPIRY_SCALE": ("expiry_scale", lambda n, r: _float(n, r, 0.0001, 1.0)),
     "POCHO_SWEEP_SECONDS": ("sweep_seconds", lambda n, r: _float(n, r, 0.05, 3600)),
     "POCHO_DB_POOL_SIZE": ("db_pool_size", lambda n, r: _int(n, r, 1, 200)),
+    "POCHO_ORDER_UNPAID_CANCEL_SECONDS": ("order_unpaid_cancel_seconds", lambda n, r: _float(n, r, 1, 86400)),
+    "POCHO_ORDER_SLA_SCALE": ("order_sla_scale", lambda n, r: _float(n, r, 0.0001, 1.0)),
+    "POCHO_SLA_PREP_START_MINUTES": ("sla_prep_start_minutes", lambda n, r: _float(n, r, 0.01, 1440)),
+    "POCHO_SLA_READY_GRACE_MINUTES": ("sla_ready_grace_minutes", lambda n, r: _float(n, r, 0.01, 1440)),
+    "POCHO_SLA_UNASSIGNED_MINUTES": ("sla_unassigned_minutes", lambda n, r: _float(n, r, 0.01, 1440)),
+    "POCHO_SLA_DELIVERY_MARGIN_MINUTES": ("sla_delivery_margin_minutes", lambda n, r: _float(n, r, 0.01, 1440)),
+    "POCHO_ASSIGNMENT_OFFER_SECONDS": ("assignment_offer_seconds", lambda n, r: _float(n, r, 0.1, 600)),
+    "POCHO_RIDER_HEARTBEAT_SECONDS": ("rider_heartbeat_seconds", lambda n, r: _float(n, r, 0.1, 3600)),
+    "POCHO_RIDER_LOCATION_FLUSH_MS": ("rider_location_flush_ms", lambda n, r: _float(n, r, 10, 60_000)),
 }
 
 

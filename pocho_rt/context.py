@@ -26,6 +26,8 @@ from pocho_rt.tasks import Supervisor
 if TYPE_CHECKING:
     from pocho_rt.auth.sessions import SessionEnder
     from pocho_rt.negotiation_service import NegotiationService
+    from pocho_rt.order_service import OrderService
+    from pocho_rt.rider_service import RiderService
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -45,6 +47,8 @@ class Services:
     actors: ActorSystem  # the node's actors, every kind
     geo: GeoIndex  # Redis geo indexes (vendors, open requests)
     negotiation: NegotiationService  # meal-request actors and the lookups namespaces need
+    riders: RiderService  # rider-session actors, available-rider index, location history
+    orders: OrderService  # order actors: status, dispatch, SLA timers
 
 
 SERVICES = web.AppKey("services", Services)
