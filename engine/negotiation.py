@@ -21,10 +21,10 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from operator import attrgetter
-from typing import Any, TypeVar
+from typing import Any, TypedDict, TypeVar
 
 from engine.clock import iso
 from engine.errors import EngineError
@@ -272,44 +272,129 @@ def offer_count(req: MealRequest) -> int:
     return sum(1 for o in req.offers.values() if o.status in LIVE or o.status == ACCEPTED)
 
 
-def _camel(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(w.title() for w in rest)
+class RequestView(TypedDict):
+    """PROTOCOL's request object."""
+
+    id: str
+    customerId: str
+    category: str
+    budgetMinKobo: int
+    budgetMaxKobo: int
+    deliveryLat: float
+    deliveryLng: float
+    addressLine: str
+    notes: str | None
+    desiredAt: str | None
+    status: str
+    expiresAt: str | None
+    maxVendorOffers: int
+    createdAt: str | None
+    seq: int
+    offerCount: int
 
 
-def _fields(cls: type, skip: tuple[str, ...] = ()) -> tuple[tuple[str, str], ...]:
-    return tuple((f.name, _camel(f.name)) for f in fields(cls) if f.name not in skip)
+class OfferView(TypedDict):
+    """PROTOCOL's offer object."""
+
+    id: str
+    requestId: str
+    vendorId: str
+    vendorName: str
+    priceKobo: int
+    details: str | None
+    prepMinutes: int | None
+    slotFrom: str | None
+    slotTo: str | None
+    status: str
+    counterPriceKobo: int | None
+    round: int
+    isCompetitive: bool
+    overBudget: bool
+    createdAt: str | None
+    updatedAt: str | None
 
 
-# PROTOCOL's objects are the dataclasses' fields in camelCase (tests pin the exact sets).
-_REQUEST_FIELDS = _fields(MealRequest, ("offers", "accepted_offer_id", "order_id"))
-_OFFER_FIELDS = _fields(Offer)
-_ORDER_FIELDS = _fields(NewOrder)
+class NewOrderView(TypedDict):
+    """PROTOCOL's order object at birth (the order actor owns it from then on)."""
+
+    id: str
+    requestId: str
+    offerId: str
+    customerId: str
+    vendorId: str
+    riderId: str | None
+    amountKobo: int
+    status: str
+    paymentStatus: str
+    etaMinutes: int | None
+    deliveryLat: float
+    deliveryLng: float
+    createdAt: str | None
+    updatedAt: str | None
+    seq: int
 
 
-def _view(obj: object, names: tuple[tuple[str, str], ...]) -> dict[str, Any]:
-    out = {}
-    for name, key in names:
-        value = getattr(obj, name)
-        out[key] = iso(value) if isinstance(value, datetime) else value
-    return out
+def request_view(req: MealRequest) -> RequestView:
+    return {
+        "id": req.id,
+        "customerId": req.customer_id,
+        "category": req.category,
+        "budgetMinKobo": req.budget_min_kobo,
+        "budgetMaxKobo": req.budget_max_kobo,
+        "deliveryLat": req.delivery_lat,
+        "deliveryLng": req.delivery_lng,
+        "addressLine": req.address_line,
+        "notes": req.notes,
+        "desiredAt": iso(req.desired_at),
+        "status": req.status,
+        "expiresAt": iso(req.expires_at),
+        "maxVendorOffers": req.max_vendor_offers,
+        "createdAt": iso(req.created_at),
+        "seq": req.seq,
+        "offerCount": offer_count(req),
+    }
 
 
-def request_view(req: MealRequest) -> dict[str, Any]:
-    view = _view(req, _REQUEST_FIELDS)
-    view["offerCount"] = offer_count(req)
-    return view
+def offer_view(o: Offer) -> OfferView:
+    return {
+        "id": o.id,
+        "requestId": o.request_id,
+        "vendorId": o.vendor_id,
+        "vendorName": o.vendor_name,
+        "priceKobo": o.price_kobo,
+        "details": o.details,
+        "prepMinutes": o.prep_minutes,
+        "slotFrom": iso(o.slot_from),
+        "slotTo": iso(o.slot_to),
+        "status": o.status,
+        "counterPriceKobo": o.counter_price_kobo,
+        "round": o.round,
+        "isCompetitive": o.is_competitive,
+        "overBudget": o.over_budget,
+        "createdAt": iso(o.created_at),
+        "updatedAt": iso(o.updated_at),
+    }
 
 
-def offer_view(offer: Offer) -> dict[str, Any]:
-    return _view(offer, _OFFER_FIELDS)
-
-
-def order_view(order: NewOrder) -> dict[str, Any]:
-    """PROTOCOL's order object at birth; the order actor starts the order's own seq later."""
-    view = _view(order, _ORDER_FIELDS)
-    view.update(riderId=None, etaMinutes=None, updatedAt=view["createdAt"], seq=0)
-    return view
+def order_view(order: NewOrder) -> NewOrderView:
+    created = iso(order.created_at)
+    return {
+        "id": order.id,
+        "requestId": order.request_id,
+        "offerId": order.offer_id,
+        "customerId": order.customer_id,
+        "vendorId": order.vendor_id,
+        "riderId": None,
+        "amountKobo": order.amount_kobo,
+        "status": order.status,
+        "paymentStatus": order.payment_status,
+        "etaMinutes": None,
+        "deliveryLat": order.delivery_lat,
+        "deliveryLng": order.delivery_lng,
+        "createdAt": created,
+        "updatedAt": created,
+        "seq": 0,
+    }
 
 
 EARTH_RADIUS_KM = 6371.0088

@@ -13,7 +13,7 @@ import functools
 import logging
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 import asyncpg
 import socketio
@@ -23,6 +23,7 @@ from engine import negotiation as n
 from engine.errors import EngineError
 from engine.limits import MAX_OPEN_REQUESTS, MAX_REPLAY_EVENTS
 from engine.meal_request_actor import Deps, Envelope, Expire, MealRequestActor, Watch
+from engine.negotiation import RequestView
 from engine.runtime.actor import ActorSystem
 from persistence import catalogue as catalogue_db
 from persistence import negotiation as negotiation_db
@@ -36,6 +37,14 @@ from pocho_rt.views import request_row_view
 log = logging.getLogger("pocho.negotiation")
 _REQUEST_NS = uuid.UUID("6f1d3c0e-8a51-4f4e-9d0c-2b7f0a1c5e11")
 _OFFER_INDEX_MAX = 200_000  # offer id -> request id cache entries
+
+
+class ReplayItem(TypedDict):
+    """One missed event in a watch reply (docs/PROTOCOL-NOTES.md "Replay")."""
+
+    seq: int
+    event: str
+    data: Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,11 +159,11 @@ class NegotiationService:
         result: dict[str, Any] = await self._ask(request_id, msg)
         return result
 
-    async def missed_events(self, request_id: str, since_seq: int | None, audience: str) -> list[dict[str, Any]]:
+    async def missed_events(self, request_id: str, since_seq: int | None, audience: str) -> list[ReplayItem]:
         """Events after `since_seq` meant for `audience`, as {seq, event, data}."""
         if since_seq is None:
             return []
-        out = []
+        out: list[ReplayItem] = []
         for row in await self.store.events_since(request_id, since_seq, MAX_REPLAY_EVENTS):
             for aud, name in row["targets"]:
                 if aud == audience:
@@ -196,7 +205,7 @@ class NegotiationService:
             row["verified"],
         )
 
-    async def requests_near(self, vendor: VendorProfile) -> list[dict[str, Any]]:
+    async def requests_near(self, vendor: VendorProfile) -> list[RequestView]:
         """Open requests whose delivery point lies within this vendor's service area."""
         ids = await self.geo.requests_near(vendor.lat, vendor.lng, vendor.km)
         if not ids:

@@ -14,20 +14,20 @@ from typing import Any
 from uuid import UUID
 
 from engine.clock import iso
-from engine.negotiation import offer_view, request_view
+from engine.negotiation import OfferView, RequestView, offer_view, request_view
 from persistence.negotiation import offer_from_row, request_from_row
 
 # ---------------------------------------------------------------- meal requests
 
 
-def request_row_view(row: Any) -> dict[str, Any]:
+def request_row_view(row: Any) -> RequestView:
     """A stored request (persistence.negotiation.REQUEST_COLUMNS) as PROTOCOL's request."""
     view = request_view(request_from_row(row))
     view["offerCount"] = row["offer_count"]  # stored: the offers themselves are not loaded here
     return view
 
 
-def offer_row_view(row: Any) -> dict[str, Any]:
+def offer_row_view(row: Any) -> OfferView:
     """A stored offer (persistence.negotiation.OFFER_COLUMNS) as PROTOCOL's offer."""
     return offer_view(offer_from_row(row))
 
