@@ -48,3 +48,27 @@ REMEMBERED_REPLIES: Final = 32  # clientMsgId answers a meal-request actor keeps
 MAX_OPEN_REQUESTS: Final = 10  # open meal requests per customer
 MAX_WATCHED_PER_SOCKET: Final = 50  # requests one vendor socket watches at once
 MAX_REPLAY_EVENTS: Final = 1000  # events one request:watch replays; older ones need a fresh snapshot
+
+# ---------------------------------------------------------------- riders (location pings, issue 7)
+
+RIDER_HEADING_MAX: Final = 360.0  # degrees clockwise from north, 0..360
+RIDER_SPEED_MAX_KMH: Final = 250.0  # a device-reported speed above this is malformed
+RIDER_ACCURACY_MAX_M: Final = 10_000.0  # a fix less precise than 10 km is useless for tracking
+PING_FUTURE_SKEW: Final = timedelta(seconds=30)  # phone clocks run ahead; more than this is refused
+PING_MAX_AGE: Final = timedelta(minutes=10)  # an older fix (a queue flushed after a tunnel) is refused
+PING_MIN_INTERVAL_SECONDS: Final = 0.25  # a rider's pings handled at most this often; the newest waits
+PLAUSIBLE_SPEED_KMH: Final = 150.0  # an implied speed above this between fixes is a jump: dropped
+RIDER_MAX_OFFERS: Final = 8  # assignment offers a rider actor remembers at once
+
+# ---------------------------------------------------------------- orders (issue 7)
+
+DELIVERY_CODE_LENGTH: Final = 6  # digits of the code the customer gives the rider at the door
+MAX_CODE_ATTEMPTS: Final = 5  # wrong delivery codes before the code locks (ops must step in)
+REASON_MAX_LENGTH: Final = 280  # order:cancel / order:update CANCELED reason
+ORDER_ETA_MINUTES_MIN: Final = 1  # the vendor's etaMinutes with PREPARING
+ORDER_ETA_MINUTES_MAX: Final = 600
+RATING_MIN: Final = 1
+RATING_MAX: Final = 5
+REVIEW_COMMENT_MAX_LENGTH: Final = 1000
+ORDER_LIST_DEFAULT: Final = 20  # GET /api/v1/orders page size
+ORDER_LIST_MAX: Final = 100

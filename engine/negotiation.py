@@ -18,16 +18,14 @@ rejected and expired bids are history, not offers the customer can still take.
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from operator import attrgetter
-from typing import Any, TypedDict, TypeVar
+from typing import Any, TypedDict
 
 from engine.clock import iso
-from engine.errors import EngineError
+from engine.errors import DomainError
 from engine.limits import (
     ADDRESS_MAX_LENGTH,
     CATEGORY_MAX_LENGTH,
@@ -48,6 +46,7 @@ from engine.limits import (
     PREP_MINUTES_MAX,
     PREP_MINUTES_MIN,
 )
+from engine.state import evolve
 
 # Offer statuses
 PENDING, COUNTERED, ACCEPTED = "PENDING", "COUNTERED", "ACCEPTED"
@@ -61,47 +60,9 @@ ROOM, NEARBY = "room", "nearby"
 Target = tuple[str, str]
 
 
-class DomainError(EngineError):
-    """A rule refused a command; `code` is one of PROTOCOL's ack error codes."""
-
-    def __init__(self, code: str, message: str, details: dict[str, Any] | None = None) -> None:
-        super().__init__(code, message, details)
-
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"code": self.code, "message": self.message}
-        if self.details is not None:
-            out["details"] = self.details
-        return out
-
-
-_T = TypeVar("_T")
-
-
-@functools.cache
-def _copy_plan(cls: type) -> tuple[tuple[Any, ...], Any, dict[str, int]]:
-    names: tuple[str, ...] = cls.__slots__  # type: ignore[attr-defined]
-    setters = tuple(getattr(cls, name).__set__ for name in names)
-    return setters, attrgetter(*names), {name: i for i, name in enumerate(names)}
-
-
-def _evolve(obj: _T, **changes: Any) -> _T:
-    """`dataclasses.replace` for the frozen, slotted state classes, about twice as fast: it
-    skips the generated `__init__` (a frozen one sets each field through
-    `object.__setattr__`) and sets the slots directly. The rules copy on every command."""
-    cls: type = type(obj)
-    setters, get_all, index = _copy_plan(cls)
-    values = list(get_all(obj))
-    for name, value in changes.items():
-        values[index[name]] = value
-    new: _T = object.__new__(cls)
-    for set_slot, value in zip(setters, values, strict=True):
-        set_slot(new, value)
-    return new
-
-
 @dataclass(frozen=True, slots=True)
 class Offer:
-    """One bid. Frozen: a rule that changes it makes a copy (`_evolve`)."""
+    """One bid. Frozen: a rule that changes it makes a copy (`engine.state.evolve`)."""
 
     id: str
     request_id: str
@@ -540,7 +501,7 @@ def _with_flips(
     """
     others = []
     for stale in recompute_competitive(offers):
-        flipped = _evolve(stale, is_competitive=not stale.is_competitive, updated_at=now)
+        flipped = evolve(stale, is_competitive=not stale.is_competitive, updated_at=now)
         offers[flipped.id] = flipped
         if flipped.id == subject.id:
             subject = flipped
@@ -557,7 +518,7 @@ def _with_flips(
             (ROOM, "offer:updated"),
             (_vendor(o), "offer:updated"),
         )
-    return _evolve(req, offers=offers, seq=req.seq + len(events)), events
+    return evolve(req, offers=offers, seq=req.seq + len(events)), events
 
 
 def _changed(req: MealRequest, offer: Offer) -> dict[str, Offer]:
@@ -669,7 +630,7 @@ def revise_offer(req: MealRequest, cmd: ReviseOffer) -> tuple[MealRequest, list[
     """The hot path: one offer copy, one dict copy, one request copy (plus any flipped offers)."""
     offer = _vendor_offer(req, cmd.offer_id, cmd.vendor_id, cmd.now)
     _invalid(_offer_errors(cmd.price_kobo, cmd.details, cmd.prep_minutes))
-    revised = _evolve(
+    revised = evolve(
         offer,
         price_kobo=cmd.price_kobo,
         over_budget=cmd.price_kobo > req.budget_max_kobo,
@@ -683,7 +644,7 @@ def revise_offer(req: MealRequest, cmd: ReviseOffer) -> tuple[MealRequest, list[
 
 def withdraw_offer(req: MealRequest, cmd: WithdrawOffer) -> tuple[MealRequest, list[Event]]:
     offer = _vendor_offer(req, cmd.offer_id, cmd.vendor_id, cmd.now)
-    withdrawn = _evolve(offer, status=WITHDRAWN, updated_at=cmd.now)
+    withdrawn = evolve(offer, status=WITHDRAWN, updated_at=cmd.now)
     return _with_flips(req, _changed(req, withdrawn), withdrawn, cmd.now, "offer:withdrawn", (ROOM, "offer:withdrawn"))
 
 
@@ -699,7 +660,7 @@ def counter_offer(req: MealRequest, cmd: CounterOffer) -> tuple[MealRequest, lis
             "message": None if cmd.message is None else _text_error(cmd.message, 0, MESSAGE_MAX_LENGTH),
         }
     )
-    countered = _evolve(
+    countered = evolve(
         offer, status=COUNTERED, counter_price_kobo=cmd.price_kobo, round=offer.round + 1, updated_at=cmd.now
     )
     payload: dict[str, Any] = {"offer": offer_view(countered)}
@@ -708,7 +669,7 @@ def counter_offer(req: MealRequest, cmd: CounterOffer) -> tuple[MealRequest, lis
     # The price is unchanged, so competitiveness is too.
     events: list[Event] = []
     _emit(events, req.seq, "offer:countered", payload, (_vendor(offer), "offer:countered"), (ROOM, "offer:updated"))
-    return _evolve(req, offers=_changed(req, countered), seq=req.seq + 1), events
+    return evolve(req, offers=_changed(req, countered), seq=req.seq + 1), events
 
 
 def accept_counter(req: MealRequest, cmd: AcceptCounter) -> tuple[MealRequest, list[Event]]:
@@ -716,7 +677,7 @@ def accept_counter(req: MealRequest, cmd: AcceptCounter) -> tuple[MealRequest, l
     price = offer.counter_price_kobo
     if offer.status != COUNTERED or price is None:
         raise DomainError("conflict", "offer has no pending counter")
-    agreed = _evolve(
+    agreed = evolve(
         offer, price_kobo=price, over_budget=price > req.budget_max_kobo, status=PENDING, updated_at=cmd.now
     )
     return _with_flips(req, _changed(req, agreed), agreed, cmd.now, "offer:updated", (ROOM, "offer:updated"))
@@ -729,7 +690,7 @@ def _close_live(
     hears `kind`, the room an update."""
     for o in list(offers.values()):
         if o.status in LIVE:
-            closed = _evolve(o, status=status, updated_at=now)
+            closed = evolve(o, status=status, updated_at=now)
             offers[o.id] = closed
             _emit(events, req.seq, kind, {"offer": offer_view(closed)}, (_vendor(o), kind), (ROOM, "offer:updated"))
 
@@ -741,7 +702,7 @@ def _closed(req: MealRequest, events: list[Event], reason: str, *targets: Target
 def accept_offer(req: MealRequest, cmd: AcceptOffer) -> tuple[MealRequest, list[Event], NewOrder]:
     """Returns the new state, its events and the order the accepted offer becomes."""
     offer = _customer_offer(req, cmd.offer_id, cmd.customer_id, cmd.now)
-    accepted = _evolve(offer, status=ACCEPTED, updated_at=cmd.now)
+    accepted = evolve(offer, status=ACCEPTED, updated_at=cmd.now)
     offers = _changed(req, accepted)
     order = NewOrder(
         id=cmd.order_id,
@@ -767,7 +728,7 @@ def accept_offer(req: MealRequest, cmd: AcceptOffer) -> tuple[MealRequest, list[
     )
     _close_live(req, offers, events, REJECTED, "offer:rejected", cmd.now)
     _closed(req, events, "accepted", (NEARBY, "request:closed"), (ROOM, "request:closed"))
-    new = _evolve(
+    new = evolve(
         req,
         status=ACCEPTED,
         accepted_offer_id=offer.id,
@@ -780,7 +741,7 @@ def accept_offer(req: MealRequest, cmd: AcceptOffer) -> tuple[MealRequest, list[
 
 def reject_offer(req: MealRequest, cmd: RejectOffer) -> tuple[MealRequest, list[Event]]:
     offer = _customer_offer(req, cmd.offer_id, cmd.customer_id, cmd.now)
-    rejected = _evolve(offer, status=REJECTED, updated_at=cmd.now)
+    rejected = evolve(offer, status=REJECTED, updated_at=cmd.now)
     return _with_flips(
         req,
         _changed(req, rejected),
@@ -801,7 +762,7 @@ def cancel_request(req: MealRequest, cmd: CancelRequest) -> tuple[MealRequest, l
     events: list[Event] = []
     _close_live(req, offers, events, REJECTED, "offer:rejected", cmd.now)
     _closed(req, events, "cancelled", (NEARBY, "request:closed"), (ROOM, "request:closed"))
-    return _evolve(req, status=CANCELLED, offers=offers, seq=req.seq + len(events)), events
+    return evolve(req, status=CANCELLED, offers=offers, seq=req.seq + len(events)), events
 
 
 def expire_request(req: MealRequest, now: datetime) -> tuple[MealRequest, list[Event]]:
@@ -815,4 +776,4 @@ def expire_request(req: MealRequest, now: datetime) -> tuple[MealRequest, list[E
     _emit(events, req.seq, "request:expired", {"requestId": req.id}, (ROOM, "request:expired"))
     # The room hears request:closed too, so its replay has no gap at the end (see module doc).
     _closed(req, events, "expired", (NEARBY, "request:closed"), (ROOM, "request:closed"))
-    return _evolve(req, status=EXPIRED, offers=offers, seq=req.seq + len(events)), events
+    return evolve(req, status=EXPIRED, offers=offers, seq=req.seq + len(events)), events

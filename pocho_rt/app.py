@@ -28,7 +28,7 @@ from pocho_rt.auth.sessions import SessionEnder
 from pocho_rt.auth.tokens import TokenService
 from pocho_rt.config import Settings
 from pocho_rt.context import SERVICES, Services
-from pocho_rt.http import accounts, admin, catalogue, health, meal_requests
+from pocho_rt.http import accounts, admin, catalogue, health, meal_requests, orders
 from pocho_rt.http.middleware import observe
 from pocho_rt.negotiation_service import NegotiationService
 from pocho_rt.order_service import OrderService
@@ -167,7 +167,7 @@ def build_app(svc: Services) -> web.Application:
     app = web.Application(client_max_size=svc.settings.max_http_body_bytes, middlewares=[observe])
     app[SERVICES] = svc
     app.router.add_routes(health.routes)
-    for module in (accounts, catalogue, admin, meal_requests):
+    for module in (accounts, catalogue, admin, meal_requests, orders):
         module.setup(app)
     for ns in (CustomerNamespace("/customer", svc), VendorNamespace("/vendor", svc), RiderNamespace("/rider", svc)):
         svc.sio.register_namespace(ns)

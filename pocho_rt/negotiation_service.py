@@ -13,7 +13,7 @@ import functools
 import logging
 import uuid
 from dataclasses import dataclass
-from typing import Any, TypedDict
+from typing import Any
 
 import asyncpg
 import socketio
@@ -32,19 +32,11 @@ from pocho_rt.config import Settings
 from pocho_rt.presence import Presence
 from pocho_rt.publisher import SocketPublisher, request_room
 from pocho_rt.tasks import Supervisor
-from pocho_rt.views import request_row_view
+from pocho_rt.views import ReplayItem, request_row_view
 
 log = logging.getLogger("pocho.negotiation")
 _REQUEST_NS = uuid.UUID("6f1d3c0e-8a51-4f4e-9d0c-2b7f0a1c5e11")
 _OFFER_INDEX_MAX = 200_000  # offer id -> request id cache entries
-
-
-class ReplayItem(TypedDict):
-    """One missed event in a watch reply (docs/PROTOCOL-NOTES.md "Replay")."""
-
-    seq: int
-    event: str
-    data: Any
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,12 +10,23 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypedDict
 from uuid import UUID
 
 from engine.clock import iso
 from engine.negotiation import OfferView, RequestView, offer_view, request_view
+from engine.orders import ORDER_STATUS, CustomerOrderView, OrderView, customer_view, order_view, with_code
 from persistence.negotiation import offer_from_row, request_from_row
+from persistence.orders import order_from_row
+
+
+class ReplayItem(TypedDict):
+    """One missed event in a watch reply (docs/PROTOCOL-NOTES.md "Replay")."""
+
+    seq: int
+    event: str
+    data: Any
+
 
 # ---------------------------------------------------------------- meal requests
 
@@ -64,6 +75,8 @@ def vendor_view(row: Any) -> dict[str, Any]:
         "updated_at",
     )
     view["categories"] = list(view["categories"])
+    view["ratingAvg"] = row["rating_avg"]  # null until the first review
+    view["ratingCount"] = row["rating_count"]
     return view
 
 
@@ -114,5 +127,35 @@ def user_view(row: Any) -> dict[str, Any]:
         "email": row["email"],
         "phoneVerified": row["phone_verified"],
         "totpEnabled": row["totp_enabled"],
+        "createdAt": iso(row["created_at"]),
+    }
+
+
+# ---------------------------------------------------------------- orders
+
+
+def order_row_view(row: Any, *, customer: bool = False) -> OrderView | CustomerOrderView:
+    """A stored order (persistence.orders.order_by_id / list_orders) as PROTOCOL's order; only
+    the customer's carries `deliveryCode`."""
+    order = order_from_row(row)
+    return customer_view(order) if customer else order_view(order)
+
+
+def order_event_view(row: Any, *, code: str | None = None, customer: bool = False) -> ReplayItem:
+    """A stored order event as replayed: {seq, event: "order:status", data: {order, event}};
+    the customer's order carries the delivery code, as in the live event."""
+    data = row["payload"]
+    if customer:
+        data = {**data, "order": with_code(data["order"], code)}
+    return {"seq": row["seq"], "event": ORDER_STATUS, "data": data}
+
+
+def ops_event_view(row: Any) -> dict[str, Any]:
+    """An ops record of an order (SLA breach, locked code) for the admin API."""
+    return {
+        "id": row["id"],
+        "orderId": str(row["order_id"]),
+        "kind": row["kind"],
+        "details": row["details"],
         "createdAt": iso(row["created_at"]),
     }

@@ -1,4 +1,5 @@
-"""The /customer namespace: post and negotiate meal requests (PROTOCOL "/customer")."""
+"""The /customer namespace: post and negotiate meal requests, follow, cancel and rate orders
+(PROTOCOL "/customer")."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ from typing import Any
 
 from engine import negotiation as n
 from engine.clock import utcnow
+from engine.orders import CUSTOMER
 from pocho_rt.errors import ok
-from pocho_rt.publisher import request_room
+from pocho_rt.publisher import order_room, request_room
 from pocho_rt.sockets import schemas as s
 from pocho_rt.sockets.base import BaseNamespace
 from pocho_rt.validation import convert
@@ -76,3 +78,23 @@ class CustomerNamespace(BaseNamespace):
         c = convert(data, s.OfferRef)
         cmd = n.RejectOffer(customer_id=p.user_id, offer_id=c.offer_id, now=utcnow())
         return ok(await self.negotiation.offer(c.offer_id, cmd, p.user_id, c.client_msg_id))
+
+    # ---------------------------------------------------------------- orders
+
+    async def on_order_watch(self, sid: str, data: Any) -> dict[str, Any]:
+        """{order, events, riderLocation}; joins the order's room (`rider:location`)."""
+        p = await self.principal(sid)
+        c = convert(data, s.OrderWatch)
+        reply = await self.svc.orders.watch(c.order_id, CUSTOMER, p.user_id, c.since_seq)
+        await self.enter_room(sid, order_room(c.order_id))
+        return ok(reply)
+
+    async def on_order_cancel(self, sid: str, data: Any) -> dict[str, Any]:
+        p = await self.principal(sid)
+        c = convert(data, s.OrderCancel)
+        return ok(await self.svc.orders.cancel(c.order_id, p.user_id, c.reason, c.client_msg_id))
+
+    async def on_order_rate(self, sid: str, data: Any) -> dict[str, Any]:
+        p = await self.principal(sid)
+        c = convert(data, s.OrderRate)
+        return ok(await self.svc.orders.rate(c.order_id, p.user_id, c.rating, c.comment, c.client_msg_id))

@@ -87,3 +87,82 @@ class OfferRevise(Schema, frozen=True):
     details: Details | None = None
     prep_minutes: PrepMinutes | None = None
     client_msg_id: ClientMsgId | None = None
+
+
+# ---------------------------------------------------------------- /rider (issue 7)
+
+Heading = Annotated[float, Meta(ge=0, le=limits.RIDER_HEADING_MAX)]
+SpeedKmh = Annotated[float, Meta(ge=0, le=limits.RIDER_SPEED_MAX_KMH)]
+AccuracyM = Annotated[float, Meta(ge=0, le=limits.RIDER_ACCURACY_MAX_M)]
+RiderStatus = Annotated[str, Meta(pattern="^(PICKED_UP|OUT_FOR_DELIVERY|DELIVERED)$")]
+DeliveryCode = Annotated[str, Meta(min_length=1, max_length=limits.ID_MAX_LENGTH)]
+
+
+class RiderOnline(Schema, frozen=True):
+    lat: Lat
+    lng: Lng
+    client_msg_id: ClientMsgId | None = None
+
+
+class RiderOffline(Schema, frozen=True):
+    client_msg_id: ClientMsgId | None = None
+
+
+class RiderLocation(Schema, frozen=True):
+    """A `location` ping; `engine.tracking.validate` adds the time window."""
+
+    lat: Lat
+    lng: Lng
+    recorded_at: When
+    heading: Heading | None = None
+    speed_kmh: SpeedKmh | None = None
+    accuracy_m: AccuracyM | None = None
+
+
+class RiderAssignment(Schema, frozen=True):
+    """`assignment:accept` / `assignment:decline`."""
+
+    order_id: Id
+    client_msg_id: ClientMsgId | None = None
+
+
+class RiderOrderUpdate(Schema, frozen=True):
+    order_id: Id
+    status: RiderStatus
+    delivery_code: DeliveryCode | None = None
+    client_msg_id: ClientMsgId | None = None
+
+
+# ---------------------------------------------------------------- orders (issue 7)
+
+Reason = Annotated[str, Meta(min_length=1, max_length=limits.REASON_MAX_LENGTH)]
+VendorOrderStatus = Annotated[str, Meta(pattern="^(PREPARING|READY|CANCELED)$")]
+OrderEta = Annotated[int, Meta(ge=limits.ORDER_ETA_MINUTES_MIN, le=limits.ORDER_ETA_MINUTES_MAX)]
+
+
+class OrderWatch(Schema, frozen=True):
+    order_id: Id
+    since_seq: Annotated[int, Meta(ge=0)] | None = None
+
+
+class OrderCancel(Schema, frozen=True):
+    order_id: Id
+    reason: Reason
+    client_msg_id: ClientMsgId | None = None
+
+
+class OrderRate(Schema, frozen=True):
+    order_id: Id
+    rating: Annotated[int, Meta(ge=limits.RATING_MIN, le=limits.RATING_MAX)]
+    comment: Annotated[str, Meta(max_length=limits.REVIEW_COMMENT_MAX_LENGTH)] | None = None
+    client_msg_id: ClientMsgId | None = None
+
+
+class VendorOrderUpdate(Schema, frozen=True):
+    """/vendor `order:update`; `reason` is required with CANCELED (the rule says so)."""
+
+    order_id: Id
+    status: VendorOrderStatus
+    eta_minutes: OrderEta | None = None
+    reason: Reason | None = None
+    client_msg_id: ClientMsgId | None = None

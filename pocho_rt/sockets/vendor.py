@@ -1,4 +1,5 @@
-"""The /vendor namespace: nearby requests, bids and answers to counters (PROTOCOL "/vendor").
+"""The /vendor namespace: nearby requests, bids, answers to counters, and running orders
+(PROTOCOL "/vendor").
 
 Only vendors verified by an admin may see requests and bid; the vendor profile is read
 once per connection and re-read while it is still unverified, so a vendor verified
@@ -12,10 +13,11 @@ from typing import Any
 from engine import negotiation as n
 from engine.clock import utcnow
 from engine.limits import MAX_WATCHED_PER_SOCKET
+from engine.orders import VENDOR
 from pocho_rt.auth.tokens import Principal
 from pocho_rt.errors import ApiError, ok
 from pocho_rt.negotiation_service import VendorProfile
-from pocho_rt.publisher import vendor_room
+from pocho_rt.publisher import order_room, vendor_room
 from pocho_rt.sockets import schemas as s
 from pocho_rt.sockets.base import BaseNamespace
 from pocho_rt.validation import convert
@@ -120,3 +122,21 @@ class VendorNamespace(BaseNamespace):
         c = convert(data, s.OfferRef)
         cmd = n.AcceptCounter(vendor_id=v.id, offer_id=c.offer_id, now=utcnow())
         return ok(await self.negotiation.offer(c.offer_id, cmd, v.user_id, c.client_msg_id))
+
+    # ---------------------------------------------------------------- orders
+
+    async def on_order_update(self, sid: str, data: Any) -> dict[str, Any]:
+        v = await self._vendor(sid)
+        c = convert(data, s.VendorOrderUpdate)
+        reply = await self.svc.orders.vendor_update(
+            c.order_id, v.id, v.user_id, c.status, c.eta_minutes, c.reason, c.client_msg_id
+        )
+        return ok(reply)
+
+    async def on_order_watch(self, sid: str, data: Any) -> dict[str, Any]:
+        """As for customers; the vendor hears `order:status` in its own room already."""
+        v = await self._vendor(sid)
+        c = convert(data, s.OrderWatch)
+        reply = await self.svc.orders.watch(c.order_id, VENDOR, v.id, c.since_seq)
+        await self.enter_room(sid, order_room(c.order_id))
+        return ok(reply)

@@ -129,3 +129,52 @@ def request_payload(**overrides: Any) -> dict[str, Any]:
         "addressLine": "12 Awolowo Rd, Ikoyi",
         **overrides,
     }
+
+
+# ---------------------------------------------------------------- orders (issue 7)
+
+ORDER_EVENTS = ("order:status",)
+RIDER_EVENTS = ("assignment:offer", "assignment:revoked", "order:status")
+
+
+async def rider(client: Client, *, lat: float = LAGOS[0], lng: float = LAGOS[1], online: bool = True) -> Party:
+    """A RIDER with a profile, connected to /rider (and online at lat/lng). Its riders.id is
+    `rider_id(party)`."""
+    reg = await client.register("RIDER")
+    token = reg["tokens"]["accessToken"]
+    status, body = await client.call("POST", "/api/v1/riders", {"vehicleType": "motorcycle"}, token=token)
+    assert status == 201, body
+    sio = await client.connect("/rider", token)
+    p = Party(client, "/rider", reg["user"], token, sio)
+    p.rider_id = body["id"]  # the riders.id, read with `rider_id(p)`
+    p.listen(*RIDER_EVENTS)
+    if online:
+        await p.ok("rider:online", {"lat": lat, "lng": lng})
+    return p
+
+
+def rider_id(p: Party) -> str:
+    value: str = p.rider_id
+    return value
+
+
+async def accepted_order(cust: Party, vend: Party, prep_minutes: int | None = None, **request: Any) -> dict[str, Any]:
+    """Negotiate one order: the customer posts, `vend` bids, the customer accepts; the order
+    (PENDING_PAYMENT). Both parties listen to `order:status` from here on."""
+    req = (await cust.ok("request:create", request_payload(**request)))["request"]
+    bid: dict[str, Any] = {"requestId": req["id"], "priceKobo": 300_000}
+    if prep_minutes is not None:
+        bid["prepMinutes"] = prep_minutes
+    offer = (await vend.ok("offer:place", bid))["offer"]
+    order: dict[str, Any] = (await cust.ok("offer:accept", {"offerId": offer["id"]}))["order"]
+    for p in (cust, vend):
+        p.listen(*ORDER_EVENTS)  # registering again replaces the handler
+    return order
+
+
+async def reconnect(p: Party) -> Party:
+    """A new socket of the same user in the same namespace (a phone back online)."""
+    sio = await p.client.connect(p.namespace, p.token)
+    again = Party(p.client, p.namespace, p.user, p.token, sio, vendor_id=p.vendor_id)
+    again.listen(*p.sio.handlers.get(p.namespace, {}))  # the same events as before
+    return again

@@ -14,10 +14,10 @@ from typing import Any, TypeVar
 import pytest
 
 from engine import negotiation as n
+from engine.errors import DomainError
 from engine.negotiation import (
     AcceptOffer,
     CreateRequest,
-    DomainError,
     Event,
     MealRequest,
     PlaceOffer,

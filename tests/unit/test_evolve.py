@@ -1,4 +1,4 @@
-"""The rules' fast copy of frozen state (`_evolve`) behaves as `dataclasses.replace`."""
+"""The rules' fast copy of frozen state (`engine.state.evolve`) behaves as `dataclasses.replace`."""
 
 from __future__ import annotations
 
@@ -7,20 +7,21 @@ import dataclasses
 import pytest
 
 from engine import negotiation as n
+from engine.state import evolve
 from tests.unit.negotiation_support import new_request, offer_of, place_all
 
 
 def test_evolve_matches_dataclasses_replace() -> None:
     req = place_all(new_request(), ("v1", 300_000))
     offer = offer_of(req, "v1")
-    changed = n._evolve(offer, price_kobo=250_000, status=n.COUNTERED)
+    changed = evolve(offer, price_kobo=250_000, status=n.COUNTERED)
     assert changed == dataclasses.replace(offer, price_kobo=250_000, status=n.COUNTERED)
     assert offer.price_kobo == 300_000 and offer.status == n.PENDING  # the original is untouched
-    assert n._evolve(req, seq=req.seq + 1) == dataclasses.replace(req, seq=req.seq + 1)
+    assert evolve(req, seq=req.seq + 1) == dataclasses.replace(req, seq=req.seq + 1)
     with pytest.raises(dataclasses.FrozenInstanceError):
         changed.price_kobo = 1  # type: ignore[misc]
 
 
 def test_evolve_refuses_unknown_fields() -> None:
     with pytest.raises(KeyError):
-        n._evolve(new_request(), no_such_field=1)
+        evolve(new_request(), no_such_field=1)

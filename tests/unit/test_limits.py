@@ -10,7 +10,7 @@ import pytest
 
 from engine import limits
 from engine import negotiation as n
-from engine.negotiation import DomainError
+from engine.errors import DomainError
 from pocho_rt.errors import ApiError
 from pocho_rt.sockets import schemas as s
 from pocho_rt.validation import convert

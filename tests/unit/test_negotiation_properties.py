@@ -23,7 +23,8 @@ from hypothesis.stateful import (
 
 from engine import limits
 from engine import negotiation as n
-from engine.negotiation import DomainError, Event, MealRequest
+from engine.errors import DomainError
+from engine.negotiation import Event, MealRequest
 
 T0 = datetime(2026, 11, 25, 20, 0, 0, tzinfo=UTC)
 CUSTOMER = "cust-1"
