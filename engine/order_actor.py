@@ -22,7 +22,7 @@ from typing import Any, ClassVar, Protocol
 
 from engine import dispatch
 from engine import orders as o
-from engine.assignment import ORDER_KIND, RIDER_KIND, RiderCandidate, RiderDirectory, RiderUnavailable
+from engine.assignment import ORDER_KIND, RIDER_KIND, Carrying, RiderCandidate, RiderDirectory, RiderUnavailable
 from engine.clock import iso, utcnow
 from engine.errors import DomainError, EngineError
 from engine.limits import REMEMBERED_REPLIES
@@ -149,6 +149,11 @@ class OrderActor(Actor):
         self.order = loaded.order if loaded else None
         self._replies = loaded.replies if loaded else {}
         self._arm()
+        order = self.order
+        if order is not None and order.rider_id is not None and order.status not in o.TERMINAL:
+            # After a restart (or passivation) the rider actor no longer knows what it carries:
+            # tell it again, so its pings reach this order's customer (idempotent there).
+            self._tell(order.rider_id, Carrying(order.id, order.customer_id, order.delivery_lat, order.delivery_lng))
 
     def on_passivate(self) -> None:
         self._cancel_timer()

@@ -322,3 +322,20 @@ async def test_an_unpaid_order_is_canceled_by_its_timer(worlds: list[World]) -> 
     await eventually(lambda: o.ORDER_STATUS in world.publisher.kinds(), what="the unpaid cancel")
     change = world.publisher.published[0]
     assert change.order.status == o.CANCELED and change.due_at is None
+
+
+async def test_loading_an_assigned_order_tells_its_rider_again(world: World) -> None:
+    """After a restart the rider actor has forgotten what it carries: the order reminds it."""
+    order = fresh(o.PICKED_UP)
+    assert order.rider_id is not None
+    world.store.keep(order)
+    await world.ask(Watch(o.CUSTOMER, CUSTOMER))  # any message activates it
+    expected = (order.rider_id, Carrying(ORDER_ID, CUSTOMER, order.delivery_lat, order.delivery_lng))
+    await eventually(lambda: world.told(Carrying) == [expected], what="Carrying told on activation")
+
+
+async def test_loading_a_finished_order_tells_no_rider(world: World) -> None:
+    world.store.keep(fresh(o.DELIVERED))
+    await world.ask(Watch(o.CUSTOMER, CUSTOMER))
+    await world.ask(Watch(o.CUSTOMER, CUSTOMER))  # a second turn: a tell from activation would be in by now
+    assert world.told(Carrying) == []
