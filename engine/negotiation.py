@@ -275,8 +275,9 @@ class OfferView(TypedDict):
     updatedAt: str | None
 
 
-class NewOrderView(TypedDict):
-    """PROTOCOL's order object at birth (the order actor owns it from then on)."""
+class OrderView(TypedDict):
+    """PROTOCOL's order object as the vendor and the rider see it (at birth here; the order
+    actor owns it from then on, `engine.orders.order_view`)."""
 
     id: str
     requestId: str
@@ -337,7 +338,7 @@ def offer_view(o: Offer) -> OfferView:
     }
 
 
-def order_view(order: NewOrder) -> NewOrderView:
+def order_view(order: NewOrder) -> OrderView:
     created = iso(order.created_at)
     return {
         "id": order.id,

@@ -44,7 +44,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, TypedDict
+from typing import Any
 
 from engine import dispatch
 from engine.assignment import AssignmentOffered, AssignmentWithdrawn, Carrying, Release, RiderCandidate
@@ -61,7 +61,7 @@ from engine.limits import (
     REASON_MAX_LENGTH,
     REVIEW_COMMENT_MAX_LENGTH,
 )
-from engine.negotiation import distance_km
+from engine.negotiation import OrderView, distance_km
 from engine.state import evolve
 
 # Statuses, in the only order an order moves through them (CANCELED aside).
@@ -228,26 +228,6 @@ class Rate:
 
 
 # ---------------------------------------------------------------- views
-
-
-class OrderView(TypedDict):
-    """PROTOCOL's order object as the vendor and the rider see it."""
-
-    id: str
-    requestId: str
-    offerId: str
-    customerId: str
-    vendorId: str
-    riderId: str | None
-    amountKobo: int
-    status: str
-    paymentStatus: str
-    etaMinutes: int | None
-    deliveryLat: float
-    deliveryLng: float
-    createdAt: str | None
-    updatedAt: str | None
-    seq: int
 
 
 class CustomerOrderView(OrderView):

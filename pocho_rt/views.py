@@ -14,8 +14,8 @@ from typing import Any, TypedDict
 from uuid import UUID
 
 from engine.clock import iso
-from engine.negotiation import OfferView, RequestView, offer_view, request_view
-from engine.orders import ORDER_STATUS, CustomerOrderView, OrderView, customer_view, order_view, with_code
+from engine.negotiation import OfferView, OrderView, RequestView, offer_view, request_view
+from engine.orders import ORDER_STATUS, CustomerOrderView, customer_view, order_view, with_code
 from persistence.negotiation import offer_from_row, request_from_row
 from persistence.orders import order_from_row
 
