@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import getpass
 import logging
 import multiprocessing
@@ -45,6 +46,7 @@ def _serve_process(settings: Settings, db: str, rd: str, do_migrate: bool, do_se
     """One node: its own event loop, stopped cleanly by SIGTERM or SIGINT."""
     setup_logging(settings.log_level)
     _install_uvloop()
+    gc.set_threshold(*settings.gc_threshold)  # a process-wide policy: set where the process starts
 
     async def main() -> None:
         stop = asyncio.Event()

@@ -50,6 +50,14 @@ def _float(name: str, raw: str, lo: float, hi: float) -> float:
     return value
 
 
+def _gc_threshold(name: str, raw: str) -> tuple[int, int, int]:
+    parts = raw.split(",")
+    if len(parts) != 3:
+        raise ConfigError(f"{name} must be three integers like 50000,20,100, got {raw!r}")
+    a, b, c = (_int(name, p.strip(), 0, 10_000_000) for p in parts)
+    return a, b, c
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     """Every knob of the server. Field docs live in the README's configuration table."""
@@ -100,6 +108,9 @@ class Settings:
     # riders (issue 7)
     rider_heartbeat_seconds: float = 60.0  # no ping for this long: the rider is offline
     rider_location_flush_ms: float = 1000.0  # rider_locations COPY interval (crash may lose one)
+    # CPython collector thresholds for `serve` (docs/BENCHMARKS.md "Rider pings": the default
+    # 700,10,10 stalls a process holding ~10,000 sockets for 0.8-1.8 s per full collection)
+    gc_threshold: tuple[int, int, int] = (50_000, 20, 100)
 
     @property
     def production(self) -> bool:
@@ -165,6 +176,7 @@ _ENV: dict[str, tuple[str, Any]] = {
     "POCHO_SLA_DELIVERY_MARGIN_MINUTES": ("sla_delivery_margin_minutes", lambda n, r: _float(n, r, 0.01, 1440)),
     "POCHO_ASSIGNMENT_OFFER_SECONDS": ("assignment_offer_seconds", lambda n, r: _float(n, r, 0.1, 600)),
     "POCHO_RIDER_HEARTBEAT_SECONDS": ("rider_heartbeat_seconds", lambda n, r: _float(n, r, 0.1, 3600)),
+    "POCHO_GC_THRESHOLD": ("gc_threshold", lambda n, r: _gc_threshold(n, r)),
     "POCHO_RIDER_LOCATION_FLUSH_MS": ("rider_location_flush_ms", lambda n, r: _float(n, r, 10, 60_000)),
 }
 
