@@ -20,6 +20,7 @@ from engine.errors import EngineError
 from engine.limits import REMEMBERED_REPLIES
 from engine.ports import NegotiationChange, NegotiationStore, Publisher, VendorDirectory
 from engine.runtime.actor import Actor, Pending
+from engine.runtime.write_chain import WriteChain
 
 EXPIRE_RETRY_SECONDS = 1.0  # after the writer refused an expiry (queue full), try again this much later
 
@@ -84,26 +85,22 @@ _RULES: dict[type, Callable[[n.MealRequest, Any], tuple[n.MealRequest, list[n.Ev
 
 class MealRequestActor(Actor):
     kind: ClassVar[str] = "meal_request"
-    __slots__ = ("_generation", "_inflight", "_last", "_nearby", "_replies", "_timer", "deps", "req")
+    __slots__ = ("_nearby", "_timer", "_writes", "deps", "req")
 
     def __init__(self, actor_id: str, deps: Deps) -> None:
         super().__init__(actor_id)
         self.deps = deps
         # The state as of the last write the writer took (committed or still in flight).
         self.req: n.MealRequest | None = None
-        self._replies: dict[tuple[str, str], Any] = {}
+        self._writes = WriteChain(REMEMBERED_REPLIES)
         self._nearby: tuple[str, ...] | None = None  # vendors covering the delivery point (a cache)
         self._timer: asyncio.TimerHandle | None = None
-        self._inflight = 0
-        self._last: asyncio.Future[None] | None = None
-        self._generation = 0
 
     async def activate(self) -> None:
-        if self._last is not None and not self._last.done():
-            await asyncio.wait([self._last])  # a reload must see every write still in flight
+        await self._writes.settle()  # a reload must see every write still in flight
         loaded = await self.deps.store.load(self.id, REMEMBERED_REPLIES)
         self.req = loaded.request if loaded else None
-        self._replies = loaded.replies if loaded else {}
+        self._writes.replies = loaded.replies if loaded else {}
         self._nearby = None
         self._arm()
 
@@ -111,7 +108,7 @@ class MealRequestActor(Actor):
         self._cancel_timer()
 
     def idle(self) -> bool:
-        return self._inflight == 0
+        return self._writes.inflight == 0
 
     def snapshot(self) -> dict[str, Any]:
         if self.req is None:
@@ -119,7 +116,7 @@ class MealRequestActor(Actor):
         return {
             "request": n.request_view(self.req),
             "offers": [n.offer_view(o) for o in self.req.offers.values()],
-            "inflightWrites": self._inflight,
+            "inflightWrites": self._writes.inflight,
             "nearbyVendors": len(self._nearby or ()),
         }
 
@@ -146,8 +143,8 @@ class MealRequestActor(Actor):
 
     async def _command(self, env: Envelope) -> Any:
         key = (env.user_id, env.client_msg_id) if env.client_msg_id else None
-        if key is not None and key in self._replies:
-            return self._replies[key]
+        if key is not None and key in self._writes.replies:
+            return self._writes.replies[key]
         cmd = env.cmd
         if isinstance(cmd, n.CreateRequest):
             if self.req is not None:
@@ -205,37 +202,14 @@ class MealRequestActor(Actor):
         change = NegotiationChange(
             new, n.offer_count(new), offers, events, order, (key[0], key[1], reply) if key else None
         )
-        commit = self.deps.store.record(change, after=self._last)  # refused: raises, nothing changed
+        commit = self.deps.store.record(change, after=self._writes.last)  # refused: raises, nothing changed
         self.req = new
-        generation = self._generation
-        pending = Pending(commit, reply)
-        self._last = commit
-        self._inflight += 1
         nearby = self._nearby or ()
-        if key is not None:
-            self._replies[key] = pending
-            if len(self._replies) > REMEMBERED_REPLIES:
-                del self._replies[next(iter(self._replies))]
-
-        def _done(fut: asyncio.Future[None]) -> None:
-            self._inflight -= 1
-            if generation != self._generation:
-                return  # from before a reload: its outcome is already accounted for
-            if fut.cancelled() or fut.exception() is not None:
-                self._forget()
-                return
-            if key is not None and self._replies.get(key) is pending:
-                self._replies[key] = reply
-            self.deps.publisher.publish(change, nearby)
-
-        commit.add_done_callback(_done)
-        return pending
+        return self._writes.track(commit, key, reply, lambda: self.deps.publisher.publish(change, nearby), self._forget)
 
     def _forget(self) -> None:
         """Drop memory that storage did not accept; the next message reloads from PostgreSQL."""
-        self._generation += 1
-        self._last = None
-        self._replies.clear()
+        self._writes.forget()
         self._cancel_timer()
         self.reset()
 
@@ -258,9 +232,7 @@ class MealRequestActor(Actor):
             raise EngineError("forbidden", "this request is outside your service area")
         offers = [n.offer_view(o) for o in req.offers.values() if w.vendor_id in (None, o.vendor_id)]
         data = {"request": n.request_view(req), "offers": offers}
-        if self._inflight == 0 or self._last is None:
-            return data
-        return Pending(self._last, data)  # answer once what the snapshot shows is committed
+        return self._writes.when_committed(data)  # answer once what the snapshot shows is committed
 
     async def _expire(self) -> Any:
         req = self.req

@@ -18,7 +18,6 @@ rejected and expired bids are history, not offers the customer can still take.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -26,6 +25,7 @@ from typing import Any, TypedDict
 
 from engine.clock import iso
 from engine.errors import DomainError
+from engine.geometry import covers
 from engine.limits import (
     ADDRESS_MAX_LENGTH,
     CATEGORY_MAX_LENGTH,
@@ -225,7 +225,7 @@ class CancelRequest:
     now: datetime
 
 
-# ---------------------------------------------------------------- views and geometry
+# ---------------------------------------------------------------- views and visibility
 
 
 def offer_count(req: MealRequest) -> int:
@@ -357,21 +357,6 @@ def order_view(order: NewOrder) -> OrderView:
         "updatedAt": created,
         "seq": 0,
     }
-
-
-EARTH_RADIUS_KM = 6371.0088
-
-
-def distance_km(lat1: float, lng1: float, lat2: float, lng2: float) -> float:
-    """Great-circle (haversine) distance."""
-    p1, p2 = math.radians(lat1), math.radians(lat2)
-    dp, dl = p2 - p1, math.radians(lng2 - lng1)
-    h = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
-    return 2 * EARTH_RADIUS_KM * math.asin(min(1.0, math.sqrt(h)))
-
-
-def covers(vendor_lat: float, vendor_lng: float, km_service_area: float, lat: float, lng: float) -> bool:
-    return distance_km(vendor_lat, vendor_lng, lat, lng) <= km_service_area
 
 
 def vendor_may_view(

@@ -27,6 +27,7 @@ from engine.clock import iso, utcnow
 from engine.errors import DomainError, EngineError
 from engine.limits import REMEMBERED_REPLIES
 from engine.runtime.actor import Actor, Pending
+from engine.runtime.write_chain import WriteChain
 
 log = logging.getLogger("pocho.orders")
 
@@ -127,27 +128,23 @@ def _reply(cmd: Any, order: o.Order) -> dict[str, Any]:
 
 class OrderActor(Actor):
     kind: ClassVar[str] = ORDER_KIND
-    __slots__ = ("_armed", "_generation", "_inflight", "_last", "_replies", "_timer", "deps", "order")
+    __slots__ = ("_armed", "_timer", "_writes", "deps", "order")
 
     def __init__(self, actor_id: str, deps: Deps) -> None:
         super().__init__(actor_id)
         self.deps = deps
         self.order: o.Order | None = None  # as of the last write the writer took
-        self._replies: dict[tuple[str, str], Any] = {}
+        self._writes = WriteChain(REMEMBERED_REPLIES)
         self._timer: asyncio.TimerHandle | None = None
         self._armed: datetime | None = None
-        self._inflight = 0
-        self._last: asyncio.Future[None] | None = None
-        self._generation = 0
 
     # ---------------------------------------------------------------- lifecycle
 
     async def activate(self) -> None:
-        if self._last is not None and not self._last.done():
-            await asyncio.wait([self._last])  # a reload must see every write still in flight
+        await self._writes.settle()  # a reload must see every write still in flight
         loaded = await self.deps.store.load(self.id, REMEMBERED_REPLIES)
         self.order = loaded.order if loaded else None
-        self._replies = loaded.replies if loaded else {}
+        self._writes.replies = loaded.replies if loaded else {}
         self._arm()
         order = self.order
         if order is not None and order.rider_id is not None and order.status not in o.TERMINAL:
@@ -159,7 +156,7 @@ class OrderActor(Actor):
         self._cancel_timer()
 
     def idle(self) -> bool:
-        return self._inflight == 0
+        return self._writes.inflight == 0
 
     def snapshot(self) -> dict[str, Any]:
         order = self.order
@@ -178,7 +175,7 @@ class OrderActor(Actor):
             "codeAttempts": order.code_attempts,
             "slaFired": sorted(order.sla_fired),
             "nextDeadline": iso(o.next_deadline(order, self.deps.policy)),
-            "inflightWrites": self._inflight,
+            "inflightWrites": self._writes.inflight,
         }
 
     # ---------------------------------------------------------------- timer
@@ -227,8 +224,8 @@ class OrderActor(Actor):
 
     def _command(self, env: Envelope) -> Any:
         key = (env.user_id, env.client_msg_id) if env.client_msg_id else None
-        if key is not None and key in self._replies:
-            return self._replies[key]
+        if key is not None and key in self._writes.replies:
+            return self._writes.replies[key]
         order = self._existing()
         rule = _RULES.get(type(env.cmd))
         if rule is None:
@@ -239,7 +236,7 @@ class OrderActor(Actor):
             return self._refused(exc)
         reply = _reply(env.cmd, new)
         if new is order:  # nothing to write (a retried accept): answer once what it shows is committed
-            return reply if self._inflight == 0 or self._last is None else Pending(self._last, reply)
+            return self._writes.when_committed(reply)
         return self._commit(new, events, key, reply)
 
     def _watch(self, w: Watch) -> Any:
@@ -248,9 +245,7 @@ class OrderActor(Actor):
         if party is None or party != w.party_id:
             raise EngineError("forbidden", "not your order")
         data = {"order": o.customer_view(order) if w.audience == o.CUSTOMER else o.order_view(order)}
-        if self._inflight == 0 or self._last is None:
-            return data
-        return Pending(self._last, data)
+        return self._writes.when_committed(data)
 
     async def _tick(self) -> Any:
         self._cancel_timer()  # this tick is the timer's (or the sweeper's): every path below re-arms
@@ -295,34 +290,17 @@ class OrderActor(Actor):
         it: forget memory and reload on the next message (MealRequestActor._commit)."""
         due_at = o.next_deadline(new, self.deps.policy)
         change = OrderChange(new, events, due_at, (key[0], key[1], reply) if key else None)
-        commit = self.deps.store.record(change, after=self._last)
+        commit = self.deps.store.record(change, after=self._writes.last)
         self.order = new
-        generation = self._generation
-        pending = Pending(commit, reply)
-        self._last = commit
-        self._inflight += 1
-        if key is not None:
-            self._replies[key] = pending
-            if len(self._replies) > REMEMBERED_REPLIES:
-                del self._replies[next(iter(self._replies))]
+        pending = self._writes.track(commit, key, reply, lambda: self._committed(change), self._forget)
         self._arm(due_at, known=True)
-
-        def _done(fut: asyncio.Future[None]) -> None:
-            self._inflight -= 1
-            if generation != self._generation:
-                return
-            if fut.cancelled() or fut.exception() is not None:
-                self._forget()
-                return
-            if key is not None and self._replies.get(key) is pending:
-                self._replies[key] = reply
-            self.deps.publisher.publish(change)
-            for e in events:
-                if e.kind == o.TELL:
-                    self._tell(e.payload["riderId"], e.payload["message"])
-
-        commit.add_done_callback(_done)
         return pending
+
+    def _committed(self, change: OrderChange) -> None:
+        self.deps.publisher.publish(change)
+        for e in change.events:
+            if e.kind == o.TELL:
+                self._tell(e.payload["riderId"], e.payload["message"])
 
     def _tell(self, rider_id: str, message: Any) -> None:
         try:
@@ -347,8 +325,6 @@ class OrderActor(Actor):
 
     def _forget(self) -> None:
         """Drop memory that storage did not accept; the next message reloads from PostgreSQL."""
-        self._generation += 1
-        self._last = None
-        self._replies.clear()
+        self._writes.forget()
         self._cancel_timer()
         self.reset()

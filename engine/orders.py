@@ -51,6 +51,7 @@ from engine.assignment import AssignmentOffered, AssignmentWithdrawn, Carrying, 
 from engine.clock import iso
 from engine.dispatch import Dispatch
 from engine.errors import DomainError
+from engine.geometry import distance_km
 from engine.limits import (
     DELIVERY_CODE_LENGTH,
     MAX_CODE_ATTEMPTS,
@@ -61,7 +62,7 @@ from engine.limits import (
     REASON_MAX_LENGTH,
     REVIEW_COMMENT_MAX_LENGTH,
 )
-from engine.negotiation import OrderView, distance_km
+from engine.negotiation import OrderView
 from engine.state import evolve
 
 # Statuses, in the only order an order moves through them (CANCELED aside).

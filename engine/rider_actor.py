@@ -251,13 +251,12 @@ class RiderActor(Actor):
         self._seen = now
         if self.lapsed:
             self._resume()
-        if tracking.coalesce_delay(self._handled, now, self.deps.ping_interval) > 0:
+        delay = tracking.coalesce_delay(self._handled, now, self.deps.ping_interval)
+        if delay > 0:
             if self._pending is not None:
                 self.deps.stats.coalesced += 1
             self._pending = msg
             if self._pending_timer is None:
-                assert self._handled is not None
-                delay = tracking.coalesce_delay(self._handled, now, self.deps.ping_interval)
                 self._pending_timer = self.schedule(delay, HandlePending())
             return _ACKS[self.online, None]
         if self._pending is not None:  # older than this one and its window is over: superseded

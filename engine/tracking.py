@@ -24,6 +24,7 @@ from typing import Any, Final, Protocol
 
 from engine.clock import iso
 from engine.errors import EngineError
+from engine.geometry import distance_km
 from engine.limits import (
     PING_FUTURE_SKEW,
     PING_MAX_AGE,
@@ -33,7 +34,6 @@ from engine.limits import (
     RIDER_HEADING_MAX,
     RIDER_SPEED_MAX_KMH,
 )
-from engine.negotiation import distance_km
 
 # Why `advance` dropped a fix (metric labels and the ping ack's `dropped`).
 JUMP: Final = "jump"

@@ -17,7 +17,7 @@ from engine.orders import VENDOR
 from pocho_rt.auth.tokens import Principal
 from pocho_rt.errors import ApiError, ok
 from pocho_rt.negotiation_service import VendorProfile
-from pocho_rt.publisher import order_room, vendor_room
+from pocho_rt.publisher import vendor_room
 from pocho_rt.sockets import schemas as s
 from pocho_rt.sockets.base import BaseNamespace
 from pocho_rt.validation import convert
@@ -137,6 +137,4 @@ class VendorNamespace(BaseNamespace):
         """As for customers; the vendor hears `order:status` in its own room already."""
         v = await self._vendor(sid)
         c = convert(data, s.OrderWatch)
-        reply = await self.svc.orders.watch(c.order_id, VENDOR, v.id, c.since_seq)
-        await self.enter_room(sid, order_room(c.order_id))
-        return ok(reply)
+        return ok(await self.svc.orders.watch(c.order_id, VENDOR, v.id, c.since_seq))

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from engine import limits
+from engine import geometry, limits
 from engine import negotiation as n
 from engine.negotiation import (
     AcceptCounter,
@@ -336,15 +336,15 @@ def test_full_negotiation_has_gap_free_seqs_and_room_targets() -> None:
 
 
 def test_distance_and_coverage() -> None:
-    assert n.distance_km(6.5, 3.3, 6.5, 3.3) == 0.0
+    assert geometry.distance_km(6.5, 3.3, 6.5, 3.3) == 0.0
     # one degree of latitude is ~111.2 km
-    assert n.distance_km(0, 0, 1, 0) == pytest.approx(111.2, abs=0.1)
+    assert geometry.distance_km(0, 0, 1, 0) == pytest.approx(111.2, abs=0.1)
     # Lagos Island to Ikeja, ~17 km as the crow flies
-    assert n.distance_km(6.4541, 3.3947, 6.6018, 3.3515) == pytest.approx(17.0, abs=1.0)
-    assert n.distance_km(0, 179.9, 0, -179.9) == pytest.approx(22.2, abs=0.1)
-    assert n.distance_km(90, 0, -90, 0) == pytest.approx(20015.1, abs=1.0)
-    assert n.covers(0, 0, 111.3, 1, 0) and not n.covers(0, 0, 111.1, 1, 0)
-    assert n.covers(6.5, 3.3, 0, 6.5, 3.3)
+    assert geometry.distance_km(6.4541, 3.3947, 6.6018, 3.3515) == pytest.approx(17.0, abs=1.0)
+    assert geometry.distance_km(0, 179.9, 0, -179.9) == pytest.approx(22.2, abs=0.1)
+    assert geometry.distance_km(90, 0, -90, 0) == pytest.approx(20015.1, abs=1.0)
+    assert geometry.covers(0, 0, 111.3, 1, 0) and not geometry.covers(0, 0, 111.1, 1, 0)
+    assert geometry.covers(6.5, 3.3, 0, 6.5, 3.3)
 
 
 def test_domain_error_shape() -> None:

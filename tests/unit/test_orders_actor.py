@@ -243,6 +243,9 @@ async def test_a_rider_going_offline_while_offered_moves_dispatch_on(world: Worl
     await eventually(lambda: world.publisher.offers() == ["rider:a"])
     world.system.tell(ORDER_KIND, ORDER_ID, RiderUnavailable(ORDER_ID, "a"))
     await eventually(lambda: world.publisher.offers() == ["rider:a", "rider:b"], what="the next offer")
+    dispatch = world.store.writes[-1][0].order.dispatch  # what was stored moved on too
+    assert dispatch.offered_rider_id == "b"
+    assert "a" in dispatch.skipped
 
 
 async def test_accept_tells_the_rider_it_carries_the_order_after_commit(world: World) -> None:
@@ -313,6 +316,9 @@ async def test_activation_rearms_an_offer_that_expired_while_nobody_held_the_ord
     await world.ask(Watch(o.VENDOR, VENDOR))  # any message activates it
     await eventually(lambda: world.publisher.offers() == ["rider:b"], what="the re-armed offer timeout")
     await eventually(lambda: ("a", AssignmentWithdrawn(ORDER_ID)) in world.inbox, what="the withdrawal")
+    dispatch = world.store.writes[-1][0].order.dispatch
+    assert dispatch.offered_rider_id == "b" and "a" in dispatch.skipped
+    assert world.told(AssignmentWithdrawn) == [("a", AssignmentWithdrawn(ORDER_ID))]
 
 
 async def test_an_unpaid_order_is_canceled_by_its_timer(worlds: list[World]) -> None:
