@@ -106,6 +106,8 @@ async def open_services(settings: Settings, database_url: str, redis_url: str) -
         negotiation=NegotiationService(settings, pool, sio, writer, actors, geo),
         riders=riders,
         orders=OrderService(settings, pool, sio, writer, actors, riders),
+        # payments (issue 8) services below this line
+        # users (issue 15) services below this line
     )
 
 
@@ -142,6 +144,10 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     await svc.negotiation.start(sup)
     await svc.riders.start(sup)
     await svc.orders.start(sup)
+    # payments (issue 8) loops below this line
+
+    # users (issue 15) loops below this line
+
     await svc.sessions.ready.wait()
     yield
     await sup.stop()
@@ -167,7 +173,15 @@ def build_app(svc: Services) -> web.Application:
     app = web.Application(client_max_size=svc.settings.max_http_body_bytes, middlewares=[observe])
     app[SERVICES] = svc
     app.router.add_routes(health.routes)
-    for module in (accounts, catalogue, admin, meal_requests, orders):
+    for module in (
+        accounts,
+        catalogue,
+        admin,
+        meal_requests,
+        orders,
+        # payments (issue 8) route modules below this line
+        # users (issue 15) route modules below this line
+    ):
         module.setup(app)
     for ns in (CustomerNamespace("/customer", svc), VendorNamespace("/vendor", svc), RiderNamespace("/rider", svc)):
         svc.sio.register_namespace(ns)

@@ -111,6 +111,11 @@ class Settings:
     # CPython collector thresholds for `serve` (docs/BENCHMARKS.md "Rider pings": the default
     # 700,10,10 stalls a process holding ~10,000 sockets for 0.8-1.8 s per full collection)
     gc_threshold: tuple[int, int, int] = (50_000, 20, 100)
+    # payments (issue 8): settings go below this line
+
+    # users (issue 15): settings go below this line
+
+    # outages and abuse (issue 14): settings go below this line
 
     @property
     def production(self) -> bool:
@@ -178,6 +183,9 @@ _ENV: dict[str, tuple[str, Any]] = {
     "POCHO_RIDER_HEARTBEAT_SECONDS": ("rider_heartbeat_seconds", lambda n, r: _float(n, r, 0.1, 3600)),
     "POCHO_GC_THRESHOLD": ("gc_threshold", lambda n, r: _gc_threshold(n, r)),
     "POCHO_RIDER_LOCATION_FLUSH_MS": ("rider_location_flush_ms", lambda n, r: _float(n, r, 10, 60_000)),
+    # payments (issue 8) variables go below this line
+    # users (issue 15) variables go below this line
+    # outages and abuse (issue 14) variables go below this line
 }
 
 

@@ -49,6 +49,9 @@ class Services:
     negotiation: NegotiationService  # meal-request actors and the lookups namespaces need
     riders: RiderService  # rider-session actors, available-rider index, location history
     orders: OrderService  # order actors: status, dispatch, SLA timers
+    # payments (issue 8) services below this line
+
+    # users (issue 15) services below this line
 
 
 SERVICES = web.AppKey("services", Services)
