@@ -88,12 +88,6 @@ class GeoIndex:
 
     # ---------------------------------------------------------------- available riders
 
-    async def put_available(self, rider_id: str, lat: float, lng: float) -> None:
-        await self.redis.geoadd(RIDERS, (lng, lat, rider_id))
-
-    async def remove_available(self, rider_id: str) -> None:
-        await self.redis.zrem(RIDERS, rider_id)
-
     async def apply_riders(self, changes: dict[str, tuple[float, float] | None]) -> None:
         """Several riders' latest state in one round trip: a position (available there) or
         None (not available). Redis cannot index latitudes beyond +-85.05 (nor would one

@@ -53,7 +53,6 @@ class Carrying:
     customer as `rider:location`, with an ETA to the drop-off."""
 
     order_id: str
-    customer_id: str
     dropoff_lat: float
     dropoff_lng: float
 

@@ -26,6 +26,7 @@ from engine.assignment import ORDER_KIND, RIDER_KIND, Carrying, RiderCandidate, 
 from engine.clock import iso, utcnow
 from engine.errors import DomainError, EngineError
 from engine.limits import REMEMBERED_REPLIES
+from engine.negotiation import OrderView
 from engine.runtime.actor import Actor, Pending
 from engine.runtime.write_chain import WriteChain
 
@@ -117,13 +118,23 @@ _RULES: dict[type, Callable[[o.Order, Any], tuple[o.Order, list[o.Event]]]] = {
 }
 
 
-def _reply(cmd: Any, order: o.Order) -> dict[str, Any]:
-    """The ack data of a command: the order as the caller sees it."""
+def _reply(cmd: Any, order: o.Order, events: list[o.Event]) -> dict[str, Any]:
+    """The ack data of a command: the order as the caller sees it (the view its `order:status`
+    event already holds, when it has one: built once per change)."""
     if isinstance(cmd, o.DeclineAssignment):
         return {"orderId": order.id}
+    view = _view_of(order, events)
     if isinstance(cmd, o.CustomerCancel | o.Rate):
-        return {"order": o.customer_view(order)}
-    return {"order": o.order_view(order)}
+        return {"order": o.with_code(view, order.delivery_code)}
+    return {"order": view}
+
+
+def _view_of(order: o.Order, events: list[o.Event]) -> OrderView:
+    for e in events:
+        if e.kind == o.ORDER_STATUS and e.seq == order.seq:
+            view: OrderView = e.payload["order"]
+            return view
+    return o.order_view(order)
 
 
 class OrderActor(Actor):
@@ -150,7 +161,7 @@ class OrderActor(Actor):
         if order is not None and order.rider_id is not None and order.status not in o.TERMINAL:
             # After a restart (or passivation) the rider actor no longer knows what it carries:
             # tell it again, so its pings reach this order's customer (idempotent there).
-            self._tell(order.rider_id, Carrying(order.id, order.customer_id, order.delivery_lat, order.delivery_lng))
+            self._tell(order.rider_id, Carrying(order.id, order.delivery_lat, order.delivery_lng))
 
     def on_passivate(self) -> None:
         self._cancel_timer()
@@ -210,7 +221,7 @@ class OrderActor(Actor):
         if isinstance(msg, o.PaymentConfirmed):
             order = self._existing()
             new, events = o.confirm_payment(order, msg)
-            return self._commit(new, events, None, {"order": o.order_view(new)})
+            return self._commit(new, events, None, {"order": _view_of(new, events)})
         if isinstance(msg, RiderUnavailable):
             order = self._existing()
             new, events = o.rider_unavailable(order, msg.rider_id, utcnow())
@@ -234,7 +245,7 @@ class OrderActor(Actor):
             new, events = rule(order, env.cmd)
         except o.CodeRejected as exc:
             return self._refused(exc)
-        reply = _reply(env.cmd, new)
+        reply = _reply(env.cmd, new, events)
         if new is order:  # nothing to write (a retried accept): answer once what it shows is committed
             return self._writes.when_committed(reply)
         return self._commit(new, events, key, reply)

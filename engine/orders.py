@@ -576,7 +576,7 @@ def accept_assignment(order: Order, cmd: AcceptAssignment) -> tuple[Order, list[
         rider_user_id=cmd.rider_user_id,
         dispatch=dispatch.stop(d),
     )
-    carrying = Carrying(order.id, order.customer_id, order.delivery_lat, order.delivery_lng)
+    carrying = Carrying(order.id, order.delivery_lat, order.delivery_lng)
     return new, [event, _tell(cmd.rider_id, carrying)]
 
 

@@ -31,7 +31,7 @@ import socketio
 from prometheus_client import Counter
 
 from engine import orders as o
-from engine.assignment import ORDER_KIND, RIDER_KIND, LastLocation, Release, Reserve, RiderDirectory
+from engine.assignment import ORDER_KIND, RIDER_KIND, Release, Reserve
 from engine.clock import utcnow
 from engine.errors import EngineError
 from engine.limits import DELIVERY_CODE_LENGTH, MAX_REPLAY_EVENTS
@@ -42,6 +42,7 @@ from persistence import orders as orders_db
 from persistence.writer import Writer
 from pocho_rt.config import Settings
 from pocho_rt.publisher import rider_room, vendor_room
+from pocho_rt.rider_service import RiderService
 from pocho_rt.sockets.server import emit_frame, event_frame
 from pocho_rt.tasks import Supervisor
 from pocho_rt.views import ReplayItem, order_event_view
@@ -49,7 +50,6 @@ from pocho_rt.views import ReplayItem, order_event_view
 log = logging.getLogger("pocho.orders")
 
 SLA_BREACHES = Counter("pocho_order_sla_breaches", "Order SLA breaches recorded, by kind", ["kind"], registry=REGISTRY)
-RIDER_LOCATION_TIMEOUT = 1.0  # seconds order:watch waits for the rider actor's last position
 
 
 def policy_of(settings: Settings) -> o.Policy:
@@ -148,7 +148,7 @@ class OrderService:
         sio: socketio.AsyncServer,
         writer: Writer,
         actors: ActorSystem,
-        riders: RiderDirectory,
+        riders: RiderService,
     ) -> None:
         self.settings = settings
         self.pool = pool
@@ -240,7 +240,9 @@ class OrderService:
         snapshot: dict[str, Any] = await self._ask(order_id, Watch(audience, party_id))
         view = snapshot["order"]
         events = [] if since_seq is None else await self.missed_events(order_id, since_seq, audience, view)
-        return {"order": view, "events": events, "riderLocation": await self._rider_location(order_id, view)}
+        rider_id = view.get("riderId")
+        location = None if rider_id is None else await self.riders.last_location(rider_id, order_id)
+        return {"order": view, "events": events, "riderLocation": location}
 
     async def missed_events(
         self, order_id: str, since_seq: int, audience: str, view: dict[str, Any]
@@ -250,18 +252,6 @@ class OrderService:
         rows = await orders_db.events_since(self.pool, order_id, since_seq, MAX_REPLAY_EVENTS)
         customer, code = audience == o.CUSTOMER, view.get("deliveryCode")
         return [order_event_view(r, code=code, customer=customer) for r in rows if audience in r["audiences"]]
-
-    async def _rider_location(self, order_id: str, view: dict[str, Any]) -> dict[str, Any] | None:
-        rider_id = view.get("riderId")
-        if rider_id is None or self.actors.get(RIDER_KIND, rider_id) is None:
-            return None  # no rider, or none in memory: no known position
-        try:
-            location: dict[str, Any] | None = await self.actors.ask(
-                RIDER_KIND, rider_id, LastLocation(order_id), timeout=RIDER_LOCATION_TIMEOUT
-            )
-        except (EngineError, KeyError):
-            return None
-        return location
 
     # ------------------------------------------------------------------ /rider (pocho_rt/sockets/rider.py)
 

@@ -47,6 +47,7 @@ from pocho_rt.tasks import Supervisor
 log = logging.getLogger("pocho.riders")
 
 INDEX_FLUSH_SECONDS: Final = 1.0  # a moving available rider's position reaches Redis this often at most
+LAST_LOCATION_TIMEOUT: Final = 1.0  # seconds `order:watch` waits for the rider actor's last position
 
 
 class SocketLocationFanout:
@@ -151,10 +152,17 @@ class RiderService:
 
     async def last_location(self, rider_id: str, order_id: str) -> dict[str, Any] | None:
         """The `rider:location` payload of the rider carrying `order_id`, or None. A rider with
-        no actor in memory has no known position: no actor is activated to say so."""
+        no actor in memory has no known position: no actor is activated to say so. A busy or
+        stopping actor also answers None after `LAST_LOCATION_TIMEOUT`: a watch does not wait
+        on it."""
         if self.actors.get(RIDER_KIND, rider_id) is None:
             return None
-        result: dict[str, Any] | None = await self.actors.ask(RIDER_KIND, rider_id, LastLocation(order_id))
+        try:
+            result: dict[str, Any] | None = await self.actors.ask(
+                RIDER_KIND, rider_id, LastLocation(order_id), timeout=LAST_LOCATION_TIMEOUT
+            )
+        except (EngineError, KeyError):
+            return None
         return result
 
 
@@ -187,6 +195,16 @@ class _RiderMetrics(Collector):
         rows.add_metric(["written"], sum(s.history.written for s in services))
         rows.add_metric(["dropped"], sum(s.history.dropped for s in services))
         yield rows
+        failed = CounterMetricFamily(
+            "pocho_rider_location_flush_failures", "Location history flushes PostgreSQL could not take (retried)"
+        )
+        failed.add_metric([], sum(s.history.failed_flushes for s in services))
+        yield failed
+        indexed = CounterMetricFamily(
+            "pocho_rider_index_writes", "Available-rider index entries written to Redis (one per rider per flush)"
+        )
+        indexed.add_metric([], sum(s.index.writes for s in services))
+        yield indexed
         yield GaugeMetricFamily(
             "pocho_rider_location_buffer",
             "Location history rows waiting for COPY",

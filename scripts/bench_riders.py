@@ -61,10 +61,14 @@ CONNECT_BATCH = 50  # sockets opened concurrently during set-up (the server's Re
 
 
 def _gc_settings() -> None:
-    """BENCH_GC_THRESHOLD=a,b,c: try other collector thresholds (an experiment, not a setting
-    of the server); BENCH_GC_LOG=1: print each collection pause over 20 ms (stderr)."""
+    """Both servers get `pocho-rt serve`'s collector policy (POCHO_GC_THRESHOLD, default
+    50000,20,100). BENCH_GC_THRESHOLD=a,b,c tries others (700,10,10 is CPython's stock);
+    BENCH_GC_LOG=1 prints each collection pause over 20 ms (stderr)."""
     import gc
 
+    from pocho_rt.config import load_settings
+
+    gc.set_threshold(*load_settings().gc_threshold)
     if raw := os.environ.get("BENCH_GC_THRESHOLD"):
         a, b, c = (int(x) for x in raw.split(","))
         gc.set_threshold(a, b, c)
@@ -119,10 +123,10 @@ def serve_pocho(port: int, ready_file: str) -> None:
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", port).start()
         rows = await svc.pool.fetch(
-            "SELECT id, rider_id, customer_id, delivery_lat, delivery_lng FROM orders WHERE rider_id IS NOT NULL"
+            "SELECT id, rider_id, delivery_lat, delivery_lng FROM orders WHERE rider_id IS NOT NULL"
         )
         for r in rows:
-            msg = Carrying(str(r["id"]), str(r["customer_id"]), r["delivery_lat"], r["delivery_lng"])
+            msg = Carrying(str(r["id"]), r["delivery_lat"], r["delivery_lng"])
             svc.actors.tell(RIDER_KIND, str(r["rider_id"]), msg)
         for _ in range(1200):  # the tells are queued: wait until every rider carries its order
             if sum(1 for a in svc.actors.live(RIDER_KIND) if isinstance(a, RiderActor) and a.carrying) == len(rows):
@@ -160,7 +164,8 @@ def serve_relay(port: int, ready_file: str) -> None:
             await sio.save_session(sid, {"pair": (auth or {}).get("pair")}, namespace="/rider")
 
         async def customer_connect(sid: str, environ: dict[str, Any], auth: dict[str, Any] | None = None) -> None:
-            await sio.enter_room(sid, f"pair:{(auth or {}).get('pair')}", namespace="/customer")
+            for pair in (auth or {}).get("pairs", []):
+                await sio.enter_room(sid, f"pair:{pair}", namespace="/customer")
 
         async def online(sid: str, data: Any) -> dict[str, Any]:
             return {"ok": True, "data": {"online": True}}
@@ -213,9 +218,10 @@ class Pair:
     lng: float
 
 
-async def prepare_db(admin_url: str, riders: int) -> tuple[str, list[Pair]]:
-    """A fresh `pocho_bench_riders` database: R customers, R riders, one vendor, and R orders
-    OUT_FOR_DELIVERY, each carried by its rider to its customer (~5 km away)."""
+async def prepare_db(admin_url: str, riders: int, per_customer: int) -> tuple[str, list[Pair]]:
+    """A fresh `pocho_bench_riders` database: R riders, R / per_customer customers, one vendor,
+    and R orders OUT_FOR_DELIVERY, order i carried by rider i to customer i // per_customer
+    (~5 km away)."""
     admin = await asyncpg.connect(admin_url)
     await admin.execute("DROP DATABASE IF EXISTS pocho_bench_riders WITH (FORCE)")
     await admin.execute("CREATE DATABASE pocho_bench_riders")
@@ -227,15 +233,16 @@ async def prepare_db(admin_url: str, riders: int) -> tuple[str, list[Pair]]:
     vendor_user, vendor_id = uuid.uuid4(), uuid.uuid4()
     users: list[tuple[Any, ...]] = [(vendor_user, "+234690000000", "x", "VENDOR", "B", "B")]
     rider_rows, requests, offers, orders, pairs = [], [], [], [], []
+    cust = uuid.uuid4()
     for i in range(riders):
-        cust, rider_user, rider_id = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+        if i % per_customer == 0:
+            cust = uuid.uuid4()
+            users.append((cust, f"+23470{i:08d}", "x", "CUSTOMER", "B", "B"))
+        rider_user, rider_id = uuid.uuid4(), uuid.uuid4()
         req, offer, order = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
         lat, lng = LAT0 + (i // 100) * 0.002, LNG0 + (i % 100) * 0.002
         drop_lat = lat + 5.0 / KM_PER_DEG
-        users += [
-            (cust, f"+23470{i:08d}", "x", "CUSTOMER", "B", "B"),
-            (rider_user, f"+23472{i:08d}", "x", "RIDER", "B", "B"),
-        ]
+        users.append((rider_user, f"+23472{i:08d}", "x", "RIDER", "B", "B"))
         rider_rows.append((rider_id, rider_user, "motorcycle"))
         requests.append(
             (
@@ -380,6 +387,7 @@ async def run_load(
     warmup: float,
     relay: bool,
     pid: int,
+    per_customer: int,
 ) -> dict[str, Any]:
     tokens = TokenService(SECRET, 24 * 3600)
     stats = Stats()
@@ -388,27 +396,32 @@ async def run_load(
     step_deg = SPEED_KMH * interval / 3600.0 / KM_PER_DEG  # how far a rider moves between pings
     rss_idle = _rss_bytes(pid)
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
-        customers = [Client(session, url, "/customer") for _ in pairs]
+        customers = [Client(session, url, "/customer") for _ in pairs[::per_customer]]
         riders = [Client(session, url, "/rider") for _ in pairs]
 
-        def on_location(i: int) -> Any:
-            def _handler(data: Any) -> None:
-                t0 = sent_at[i].pop(data["recordedAt"], None)
-                if stats.measuring and t0 is not None:
-                    stats.received += 1
-                    now = time.perf_counter()
-                    stats.latencies.append(now - t0)
-                    if now - t0 > 0.1:
-                        stats.worst.append((now, now - t0))
+        order_index = {p.order_id: i for i, p in enumerate(pairs)}
+        relay_index = {f"order-{i}": i for i in range(n)}
 
-            return _handler
+        def on_location(data: Any) -> None:
+            i = relay_index[data["orderId"]] if relay else order_index[data["orderId"]]
+            t0 = sent_at[i].pop(data["recordedAt"], None)
+            if stats.measuring and t0 is not None:
+                stats.received += 1
+                now = time.perf_counter()
+                stats.latencies.append(now - t0)
+                if now - t0 > 0.1:
+                    stats.worst.append((now, now - t0))
 
-        async def setup_customer(i: int, p: Pair) -> None:
-            c = customers[i]
-            c.handlers["rider:location"] = on_location(i)
-            await c.connect({"pair": i} if relay else {"token": tokens.issue(p.customer_id, "CUSTOMER", f"c{i}")[0]})
-            reply = await c.call("order:watch", {"orderId": p.order_id}, timeout=60)
-            assert reply.get("ok"), reply
+        async def setup_customer(j: int, c: Client) -> None:
+            """Customer j watches orders j*K .. j*K+K-1 on one socket."""
+            mine = range(j * per_customer, min(n, (j + 1) * per_customer))
+            c.handlers["rider:location"] = on_location
+            p = pairs[mine[0]]
+            auth = {"pairs": list(mine)} if relay else {"token": tokens.issue(p.customer_id, "CUSTOMER", f"c{j}")[0]}
+            await c.connect(auth)
+            for i in mine:
+                reply = await c.call("order:watch", {"orderId": pairs[i].order_id}, timeout=60)
+                assert reply.get("ok"), reply
 
         async def setup_rider(i: int, p: Pair) -> None:
             r = riders[i]
@@ -416,7 +429,7 @@ async def run_load(
             reply = await r.call("rider:online", {"lat": p.lat, "lng": p.lng}, timeout=60)
             assert reply.get("ok"), reply
 
-        await _gather_batched([setup_customer(i, p) for i, p in enumerate(pairs)])
+        await _gather_batched([setup_customer(j, c) for j, c in enumerate(customers)])
         await _gather_batched([setup_rider(i, p) for i, p in enumerate(pairs)])
         rss_loaded = _rss_bytes(pid)
 
@@ -523,6 +536,12 @@ async def main() -> None:
     parser.add_argument("--riders", type=int, default=1000)
     parser.add_argument("--interval", type=float, default=4.0, help="seconds between one rider's pings")
     parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument(
+        "--watches-per-customer",
+        type=int,
+        default=1,
+        help="orders each customer socket watches (2 lets 10,000 riders fit this VM's 20,000 open files)",
+    )
     parser.add_argument("--warmup", type=float, default=5)
     parser.add_argument("--target", choices=["both", "pocho", "relay"], default="both")
     parser.add_argument("--cores", default="0,1", help="server core, load-generator core")
@@ -541,7 +560,7 @@ async def main() -> None:
     for u in (db_url, redis_url):
         if urlsplit(u).hostname not in ("127.0.0.1", "localhost"):
             raise SystemExit("this benchmark only runs against servers on 127.0.0.1")
-    bench_db, pairs = await prepare_db(db_url, args.riders)
+    bench_db, pairs = await prepare_db(db_url, args.riders, args.watches_per_customer)
     results: dict[str, dict[str, Any]] = {}
     targets = ["relay", "pocho"] if args.target == "both" else [args.target]
     for target in targets:
@@ -569,6 +588,7 @@ async def main() -> None:
                 warmup=args.warmup,
                 relay=target == "relay",
                 pid=proc.pid,
+                per_customer=args.watches_per_customer,
             )
         finally:
             os.killpg(proc.pid, signal.SIGTERM)
@@ -576,7 +596,8 @@ async def main() -> None:
             ready.unlink(missing_ok=True)
 
     print(
-        f"\nriders={args.riders} interval={args.interval}s offered={args.riders / args.interval:.0f} pings/s "
+        f"\nriders={args.riders} watches/customer={args.watches_per_customer}"
+        f" interval={args.interval}s offered={args.riders / args.interval:.0f} pings/s "
         f"seconds={args.seconds} server core={server_core} load core={load_core}\n"
     )
     print(

@@ -295,7 +295,7 @@ async def test_the_customer_sees_the_carrying_rider_move_with_an_eta(
 
     first = cust.next("rider:location")
     drop = (LAGOS[0] + 0.0895, LAGOS[1])  # 9.95 km north
-    server.svc.actors.tell(RIDER_KIND, rid, Carrying(order_id, cust.user["id"], *drop))
+    server.svc.actors.tell(RIDER_KIND, rid, Carrying(order_id, *drop))
     seen = await first  # where the rider is known to be, at once
     assert seen["orderId"] == order_id and (seen["lat"], seen["lng"]) == LAGOS
     assert seen["etaMinutes"] == 40  # 10 km at the 15 km/h floor: no speed known yet
@@ -333,7 +333,7 @@ async def test_pings_reach_only_that_orders_customer(server: Server, client: Cli
     rid = rider_id(r)
     await r.ok("rider:online", {"lat": LAGOS[0], "lng": LAGOS[1]})
     first = cust.next("rider:location")
-    server.svc.actors.tell(RIDER_KIND, rid, Carrying(order_id, cust.user["id"], *LAGOS))
+    server.svc.actors.tell(RIDER_KIND, rid, Carrying(order_id, *LAGOS))
     await first
     await r.ok("location", ping(LAGOS[0] + 0.0005))
     await cust.nth("rider:location", 2)

@@ -103,14 +103,12 @@ async def test_a_failed_flush_keeps_its_rows(database_url: str, pool: asyncpg.Po
 
 async def test_available_riders_nearest_first(redis: Redis) -> None:
     geo = GeoIndex(redis)
-    await geo.put_available("far", LAT + 0.03, LNG)
-    await geo.put_available("near", LAT + 0.01, LNG)
-    await geo.put_available("away", LAT + 1.0, LNG)
+    await geo.apply_riders({"far": (LAT + 0.03, LNG), "near": (LAT + 0.01, LNG), "away": (LAT + 1.0, LNG)})
     found = await geo.available_near(LAT, LNG, 5.0, 10)
     assert [c.rider_id for c in found] == ["near", "far"]
     assert found[0].distance_km == pytest.approx(1.11, abs=0.01)
     assert [c.rider_id for c in await geo.available_near(LAT, LNG, 5.0, 1)] == ["near"]
-    await geo.remove_available("near")
+    await geo.apply_riders({"near": None})
     assert [c.rider_id for c in await geo.available_near(LAT, LNG, 5.0, 10)] == ["far"]
     await geo.clear_riders()
     assert await geo.available_near(LAT, LNG, 500.0, 10) == []

@@ -269,7 +269,7 @@ def test_only_the_offered_rider_accepts_and_only_in_time() -> None:
     assert new.rider_id == RIDER and new.dispatch.offered_rider_id is None and new.dispatch.retry_at is None
     [event] = status_events(events)
     assert event.payload["event"]["kind"] == "rider_assigned" and o.RIDER in event.targets
-    assert tells(events) == [(RIDER, Carrying(order.id, CUSTOMER, order.delivery_lat, order.delivery_lng))]
+    assert tells(events) == [(RIDER, Carrying(order.id, order.delivery_lat, order.delivery_lng))]
     # Accepting again as the assigned rider is a retry: no change; another rider: taken.
     again, none = o.accept_assignment(new, o.AcceptAssignment(rider_id=RIDER, rider_user_id="u", now=at(5)))
     assert again is new and none == []

@@ -261,7 +261,7 @@ async def test_accept_tells_the_rider_it_carries_the_order_after_commit(world: W
     world.store.commit_all()
     reply = await accept
     assert reply["order"]["riderId"] == "a"
-    await eventually(lambda: world.told(Carrying) == [("a", Carrying(ORDER_ID, CUSTOMER, 6.54, 3.39))])
+    await eventually(lambda: world.told(Carrying) == [("a", Carrying(ORDER_ID, 6.54, 3.39))])
 
 
 # ---------------------------------------------------------------- rider updates and idempotency
@@ -336,7 +336,7 @@ async def test_loading_an_assigned_order_tells_its_rider_again(world: World) -> 
     assert order.rider_id is not None
     world.store.keep(order)
     await world.ask(Watch(o.CUSTOMER, CUSTOMER))  # any message activates it
-    expected = (order.rider_id, Carrying(ORDER_ID, CUSTOMER, order.delivery_lat, order.delivery_lng))
+    expected = (order.rider_id, Carrying(ORDER_ID, order.delivery_lat, order.delivery_lng))
     await eventually(lambda: world.told(Carrying) == [expected], what="Carrying told on activation")
 
 

@@ -254,9 +254,9 @@ async def test_carrying_rules(world: World) -> None:
     await world.ask(GoOnline(LAT, LNG, utcnow()))
     await world.ask(Reserve("o1"))
     with pytest.raises(EngineError):
-        await world.ask(Carrying("o2", "c2", *DROP))  # held for another order
-    await world.ask(Carrying("o1", "c1", *DROP))
-    assert world.actor().held is None and world.actor().carrying == Carrying("o1", "c1", *DROP)
+        await world.ask(Carrying("o2", *DROP))  # held for another order
+    await world.ask(Carrying("o1", *DROP))
+    assert world.actor().held is None and world.actor().carrying == Carrying("o1", *DROP)
     assert await world.ask(Reserve("o1")) is None  # still idempotent while carrying it
     with pytest.raises(EngineError):
         await world.ask(Reserve("o2"))
@@ -270,7 +270,7 @@ async def test_carrying_rules(world: World) -> None:
 
 async def test_carrying_fans_pings_out_with_an_eta(world: World) -> None:
     await world.ask(GoOnline(LAT, LNG, utcnow()))
-    await world.ask(Carrying("o1", "c1", *DROP))
+    await world.ask(Carrying("o1", *DROP))
     first = world.fanout.sent[0]  # the known position at once, not at the next ping
     assert first[0] == "o1" and (first[1]["lat"], first[1]["lng"]) == (LAT, LNG)
     assert await world.ping(LAT + 0.001, heading=10.0, speed_kmh=30.0) == {"online": True}
