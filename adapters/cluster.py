@@ -1,0 +1,180 @@
+"""The Redis half of sharding (DESIGN "Sharding across nodes"): node membership and shard
+leases. The PostgreSQL half, fencing epochs, is `persistence/shards.py`.
+
+Membership: each node renews a heartbeat lease; the live set is the nodes whose lease has
+not run out, read in the same round trip as the renewal. Expiry times come from Redis's own
+clock (`TIME` inside the script), so nodes with skewed clocks still agree on who is live.
+
+Shard leases: `SET NX PX` takes a free shard; renewal and release are compare-and-set
+scripts, so a node never extends or deletes a lease another node took after its own ran
+out. A lease's local validity is counted from *before* the request that set it was sent
+(`asyncio` monotonic time), minus a safety margin, so a node stops serving a shard before
+Redis can hand it to anyone else, however slow the round trip was.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import orjson
+from redis.asyncio import Redis
+
+NODES = "pocho:cluster:nodes"  # zset: node id -> lease expiry (Redis ms)
+NODE_INFO = "pocho:cluster:node:"  # + node id: JSON {address, started}, with the lease's TTL
+SHARD = "pocho:cluster:shard:"  # + shard: the holding node id, with the lease's TTL
+
+_HEARTBEAT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+return redis.call('ZRANGEBYSCORE', KEYS[1], now, '+inf')
+"""
+
+# KEYS: shard keys; ARGV[1] node id, ARGV[2] lease ms. Returns 1/0 per key: still ours.
+_RENEW = """
+local out = {}
+for i, key in ipairs(KEYS) do
+    if redis.call('GET', key) == ARGV[1] then
+        redis.call('PEXPIRE', key, ARGV[2])
+        out[i] = 1
+    else
+        out[i] = 0
+    end
+end
+return out
+"""
+
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+    return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+_LEAVE = """
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('DEL', KEYS[2])
+return 1
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class NodeInfo:
+    node_id: str
+    address: str
+    started: str
+
+
+class Membership:
+    """This node's heartbeat lease and the live set it sees."""
+
+    def __init__(self, redis: Redis, node_id: str, *, lease_ms: int, address: str, started: str) -> None:
+        self.redis = redis
+        self.node_id = node_id
+        self.lease_ms = lease_ms
+        self._info = orjson.dumps({"address": address, "started": started})
+        self._heartbeat = redis.register_script(_HEARTBEAT)
+        self._leave = redis.register_script(_LEAVE)
+
+    async def heartbeat(self) -> list[str]:
+        """Renew this node's lease; return the live node ids (this one included), sorted."""
+        live = await self._heartbeat(
+            keys=[NODES, NODE_INFO + self.node_id], args=[self.node_id, self.lease_ms, self._info]
+        )
+        return sorted(_text(n) for n in live)
+
+    async def leave(self) -> None:
+        """Drop out at once (clean shutdown) instead of waiting for the lease to run out."""
+        await self._leave(keys=[NODES, NODE_INFO + self.node_id], args=[self.node_id])
+
+    async def nodes(self) -> list[NodeInfo]:
+        """Live nodes with what they registered (for ops)."""
+        now = _redis_ms(await self.redis.time())
+        ids = sorted(_text(m) for m in await self.redis.zrangebyscore(NODES, now, "+inf"))
+        if not ids:
+            return []
+        raw = await self.redis.mget([NODE_INFO + i for i in ids])
+        out = []
+        for node_id, blob in zip(ids, raw, strict=True):
+            info = orjson.loads(blob) if blob else {}
+            out.append(NodeInfo(node_id, str(info.get("address", "")), str(info.get("started", ""))))
+        return out
+
+
+def _redis_ms(t: tuple[int, int]) -> int:
+    return int(t[0]) * 1000 + int(t[1]) // 1000
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class ShardLeases:
+    """Shard leases held by this node, with the local deadline past which it must not serve."""
+
+    def __init__(self, redis: Redis, node_id: str, *, lease_ms: int, margin_ms: int) -> None:
+        if margin_ms >= lease_ms:
+            raise ValueError("the safety margin must be shorter than the lease")
+        self.redis = redis
+        self.node_id = node_id
+        self.lease_ms = lease_ms
+        self.margin_ms = margin_ms
+        self.valid_until: dict[int, float] = {}  # shard -> monotonic deadline for serving it
+        self._renew = redis.register_script(_RENEW)
+        self._release = redis.register_script(_RELEASE)
+
+    def _deadline(self, sent_at: float) -> float:
+        return sent_at + (self.lease_ms - self.margin_ms) / 1000.0
+
+    def valid(self, shard: int, now: float | None = None) -> bool:
+        """Whether this node may serve `shard` right now."""
+        until = self.valid_until.get(shard)
+        return until is not None and (time.monotonic() if now is None else now) < until
+
+    async def acquire(self, shard: int) -> bool:
+        """Take a free shard's lease (False if another node holds it)."""
+        sent_at = time.monotonic()
+        if await self.redis.set(SHARD + str(shard), self.node_id, nx=True, px=self.lease_ms):
+            self.valid_until[shard] = self._deadline(sent_at)
+            return True
+        holder = await self.redis.get(SHARD + str(shard))
+        if holder is not None and _text(holder) == self.node_id:  # ours already (a retried take)
+            self.valid_until[shard] = self._deadline(sent_at)
+            return True
+        return False
+
+    async def renew(self, shards: Iterable[int] | None = None) -> set[int]:
+        """Extend the leases of `shards` (default: all held); return the shards lost (another
+        node holds them, or they ran out). Lost shards are forgotten here at once."""
+        wanted = sorted(self.valid_until if shards is None else shards)
+        if not wanted:
+            return set()
+        sent_at = time.monotonic()
+        kept = await self._renew(keys=[SHARD + str(s) for s in wanted], args=[self.node_id, self.lease_ms])
+        lost = set()
+        for shard, ok in zip(wanted, kept, strict=True):
+            if ok:
+                self.valid_until[shard] = self._deadline(sent_at)
+            else:
+                lost.add(shard)
+                self.valid_until.pop(shard, None)
+        return lost
+
+    async def release(self, shard: int) -> None:
+        """Give a shard up (after its actors are flushed and passivated)."""
+        self.valid_until.pop(shard, None)
+        await self._release(keys=[SHARD + str(shard)], args=[self.node_id])
+
+    async def holder(self, shard: int) -> str | None:
+        """The node holding `shard`'s lease in Redis now, if any."""
+        raw = await self.redis.get(SHARD + str(shard))
+        return None if raw is None else _text(raw)
+
+    async def holders(self, shards: int) -> dict[int, str]:
+        """shard -> holding node, for every held shard of `shards` (for ops)."""
+        raw = await self.redis.mget([SHARD + str(s) for s in range(shards)])
+        return {s: _text(v) for s, v in enumerate(raw) if v is not None}

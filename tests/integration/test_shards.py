@@ -1,0 +1,71 @@
+"""Shard fencing epochs against a real PostgreSQL (persistence/shards.py, migration 0008): epochs
+only grow, a stale epoch aborts its whole transaction, and a take that races a stale group
+waits for it, so a new owner always loads what the old one committed."""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+import pytest
+
+from persistence import shards
+from tests.helpers import eventually
+
+
+async def test_epochs_only_grow_and_name_the_last_taker(db: asyncpg.Connection) -> None:
+    assert await shards.take(db, 7, "n1") == 1
+    assert await shards.take(db, 7, "n2") == 2
+    assert await shards.take(db, 7, "n1") == 3
+    assert await shards.take(db, 8, "n2") == 1
+    assert await shards.owners(db) == {7: ("n1", 3), 8: ("n2", 1)}
+
+
+async def test_a_stale_epoch_aborts_the_transaction_and_writes_nothing(db: asyncpg.Connection) -> None:
+    await db.execute("CREATE TEMP TABLE t (v int)")
+    epoch = await shards.take(db, 3, "n1")
+    async with db.transaction():
+        await db.execute(shards.FENCE.sql, 3, epoch)  # current: passes
+        await db.execute("INSERT INTO t VALUES (1)")
+    await shards.take(db, 3, "n2")  # taken over
+    with pytest.raises(asyncpg.PostgresError) as caught:
+        async with db.transaction():
+            await db.execute("INSERT INTO t VALUES (2)")
+            await db.execute(shards.FENCE.sql, 3, epoch)
+    assert caught.value.sqlstate == shards.STALE_EPOCH
+    assert caught.value.detail == "3"
+    assert [r["v"] for r in await db.fetch("SELECT v FROM t")] == [1]
+    with pytest.raises(asyncpg.PostgresError):  # a shard nobody took is nobody's to write
+        await db.execute(shards.FENCE.sql, 99, 1)
+
+
+async def test_a_take_waits_for_a_stale_group_that_already_passed_the_check(
+    database_url: str, db: asyncpg.Connection
+) -> None:
+    await db.execute("CREATE TABLE fence_probe (v int)")
+    try:
+        epoch = await shards.take(db, 5, "old")
+        old = await asyncpg.connect(database_url)
+        new = await asyncpg.connect(database_url)
+        try:
+            tx = old.transaction()
+            await tx.start()
+            await old.execute(shards.FENCE.sql, 5, epoch)  # the old owner's group passed the check
+            await old.execute("INSERT INTO fence_probe VALUES (1)")
+            taking = asyncio.ensure_future(shards.take(new, 5, "new"))
+            # The take is blocked on the old group's share lock: PostgreSQL says so.
+            blocked = (
+                "SELECT count(*) > 0 FROM pg_stat_activity"
+                " WHERE wait_event_type = 'Lock' AND datname = current_database()"
+            )
+            await eventually(lambda: db.fetchval(blocked), what="the take to wait for the lock")
+            assert not taking.done()
+            await tx.commit()
+            assert await taking == epoch + 1
+            # The new owner now sees the old owner's committed row.
+            assert await new.fetchval("SELECT count(*) FROM fence_probe") == 1
+        finally:
+            await old.close()
+            await new.close()
+    finally:
+        await db.execute("DROP TABLE fence_probe")
