@@ -14,12 +14,21 @@ Redis can hand it to anyone else, however slow the round trip was.
 
 from __future__ import annotations
 
+import asyncio
+import itertools
+import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 from redis.asyncio import Redis
+
+from adapters import wire
+from engine.errors import EngineError
+
+log = logging.getLogger("pocho.cluster")
 
 NODES = "pocho:cluster:nodes"  # zset: node id -> lease expiry (Redis ms)
 NODE_INFO = "pocho:cluster:node:"  # + node id: JSON {address, started}, with the lease's TTL
@@ -178,3 +187,111 @@ class ShardLeases:
         """shard -> holding node, for every held shard of `shards` (for ops)."""
         raw = await self.redis.mget([SHARD + str(s) for s in range(shards)])
         return {s: _text(v) for s, v in enumerate(raw) if v is not None}
+
+
+# ---------------------------------------------------------------- messages between nodes
+
+INBOX = "pocho:cluster:inbox:"  # + node id: pub/sub channel of asks, tells and replies
+
+Handler = Callable[[str, str, Any, bool], Awaitable[Any]]  # (kind, key, msg, wants reply) -> reply
+
+
+class NotDelivered(Exception):
+    """No node is listening on that inbox (PUBLISH reached nobody): the node is gone."""
+
+
+class Postman:
+    """Asks and tells to actors on other nodes, over one Redis pub/sub inbox per node.
+
+    An ask carries a correlation id and this node's inbox; the owner runs it through its
+    own actor system (`handler`) and publishes the reply (or the EngineError) back. PUBLISH
+    answers how many subscribers got the message, so an ask to a node that is gone fails
+    at once with `NotDelivered` instead of waiting for its timeout (the caller looks the
+    shard's holder up again and retries). Replies nobody waits for any more are dropped.
+    """
+
+    def __init__(self, redis: Redis, node_id: str, handler: Handler) -> None:
+        self.redis = redis
+        self.node_id = node_id
+        self.handler = handler
+        self.ready = asyncio.Event()
+        self._waiting: dict[int, asyncio.Future[Any]] = {}
+        self._ids = itertools.count(1)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.forwarded = 0  # asks and tells sent to other nodes
+        self.received = 0  # asks and tells run here for other nodes
+
+    async def run(self) -> None:
+        """Listen on this node's inbox until cancelled (a supervisor loop)."""
+        pubsub = self.redis.pubsub()
+        try:
+            await pubsub.subscribe(INBOX + self.node_id)
+            self.ready.set()
+            while True:
+                msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=None)
+                if msg is not None and msg["type"] == "message":
+                    self._dispatch(msg["data"])
+        finally:
+            self.ready.clear()
+            for task in list(self._tasks):
+                task.cancel()
+            for fut in self._waiting.values():
+                if not fut.done():
+                    fut.set_exception(EngineError("unavailable", "node stopping, retry"))
+            await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    def _dispatch(self, data: bytes) -> None:
+        try:
+            item = wire.loads(data)
+        except Exception:
+            log.exception("undecodable cluster message")
+            return
+        if item[0] == "reply":
+            _, corr, ok, value = item
+            fut = self._waiting.pop(corr, None)
+            if fut is not None and not fut.done():
+                if ok:
+                    fut.set_result(value)
+                else:
+                    fut.set_exception(value)
+            return
+        task = asyncio.get_running_loop().create_task(self._serve(item))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _serve(self, item: list[Any]) -> None:
+        _, corr, reply_to, kind, key, msg = item
+        self.received += 1
+        try:
+            result: Any = await self.handler(kind, key, msg, corr is not None)
+            reply = ["reply", corr, True, result]
+        except EngineError as exc:
+            reply = ["reply", corr, False, exc]
+        except Exception as exc:
+            log.exception("cluster message failed", extra={"kind": kind})
+            reply = ["reply", corr, False, EngineError("internal", type(exc).__name__)]
+        if corr is not None:
+            await self.redis.publish(INBOX + reply_to, wire.dumps(reply))
+
+    async def ask(self, node: str, kind: str, key: str, msg: Any, timeout: float) -> Any:  # noqa: ASYNC109
+        """Run `msg` on `node`'s actor `kind:key` and return its reply (or raise its error)."""
+        corr = next(self._ids)
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._waiting[corr] = fut
+        try:
+            payload = wire.dumps(["ask", corr, self.node_id, kind, key, msg])
+            if not await self.redis.publish(INBOX + node, payload):
+                raise NotDelivered(node)
+            self.forwarded += 1
+            async with asyncio.timeout(timeout):
+                return await fut
+        except TimeoutError:
+            raise EngineError("timeout", "no answer from the owning node in time") from None
+        finally:
+            self._waiting.pop(corr, None)
+
+    async def tell(self, node: str, kind: str, key: str, msg: Any) -> None:
+        """Deliver `msg` to `node`'s actor `kind:key` without waiting for it to run."""
+        if not await self.redis.publish(INBOX + node, wire.dumps(["tell", None, self.node_id, kind, key, msg])):
+            raise NotDelivered(node)
+        self.forwarded += 1

@@ -4,12 +4,18 @@ the local serving deadline that ends before the lease can pass to another node."
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
+from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from redis.asyncio import Redis
 
-from adapters.cluster import SHARD, Membership, ShardLeases
+from adapters.cluster import SHARD, Membership, NotDelivered, Postman, ShardLeases
+from engine.assignment import Carrying, Reserve
+from engine.errors import DomainError, EngineError
 from tests.helpers import eventually
 
 
@@ -76,3 +82,83 @@ async def test_serving_deadline_ends_before_the_lease_does(redis: Redis) -> None
     assert 0 < ttl <= 400
     with pytest.raises(ValueError):
         ShardLeases(redis, "a", lease_ms=100, margin_ms=100)
+
+
+# ---------------------------------------------------------------- asks and tells between nodes
+
+
+class _Node:
+    """A postman whose handler is a tiny actor table: enough to see what crossed."""
+
+    def __init__(self, redis: Redis, node_id: str) -> None:
+        self.seen: list[tuple[str, str, Any, bool]] = []
+        self.hold = asyncio.Event()
+        self.postman = Postman(redis, node_id, self.handle)
+        self.task = asyncio.ensure_future(self.postman.run())
+
+    async def handle(self, kind: str, key: str, msg: Any, wants_reply: bool) -> Any:
+        self.seen.append((kind, key, msg, wants_reply))
+        if key == "refuses":
+            raise DomainError("conflict", "offer is not open", {"status": "WITHDRAWN"})
+        if key == "slow":
+            await self.hold.wait()
+        if key == "broken":
+            raise RuntimeError("bug")
+        return {"kind": kind, "key": key, "echo": msg}
+
+    async def stop(self) -> None:
+        self.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.task
+
+
+@pytest.fixture
+async def nodes(redis: Redis) -> AsyncIterator[tuple[_Node, _Node]]:
+    a, b = _Node(redis, "a"), _Node(redis, "b")
+    await a.postman.ready.wait()
+    await b.postman.ready.wait()
+    yield a, b
+    await a.stop()
+    await b.stop()
+
+
+async def test_an_ask_runs_on_the_other_node_and_its_reply_comes_back(nodes: tuple[_Node, _Node]) -> None:
+    a, b = nodes
+    msg = Carrying("order-1", 6.5, 3.4)
+    assert await a.postman.ask("b", "rider", "r1", msg, timeout=5) == {"kind": "rider", "key": "r1", "echo": msg}
+    assert b.seen == [("rider", "r1", msg, True)] and a.seen == []
+    assert a.postman.forwarded == 1 and b.postman.received == 1
+
+
+async def test_errors_come_back_as_the_same_error(nodes: tuple[_Node, _Node]) -> None:
+    a, _ = nodes
+    with pytest.raises(DomainError) as refused:
+        await a.postman.ask("b", "order", "refuses", None, timeout=5)
+    assert (refused.value.code, refused.value.details) == ("conflict", {"status": "WITHDRAWN"})
+    with pytest.raises(EngineError) as broken:
+        await a.postman.ask("b", "order", "broken", None, timeout=5)
+    assert broken.value.code == "internal"
+
+
+async def test_a_slow_owner_is_a_timeout_and_its_late_reply_is_dropped(nodes: tuple[_Node, _Node]) -> None:
+    a, b = nodes
+    with pytest.raises(EngineError) as late:
+        await a.postman.ask("b", "order", "slow", None, timeout=0.2)
+    assert late.value.code == "timeout"
+    b.hold.set()
+    await eventually(lambda: not b.postman._tasks, what="b to publish its late reply")
+    assert await a.postman.ask("b", "order", "o2", 1, timeout=5) == {"kind": "order", "key": "o2", "echo": 1}
+
+
+async def test_tells_arrive_without_replies(nodes: tuple[_Node, _Node]) -> None:
+    a, b = nodes
+    await a.postman.tell("b", "rider", "r1", Reserve("order-1"))
+    await eventually(lambda: b.seen == [("rider", "r1", Reserve("order-1"), False)], what="the tell")
+
+
+async def test_a_node_nobody_listens_for_fails_at_once(nodes: tuple[_Node, _Node]) -> None:
+    a, _ = nodes
+    with pytest.raises(NotDelivered):
+        await a.postman.ask("gone", "order", "o1", None, timeout=5)
+    with pytest.raises(NotDelivered):
+        await a.postman.tell("gone", "order", "o1", None)
