@@ -1,0 +1,178 @@
+"""This node's part in the cluster: which shards it holds, under which fencing epoch, and
+moving them as nodes come and go (DESIGN "Sharding across nodes").
+
+One loop (`run`, owned by the supervisor) does everything in rounds of `tick` seconds:
+renew this node's membership and read the live set; renew the shard leases held and drop
+the ones lost; take free shards this node should own (lease first, then the next epoch in
+PostgreSQL, then `on_acquire` re-arms their deadlines); and hand off, a few per round, the
+shards another live node should own (`on_release` flushes and passivates their actors
+before the lease is released). A node that cannot renew stops serving a shard at its local
+deadline, before Redis can give the lease to anyone else.
+
+Routing asks and tells to the holder (the Postman), fencing write-behind transactions with
+`epoch_of`, and the cross-node Socket.IO rooms are wired by the runtime around this.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import asyncpg
+from prometheus_client import Counter
+
+from adapters.cluster import Membership, ShardLeases
+from engine.runtime.metrics import REGISTRY
+from engine.runtime.placement import shard_of, shards_for
+from persistence import shards as shards_db
+
+log = logging.getLogger("pocho.cluster")
+
+SHARD_MOVES = Counter(
+    "pocho_cluster_shard_moves_total", "Shards taken or given up by this node", ["change"], registry=REGISTRY
+)
+RENEW_FAILURES = Counter(
+    "pocho_cluster_renew_failures_total", "Rounds in which Redis could not renew this node's leases", registry=REGISTRY
+)
+
+ShardHook = Callable[[int], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterTiming:
+    shards: int = 256
+    node_lease_ms: int = 6000
+    shard_lease_ms: int = 6000
+    margin_ms: int = 1500  # stop serving this long before a shard lease could pass elsewhere
+    handoffs_per_round: int = 16  # gradual rebalancing: shards handed off per round at most
+
+    @property
+    def tick(self) -> float:
+        """Seconds between rounds: a third of the shorter lease, so two rounds can fail
+        before anything lapses."""
+        return min(self.node_lease_ms, self.shard_lease_ms) / 3000.0
+
+
+async def _nothing(shard: int) -> None:
+    return None
+
+
+class ClusterNode:
+    def __init__(
+        self,
+        node_id: str,
+        membership: Membership,
+        leases: ShardLeases,
+        pool: asyncpg.Pool,
+        timing: ClusterTiming,
+        *,
+        on_acquire: ShardHook = _nothing,
+        on_release: ShardHook = _nothing,
+    ) -> None:
+        self.node_id = node_id
+        self.membership = membership
+        self.leases = leases
+        self.pool = pool
+        self.timing = timing
+        self.on_acquire = on_acquire
+        self.on_release = on_release
+        self.epochs: dict[int, int] = {}  # held shard -> fencing epoch taken for it
+        self.live: list[str] = []
+        self.settled = asyncio.Event()  # set once this node holds every shard it should
+        self.leaving = False
+
+    # ---------------------------------------------------------------- what the runtime asks
+
+    def shard(self, kind: str, key: str) -> int:
+        return shard_of(kind, key, self.timing.shards)
+
+    def serves(self, shard: int) -> bool:
+        """Whether this node may run actors of `shard` now (lease valid, epoch taken)."""
+        return shard in self.epochs and self.leases.valid(shard)
+
+    def epoch_of(self, shard: int) -> int | None:
+        """The epoch every write of `shard` is fenced with (None: not ours, write nothing)."""
+        return self.epochs.get(shard) if self.serves(shard) else None
+
+    def held(self) -> list[int]:
+        return sorted(self.epochs)
+
+    # ---------------------------------------------------------------- the loop
+
+    async def run(self) -> None:
+        while True:
+            started = time.monotonic()
+            try:
+                await self.round()
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                RENEW_FAILURES.inc()
+                log.warning("cluster round failed", extra={"error": type(exc).__name__})
+                self._drop_lapsed()
+            await asyncio.sleep(max(0.0, self.timing.tick - (time.monotonic() - started)))
+
+    async def round(self) -> None:
+        """One round of membership, renewal, takes and handoffs."""
+        self.live = await self.membership.heartbeat()
+        for shard in await self.leases.renew(list(self.epochs)):
+            await self._lost(shard, "lost")
+        if self.leaving:
+            return
+        wanted = shards_for(self.node_id, self.live, self.timing.shards)
+        for shard in sorted(wanted - set(self.epochs)):
+            await self._take(shard)
+        moving = sorted(set(self.epochs) - wanted)[: self.timing.handoffs_per_round]
+        for shard in moving:
+            await self.hand_off(shard)
+        if wanted <= set(self.epochs):
+            self.settled.set()
+        else:
+            self.settled.clear()
+
+    async def _take(self, shard: int) -> None:
+        if not await self.leases.acquire(shard):
+            return  # its old owner still holds it: it hands it off, or its lease runs out
+        try:
+            self.epochs[shard] = await shards_db.take(self.pool, shard, self.node_id)
+        except BaseException:
+            await self.leases.release(shard)
+            raise
+        SHARD_MOVES.labels("taken").inc()
+        await self.on_acquire(shard)
+
+    async def hand_off(self, shard: int) -> None:
+        """Flush and passivate the shard's actors, then release it for its rightful owner."""
+        await self.on_release(shard)
+        self.epochs.pop(shard, None)
+        await self.leases.release(shard)
+        SHARD_MOVES.labels("handed_off").inc()
+
+    async def _lost(self, shard: int, why: str) -> None:
+        """A shard this node may no longer serve: its actors go without a flush (their writes
+        would be fenced anyway)."""
+        self.epochs.pop(shard, None)
+        SHARD_MOVES.labels(why).inc()
+        log.warning("shard lost", extra={"shard": shard, "reason": why})
+        await self.on_release(shard)
+
+    def _drop_lapsed(self) -> None:
+        """Redis unreachable: forget shards whose serving deadline passed (the runtime sees
+        `serves()` false from that moment anyway)."""
+        for shard in [s for s in self.epochs if not self.leases.valid(s)]:
+            self.epochs.pop(shard, None)
+            SHARD_MOVES.labels("lapsed").inc()
+
+    async def fenced(self, shard: int) -> None:
+        """A write of `shard` was refused for a stale epoch: another node took it."""
+        if shard in self.epochs:
+            await self._lost(shard, "fenced")
+            self.leases.valid_until.pop(shard, None)
+
+    async def leave(self) -> None:
+        """Clean shutdown: hand every shard off, then drop out of the live set."""
+        self.leaving = True
+        for shard in self.held():
+            await self.hand_off(shard)
+        await self.membership.leave()
