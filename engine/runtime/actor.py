@@ -17,7 +17,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 from engine.errors import EngineError
 from engine.runtime import metrics
@@ -161,6 +161,17 @@ def _handle_seconds(kind: str) -> Any:
 Factory = Callable[[str], Actor]
 
 
+class Placement(Protocol):
+    """Where actors live when several nodes share them (pocho_rt/routing.py): an actor whose
+    shard this node does not serve is asked and told through its owner, never activated here."""
+
+    def here(self, kind: str, actor_id: str) -> bool: ...
+
+    async def ask(self, kind: str, actor_id: str, msg: Any, timeout: float) -> Any: ...  # noqa: ASYNC109
+
+    def tell(self, kind: str, actor_id: str, msg: Any) -> None: ...
+
+
 class ActorSystem:
     """The live actors of this node, by key `kind:id`."""
 
@@ -172,6 +183,7 @@ class ActorSystem:
         self.ask_timeout = ask_timeout
         self.drains: set[asyncio.Task[None]] = set()
         self.stopping = False  # set by `stop`: no new drain task starts
+        self.placement: Placement | None = None  # None: one node, every actor lives here
         metrics.SYSTEMS.add(self)
 
     def mailbox_depths(self) -> dict[str, int]:
@@ -202,6 +214,9 @@ class ActorSystem:
 
     async def ask(self, kind: str, actor_id: str, msg: Any, timeout: float | None = None) -> Any:  # noqa: ASYNC109
         """Send and wait for the reply (EngineError `timeout` after `timeout` seconds)."""
+        placement = self.placement
+        if placement is not None and not placement.here(kind, actor_id):
+            return await placement.ask(kind, actor_id, msg, timeout or self.ask_timeout)
         cell = self._cell(kind, actor_id)
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Any] = loop.create_future()
@@ -242,6 +257,10 @@ class ActorSystem:
 
     def tell(self, kind: str, actor_id: str, msg: Any) -> None:
         """Send without waiting; errors are logged by the actor, not returned."""
+        placement = self.placement
+        if placement is not None and not placement.here(kind, actor_id):
+            placement.tell(kind, actor_id, msg)
+            return
         cell = self._cell(kind, actor_id)
         try:
             self._enqueue(cell, msg, None)
@@ -252,6 +271,10 @@ class ActorSystem:
 
     def live(self, kind: str | None = None) -> list[Actor]:
         return [c.actor for c in self._cells.values() if kind is None or c.actor.kind == kind]
+
+    def keys(self) -> list[tuple[str, str]]:
+        """(kind, id) of every actor in memory."""
+        return [(c.actor.kind, c.actor.id) for c in self._cells.values()]
 
     def get(self, kind: str, actor_id: str) -> Actor | None:
         cell = self._cells.get(f"{kind}:{actor_id}")
