@@ -243,3 +243,45 @@ async def test_success_after_cancel_is_refunded(pc: Client, paystack: FakePaysta
         ("PAID_AFTER_CANCEL", "REFUND_PENDING"),
         ("REFUND_PENDING", "REFUNDED"),
     ]
+
+
+async def test_order_cancelled_between_read_and_confirm(
+    pc: Client, paystack: FakePaystack, db: asyncpg.Connection
+) -> None:
+    """The stored order still says PENDING_PAYMENT when the payment is applied, but its actor has
+    moved on (cancelled): the actor refuses, the payment becomes PAID_AFTER_CANCEL and is refunded."""
+    cust, _, order = await ordered(pc, db)
+    ref = (await init(pc, cust, order["id"]))["reference"]
+    await cust.ok("order:cancel", {"orderId": order["id"], "reason": "too slow"})
+    await db.execute("UPDATE orders SET status = 'PENDING_PAYMENT' WHERE id = $1", uuid.UUID(order["id"]))
+    paystack.settle(ref)
+    assert (await paystack_webhook(pc, paystack.charge_event(ref)))[0] == 200
+    await payment_status_is(db, ref, "REFUND_PENDING")
+    row = await payment_row(db, ref)
+    assert row["paid_status"] == "PAID_AFTER_CANCEL"
+    assert await audit_trail(db, row["id"]) == [
+        (None, "INITIATED"),
+        ("INITIATED", "SUCCESS"),
+        ("SUCCESS", "PAID_AFTER_CANCEL"),
+        ("PAID_AFTER_CANCEL", "REFUND_PENDING"),
+    ]
+    assert len(paystack.calls("POST", "/refund")) == 1
+
+
+async def test_reconcile_confirms_a_paid_order_whose_confirmation_did_not_land(
+    pc: Client, pay_server: Server, paystack: FakePaystack, db: asyncpg.Connection
+) -> None:
+    cust, _, order = await ordered(pc, db)
+    ref = (await init(pc, cust, order["id"]))["reference"]
+    # As after a crash between the payment's commit and the order actor's turn.
+    await db.execute(
+        "UPDATE payments SET status = 'SUCCESS', paid_status = 'SUCCESS', paid_kobo = 300000 WHERE reference = $1", ref
+    )
+    seen = cust.next("order:status")
+    await pay_server.svc.payments.reconcile()
+    event = await seen
+    assert event["order"]["status"] == "CONFIRMED" and event["event"]["reference"] == ref
+    # A second round changes nothing: the order was confirmed by this very payment.
+    await pay_server.svc.payments.reconcile()
+    assert (await payment_row(db, ref))["status"] == "SUCCESS"
+    assert (await order_status(pc, cust, order["id"]))["seq"] == 1
