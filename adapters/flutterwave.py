@@ -124,13 +124,13 @@ class FlutterwaveClient:
         return text_of(data_of(answer, NAME, "resolve_account"), "account_name", NAME, "resolve_account")
 
     async def create_subaccount(
-        self, business_name: str, bank_code: str, account_number: str, commission_bps: int
+        self, business_name: str, bank_code: str, account_number: str, commission_bps: int, phone: str
     ) -> str:
         body = {
             "account_bank": bank_code,
             "account_number": account_number,
             "business_name": business_name,
-            "business_mobile": "",
+            "business_mobile": phone,
             "country": "NG",
             "split_type": "percentage",
             "split_value": commission_bps / 10_000,

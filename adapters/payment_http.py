@@ -48,9 +48,9 @@ class ProviderClient:
         params: dict[str, str] | None = None,
         not_found_words: tuple[str, ...] = ("not found",),
     ) -> dict[str, Any]:
-        """One request. Network trouble and 5xx: `unavailable`; 401/403 or a message about the
-        key: `invalid_key`; 404, or a 4xx whose message has one of `not_found_words`: `not_found`;
-        other 4xx: `rejected`."""
+        """One request. Network trouble and 5xx: `unavailable`; 401/403 or a 4xx saying the key is
+        invalid (Paystack answers "Invalid key"): `invalid_key`; 404, or a 4xx whose message has
+        one of `not_found_words`: `not_found`; other 4xx: `rejected`."""
         try:
             resp = await self._client.request(method, path, json=json, params=params)
         except httpx.HTTPError as exc:
@@ -64,7 +64,8 @@ class ProviderClient:
         if resp.status_code >= 500 or body is None:
             self._count(call, "unavailable")
             raise ProviderError("unavailable", f"{self.name} {call}: HTTP {resp.status_code}")
-        if resp.status_code in (401, 403) or ("key" in message.lower() and resp.status_code >= 400):
+        low = message.lower()
+        if resp.status_code in (401, 403) or (resp.status_code >= 400 and "key" in low and "invalid" in low):
             self._count(call, "invalid_key")
             log.error("payment provider refused our key", extra={"provider": self.name, "call": call})
             raise ProviderError("invalid_key", f"{self.name} {call}: {message or 'unauthorized'}")

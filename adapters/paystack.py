@@ -86,7 +86,7 @@ class PaystackClient:
         return text_of(data_of(answer, NAME, "resolve_account"), "account_name", NAME, "resolve_account")
 
     async def create_subaccount(
-        self, business_name: str, bank_code: str, account_number: str, commission_bps: int
+        self, business_name: str, bank_code: str, account_number: str, commission_bps: int, phone: str
     ) -> str:
         body = {
             "business_name": business_name,

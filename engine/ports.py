@@ -138,7 +138,7 @@ class PaymentProvider(Protocol):
         ...
 
     async def create_subaccount(
-        self, business_name: str, bank_code: str, account_number: str, commission_bps: int
+        self, business_name: str, bank_code: str, account_number: str, commission_bps: int, phone: str
     ) -> str:
         """The provider's code of a new subaccount for this bank account."""
         ...

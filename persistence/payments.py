@@ -94,8 +94,9 @@ _UPDATE = f"""UPDATE payments SET status = $2, paid_status = $3, paid_kobo = $4,
     updated_at = now()
     WHERE id = $1 RETURNING {_PAYMENT_COLUMNS}"""
 _INITIATED_OLDER = f"""SELECT {_PAYMENT_COLUMNS} FROM payments WHERE status = 'INITIATED'
-    AND created_at <= now() - make_interval(secs => $1) AND created_at > now() - interval '2 days'
-    ORDER BY created_at LIMIT $2"""
+    AND updated_at <= now() - make_interval(secs => $1) AND created_at > now() - interval '2 days'
+    ORDER BY updated_at LIMIT $2"""
+_TOUCH = "UPDATE payments SET updated_at = now() WHERE id = $1 AND status = 'INITIATED'"
 _PAID_UNCONFIRMED = f"""SELECT {_PAYMENT_COLUMNS} FROM payments p WHERE p.status = 'SUCCESS'
     AND EXISTS (SELECT 1 FROM orders o WHERE o.id = p.order_id AND o.status = 'PENDING_PAYMENT')
     ORDER BY p.updated_at LIMIT $1"""
@@ -175,6 +176,11 @@ async def update_payment(conn: Conn, p: pay.Payment) -> asyncpg.Record:
 
 async def initiated_older_than(conn: Conn, seconds: float, limit: int) -> list[pay.Payment]:
     return [payment_from_row(r) for r in await conn.fetch(_INITIATED_OLDER, seconds, limit)]
+
+
+async def touch(conn: Conn, payment_id: str) -> None:
+    """Re-verified and still INITIATED: to the back of the reconcile job's queue."""
+    await conn.execute(_TOUCH, uuid.UUID(payment_id))
 
 
 async def paid_unconfirmed(conn: Conn, limit: int) -> list[pay.Payment]:
@@ -291,7 +297,8 @@ _UPSERT_SETTLEMENT = f"""INSERT INTO vendor_settlements (vendor_id, bank_code, a
     flutterwave_subaccount = EXCLUDED.flutterwave_subaccount, updated_at = now()
     RETURNING {_SETTLEMENT_COLUMNS}"""
 _SETTLEMENT = f"SELECT {_SETTLEMENT_COLUMNS} FROM vendor_settlements WHERE vendor_id = $1"
-_VENDOR_OWNER = "SELECT user_id, display_name FROM vendors WHERE id = $1"
+_VENDOR_OWNER = """SELECT v.user_id, v.display_name, u.phone FROM vendors v JOIN users u ON u.id = v.user_id
+    WHERE v.id = $1"""
 
 
 async def vendor_owner(conn: Conn, vendor_id: str) -> asyncpg.Record | None:

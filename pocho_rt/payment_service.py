@@ -49,6 +49,14 @@ log = logging.getLogger("pocho.payments")
 STORAGE_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
 _QUEUE_MAX = 10_000  # webhook ids waiting for the worker; past it the reconcile loop finds them
 _SYSTEM = "system"
+# The order's paymentStatus for a payment status reached after the fact (engine.orders.PAYMENT_NOTES).
+_ORDER_NOTE = {
+    pay.SUCCESS: "PAID",
+    pay.PAID_AFTER_CANCEL: "PAID_AFTER_CANCEL",
+    pay.REFUND_PENDING: "REFUND_PENDING",
+    pay.PARTIALLY_REFUNDED: "PARTIALLY_REFUNDED",
+    pay.REFUNDED: "REFUNDED",
+}
 
 
 def new_reference() -> str:
@@ -332,6 +340,7 @@ class PaymentService:
                 await db.event_processed(conn, event_id, after.status.lower() if after != before else "no_change")
         if after != before:
             PAYMENT_TRANSITIONS.labels(after.status).inc()
+            await self._note_order(after, before.status)
         await self._effects(after, decision.effects)
         return after.status.lower() if after != before else "no_change"
 
@@ -373,6 +382,7 @@ class PaymentService:
             if pay.OPS_REVIEW in decision.effects:
                 await self._review_record(conn, after, "confirm_refused")
         PAYMENT_TRANSITIONS.labels(after.status).inc()
+        await self._note_order(after, before.status)
         await self._effects(after, tuple(e for e in decision.effects if e != pay.CONFIRM_ORDER))
 
     async def _live_order_status(self, p: pay.Payment) -> str:
@@ -385,6 +395,22 @@ class PaymentService:
             return str(snap["order"]["status"])
         except EngineError:
             return str(row["status"])
+
+    async def _note_order(self, p: pay.Payment, before: str) -> None:
+        """Tell the order what became of its money after the fact (paid after cancel, refunds),
+        for the payment that paid it (a REVIEW payment never speaks for the order). Best effort:
+        the payment row is the record; a refusal or a busy actor is logged."""
+        if p.status == before or p.paid_status not in (pay.SUCCESS, pay.PAID_AFTER_CANCEL):
+            return
+        if p.status == pay.SUCCESS and before in pay.UNPAID:
+            return  # the confirmation itself makes the order PAID
+        note = _ORDER_NOTE.get(p.status)
+        if note is None:
+            return
+        try:
+            await self.orders.note_payment(p.order_id, note, p.reference)
+        except EngineError as exc:
+            log.warning("order payment note failed", extra={"orderId": p.order_id, "code": exc.code})
 
     async def _review_record(self, conn: asyncpg.Connection, p: pay.Payment, source: str) -> None:
         details: dict[str, Any] = {"paymentId": p.id, "reference": p.reference, "reason": p.review_reason}
@@ -466,6 +492,7 @@ class PaymentService:
             raise provider_failure(exc) from None
         with contextlib.suppress(*STORAGE_ERRORS):
             await db.set_provider_refund_id(self.pool, str(refund["id"]), answer.provider_refund_id)
+        await self._note_order(after, before.status)
         return {"refund": refund_view(refund), "payment": payment_view(row)}
 
     async def _auto_refund(self, p: pay.Payment) -> None:
@@ -498,6 +525,7 @@ class PaymentService:
                     },
                 )
         PAYMENT_TRANSITIONS.labels(after.status).inc()
+        await self._note_order(after, before.status)
 
     async def _refund_event(self, event_id: int, p: pay.Payment, d: wh.Delivery) -> str:
         """A refund webhook completes (processed) or gives back (failed) our pending refund of
@@ -532,6 +560,7 @@ class PaymentService:
             )
             await db.event_processed(conn, event_id, f"refund_{status}")
         PAYMENT_TRANSITIONS.labels(after.status).inc()
+        await self._note_order(after, before.status)
         return f"refund_{status}"
 
     async def payment(self, payment_id: str) -> dict[str, Any]:
@@ -570,7 +599,8 @@ class PaymentService:
             except ProviderError:
                 continue
             PAYMENT_RECONCILED.labels("reverified").inc()
-            await self.apply(p.id, verified, event_id=None, source="reconcile")
+            if await self.apply(p.id, verified, event_id=None, source="reconcile") == "no_change":
+                await db.touch(self.pool, p.id)
         for p in await db.paid_unconfirmed(self.pool, PAYMENT_INBOX_BATCH):
             PAYMENT_RECONCILED.labels("reconfirmed").inc()
             await self._confirm(p)
@@ -603,7 +633,9 @@ class PaymentService:
         bps = self.settings.platform_commission_bps
         for name, provider in self.providers.items():
             try:
-                codes[name] = await provider.create_subaccount(owner["display_name"], bank_code, account_number, bps)
+                codes[name] = await provider.create_subaccount(
+                    owner["display_name"], bank_code, account_number, bps, owner["phone"]
+                )
             except ProviderError as exc:
                 raise provider_failure(exc) from None
         try:

@@ -190,7 +190,7 @@ class FakeFlutterwave(FakeServer):
 
     async def subaccount(self, request: web.Request) -> web.Response:
         body = await request.json()
-        for field in ("account_bank", "account_number", "business_name", "split_value"):
+        for field in ("account_bank", "account_number", "business_name", "business_mobile", "split_value"):
             if body.get(field) in (None, ""):
                 return self._error(f"{field} is required")
         code = f"RS_{token(16).upper()}"

@@ -75,6 +75,15 @@ async def test_partial_then_full_refund_never_more_than_paid(
     assert status == 200 and body["refund"]["amountKobo"] == 200_000
     assert (await paystack_webhook(pc, paystack.refund_event(ref, 200_000)))[0] == 200
     await payment_status_is(db, ref, "REFUNDED")
+    notes = await cust.nth("order:status", 5)  # confirmed, then each refund step
+    assert [e["order"]["paymentStatus"] for e in notes] == [
+        "PAID",
+        "REFUND_PENDING",
+        "PARTIALLY_REFUNDED",
+        "REFUND_PENDING",
+        "REFUNDED",
+    ]
+    assert {e["order"]["status"] for e in notes} == {"CONFIRMED"}
     status, err = await refund(pc, pid, {"amountKobo": 1, "reason": "again"})
     assert status == 409 and err["error"]["code"] == "conflict"
 
@@ -156,6 +165,7 @@ async def test_settlement_account_and_split_initialisation(
     assert body["flutterwaveSubaccount"] in flutterwave.subaccounts
     assert paystack.subaccounts[body["paystackSubaccount"]]["percentage_charge"] == 10
     assert flutterwave.subaccounts[body["flutterwaveSubaccount"]]["split_value"] == 0.1
+    assert flutterwave.calls("POST", "/v3/subaccounts")[-1]["business_mobile"] == vend.user["phone"]
 
     # Initialise passes the subaccount and our 10% commission, and the payment keeps the split.
     answer = await init(pc, cust, order["id"])

@@ -234,9 +234,18 @@ async def test_success_after_cancel_is_refunded(pc: Client, paystack: FakePaysta
     refund = await db.fetchrow("SELECT * FROM refunds WHERE payment_id = $1", row["id"])
     assert refund["automatic"] and refund["status"] == "PENDING"
     assert (await order_status(pc, cust, order["id"]))["status"] == "CANCELED"
-    # The refund webhook completes it.
+    # The refund webhook completes it; the order hears of each step (order:status kind payment).
     assert (await paystack_webhook(pc, paystack.refund_event(ref, 300_000)))[0] == 200
     await payment_status_is(db, ref, "REFUNDED")
+    notes = await cust.nth("order:status", 4)
+    assert [(e["event"]["kind"], e["order"]["paymentStatus"]) for e in notes] == [
+        ("status", "PENDING"),
+        ("payment", "PAID_AFTER_CANCEL"),
+        ("payment", "REFUND_PENDING"),
+        ("payment", "REFUNDED"),
+    ]
+    assert all(e["order"]["status"] == "CANCELED" for e in notes)
+    assert (await order_status(pc, cust, order["id"]))["paymentStatus"] == "REFUNDED"
     assert await audit_trail(db, row["id"]) == [
         (None, "INITIATED"),
         ("INITIATED", "PAID_AFTER_CANCEL"),
