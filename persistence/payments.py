@@ -86,6 +86,7 @@ _INSERT = f"""INSERT INTO payments (order_id, customer_id, provider, reference, 
 _LIVE = f"SELECT {_PAYMENT_COLUMNS} FROM payments WHERE order_id = $1 AND provider = $2 AND status = 'INITIATED'"
 _BY_REFERENCE = f"SELECT {_PAYMENT_COLUMNS} FROM payments WHERE reference = $1"
 _BY_ID = f"SELECT {_PAYMENT_COLUMNS} FROM payments WHERE id = $1"
+_BY_PROVIDER_TX = f"SELECT {_PAYMENT_COLUMNS} FROM payments WHERE provider = $1 AND provider_tx_id = $2"
 _SET_URL = "UPDATE payments SET authorization_url = $2, updated_at = now() WHERE id = $1"
 _UPDATE = f"""UPDATE payments SET status = $2, paid_status = $3, paid_kobo = $4, refunded_kobo = $5,
     refund_pending_kobo = $6, review_reason = $7, provider_tx_id = $8,
@@ -151,6 +152,12 @@ async def by_id(conn: Conn, payment_id: str, *, lock: bool = False) -> asyncpg.R
     if pid is None:
         return None
     row: asyncpg.Record | None = await conn.fetchrow(_BY_ID + (" FOR UPDATE" if lock else ""), pid)
+    return row
+
+
+async def by_provider_tx(conn: Conn, provider: str, tx_id: str) -> asyncpg.Record | None:
+    """The payment a provider's transaction id belongs to (known once verified)."""
+    row: asyncpg.Record | None = await conn.fetchrow(_BY_PROVIDER_TX, provider, tx_id)
     return row
 
 

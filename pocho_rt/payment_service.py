@@ -22,6 +22,7 @@ import logging
 import secrets
 import uuid
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import Any
 
 import asyncpg
@@ -31,6 +32,7 @@ from adapters import webhooks as wh
 from adapters.flutterwave import FlutterwaveClient
 from adapters.paystack import PaystackClient
 from engine import payments as pay
+from engine.clock import iso, utcnow
 from engine.errors import EngineError
 from engine.limits import PAYMENT_INBOX_BATCH
 from engine.ports import CheckoutRequest, PaymentProvider, ProviderError, Split
@@ -95,8 +97,8 @@ def payment_view(row: asyncpg.Record, refunds: list[asyncpg.Record] | None = Non
             "commissionKobo": row["commission_kobo"],
             "commissionBps": row["commission_bps"],
         },
-        "createdAt": row["created_at"].isoformat(),
-        "updatedAt": row["updated_at"].isoformat(),
+        "createdAt": iso(row["created_at"]),
+        "updatedAt": iso(row["updated_at"]),
     }
     if refunds is not None:
         view["refunds"] = [refund_view(r) for r in refunds]
@@ -111,7 +113,7 @@ def refund_view(row: asyncpg.Record) -> dict[str, Any]:
         "reason": row["reason"],
         "status": row["status"],
         "automatic": row["automatic"],
-        "createdAt": row["created_at"].isoformat(),
+        "createdAt": iso(row["created_at"]),
     }
 
 
@@ -161,6 +163,8 @@ class PaymentService:
             live = await db.live_payment(self.pool, order_id, provider_name)
             if live is not None and live["authorization_url"]:
                 return self._init_answer(live)
+            if live is not None and utcnow() - live["created_at"] > self._stale_after:
+                await self._retire(live)
             split = await self._split(str(order["vendor_id"]), provider_name, order["amount_kobo"])
             row = await self._insert(order, provider_name, split)
         except STORAGE_ERRORS as exc:
@@ -180,6 +184,21 @@ class PaymentService:
         except STORAGE_ERRORS as exc:
             raise unavailable("payment init") from exc
         return {"reference": row["reference"], "authorizationUrl": url, "amountKobo": row["amount_kobo"]}
+
+    @property
+    def _stale_after(self) -> timedelta:
+        """A live payment still without a checkout URL this long after it was stored never got
+        one (the provider call or the write after it failed): it is retired, not waited for."""
+        return timedelta(seconds=2 * self.settings.payment_provider_timeout + 5)
+
+    async def _retire(self, live: asyncpg.Record) -> None:
+        async with self.pool.acquire() as conn, conn.transaction():
+            locked = await db.by_id(conn, str(live["id"]), lock=True)
+            if locked is None or locked["status"] != pay.INITIATED or locked["authorization_url"]:
+                return
+            await db.update_payment(conn, evolve(db.payment_from_row(locked), status=pay.FAILED))
+            await self._audit(conn, locked, pay.INITIATED, pay.FAILED, reason="initialise: no checkout URL")
+        PAYMENT_TRANSITIONS.labels(pay.FAILED).inc()
 
     @staticmethod
     def _init_answer(row: asyncpg.Record) -> dict[str, Any]:
@@ -293,7 +312,7 @@ class PaymentService:
         if delivery.kind == wh.OTHER:
             await db.event_processed(self.pool, event_id, "ignored")
             return "ignored"
-        payment = await self._payment_of(delivery)
+        payment = await self._payment_of(provider, delivery)
         if payment is None:
             await db.event_attempted(self.pool, event_id, "unknown reference", "unknown_reference")
             return "unknown_reference"
@@ -306,15 +325,12 @@ class PaymentService:
             return "verify_failed"
         return await self.apply(payment.id, verified, event_id=event_id, source=f"webhook:{delivery.event_type}")
 
-    async def _payment_of(self, delivery: wh.Delivery) -> pay.Payment | None:
+    async def _payment_of(self, provider: str, delivery: wh.Delivery) -> pay.Payment | None:
         row = None
         if delivery.reference is not None:
             row = await db.by_reference(self.pool, delivery.reference)
         if row is None and delivery.payment_tx_id is not None:
-            row = await self.pool.fetchrow(
-                "SELECT reference FROM payments WHERE provider_tx_id = $1", delivery.payment_tx_id
-            )
-            row = None if row is None else await db.by_reference(self.pool, row["reference"])
+            row = await db.by_provider_tx(self.pool, provider, delivery.payment_tx_id)
         return None if row is None else db.payment_from_row(row)
 
     async def apply(self, payment_id: str, verified: pay.Verified, *, event_id: int | None, source: str) -> str:
@@ -464,6 +480,7 @@ class PaymentService:
                 if locked is None:
                     raise ApiError("not_found", "no such payment")
                 before = db.payment_from_row(locked)
+                provider = self._provider(before.provider)
                 after, amount = pay.request_refund(before, amount_kobo)
                 refund = await db.insert_refund(conn, payment_id, amount, reason, admin_id, automatic)
                 row = await db.update_payment(conn, after)
@@ -483,9 +500,7 @@ class PaymentService:
             raise unavailable("refund") from exc
         PAYMENT_TRANSITIONS.labels(after.status).inc()
         try:
-            answer = await self._provider(before.provider).refund(
-                before.reference, before.provider_tx_id, amount, reason
-            )
+            answer = await provider.refund(before.reference, before.provider_tx_id, amount, reason)
         except ProviderError as exc:
             log.warning("refund refused by the provider", extra={"paymentId": payment_id, "kind": exc.kind})
             await self._settle_refund(str(refund["id"]), payment_id, amount, processed=False, source="provider")
@@ -662,7 +677,7 @@ class PaymentService:
             "paystackSubaccount": row["paystack_subaccount"],
             "flutterwaveSubaccount": row["flutterwave_subaccount"],
             "commissionBps": bps,
-            "updatedAt": row["updated_at"].isoformat(),
+            "updatedAt": iso(row["updated_at"]),
         }
 
 

@@ -114,3 +114,21 @@ async def test_who_may_initialise(pc: Client, db: asyncpg.Connection) -> None:
     status, err = await pc.call("POST", "/api/v1/payments/init", {**body, "provider": "STRIPE"}, token=cust.token)
     assert status == 400 and "provider" in err["error"]["details"]
     assert await db.fetchval("SELECT count(*) FROM payments") == 0
+
+
+async def test_a_live_payment_that_never_got_its_checkout_is_retired(
+    pc: Client, paystack: FakePaystack, db: asyncpg.Connection
+) -> None:
+    """The provider call (or our write after it) failed without an answer: the stored payment has
+    no checkout URL. A later init retires it (FAILED, audited) instead of waiting forever."""
+    cust, _, order = await ordered(pc, db)
+    stuck = await db.fetchval(
+        """INSERT INTO payments (order_id, customer_id, provider, reference, amount_kobo, status, created_at)
+           VALUES ($1, $2, 'PAYSTACK', 'pocho-stuck', 300000, 'INITIATED', now() - interval '1 hour') RETURNING id""",
+        uuid.UUID(order["id"]),
+        uuid.UUID(cust.user["id"]),
+    )
+    answer = await init(pc, cust, order["id"])
+    assert answer["reference"] != "pocho-stuck"
+    assert await db.fetchval("SELECT status FROM payments WHERE id = $1", stuck) == "FAILED"
+    assert await audit_trail(db, stuck) == [("INITIATED", "FAILED")]
