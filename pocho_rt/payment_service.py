@@ -316,10 +316,14 @@ class PaymentService:
         if payment is None:
             await db.event_attempted(self.pool, event_id, "unknown reference", "unknown_reference")
             return "unknown_reference"
+        if payment.provider != provider:  # our reference, another provider's delivery: not ours to apply
+            await db.event_processed(self.pool, event_id, "provider_mismatch")
+            return "provider_mismatch"
         if delivery.kind == wh.REFUND:
             return await self._refund_event(event_id, payment, delivery)
         try:
-            verified = await self.providers[provider].verify(payment.reference, delivery.tx_id)
+            tx_id = None if delivery.tx_id.startswith("ref:") else delivery.tx_id
+            verified = await self.providers[provider].verify(payment.reference, tx_id)
         except (ProviderError, KeyError) as exc:
             await db.event_attempted(self.pool, event_id, str(exc), "verify_failed")
             return "verify_failed"
