@@ -72,3 +72,9 @@ RATING_MAX: Final = 5
 REVIEW_COMMENT_MAX_LENGTH: Final = 1000
 ORDER_LIST_DEFAULT: Final = 20  # GET /api/v1/orders page size
 ORDER_LIST_MAX: Final = 100
+
+# ---------------------------------------------------------------- payments (issue 8)
+
+WEBHOOK_BODY_MAX_BYTES: Final = 64 * 1024  # a provider's webhook body; larger is 413 unread
+REFUND_REASON_MAX_LENGTH: Final = 280  # POST /admin/payments/{id}/refund reason
+PAYMENT_INBOX_BATCH: Final = 100  # inbox events / INITIATED payments one reconcile round takes

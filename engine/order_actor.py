@@ -222,6 +222,11 @@ class OrderActor(Actor):
             order = self._existing()
             new, events = o.confirm_payment(order, msg)
             return self._commit(new, events, None, {"order": _view_of(new, events)})
+        if isinstance(msg, o.PaymentNoted):
+            order = self._existing()
+            new, events = o.note_payment(order, msg)
+            reply = {"order": _view_of(new, events)}
+            return self._writes.when_committed(reply) if new is order else self._commit(new, events, None, reply)
         if isinstance(msg, RiderUnavailable):
             order = self._existing()
             new, events = o.rider_unavailable(order, msg.rider_id, utcnow())

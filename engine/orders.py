@@ -662,3 +662,32 @@ def due(order: Order, now: datetime, policy: Policy) -> tuple[Order, list[Event]
     if fired:
         new = evolve(new, sla_fired=new.sla_fired | frozenset(fired))
     return new, events
+
+
+# ---------------------------------------------------------------- rules: money after confirmation (payments, issue 8)
+
+# What the payments service may tell an order about its money once the order was paid or
+# cancelled: paid after the cancel, refunds under way or done, or paid again (a refund failed).
+PAYMENT_NOTES = ("PAID", "PAID_AFTER_CANCEL", "REFUND_PENDING", "PARTIALLY_REFUNDED", "REFUNDED")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PaymentNoted:
+    """News from the payments service about this order's money (never a client command)."""
+
+    payment_status: str
+    now: datetime
+    reference: str | None = None
+
+
+def note_payment(order: Order, cmd: PaymentNoted) -> tuple[Order, list[Event]]:
+    """Only `paymentStatus` changes, with an `order:status` event of kind `payment` (the order's
+    status stays); the same news again changes nothing."""
+    _invalid({"paymentStatus": None if cmd.payment_status in PAYMENT_NOTES else f"must be one of {PAYMENT_NOTES}"})
+    if cmd.payment_status == order.payment_status:
+        return order, []
+    extra: dict[str, Any] = {"paymentStatus": cmd.payment_status}
+    if cmd.reference:
+        extra["reference"] = cmd.reference
+    new, event = _advance(order, cmd.now, "payment", "payment", extra=extra, payment_status=cmd.payment_status)
+    return new, [event]

@@ -78,3 +78,69 @@ class VendorDirectory(Protocol):
     async def vendors_covering(self, lat: float, lng: float) -> tuple[str, ...]:
         """Ids of verified vendors whose own service radius covers the point."""
         ...
+
+
+# ---------------------------------------------------------------- payments (issue 8)
+
+
+class ProviderError(Exception):
+    """A payment provider call that did not give an answer we can use. `kind`: `unavailable`
+    (network, timeout, 5xx: try again later), `invalid_key` (our secret key was refused),
+    `not_found` (no such transaction / account), `rejected` (the provider refused the request)."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(f"{kind}: {message}")
+        self.kind = kind
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class Split:
+    """A split payment: the vendor's subaccount at this provider and the platform's commission."""
+
+    subaccount: str
+    commission_kobo: int
+
+
+@dataclass(frozen=True, slots=True)
+class CheckoutRequest:
+    reference: str
+    amount_kobo: int
+    email: str
+    customer_name: str
+    order_id: str
+    split: Split | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderRefund:
+    provider_refund_id: str | None
+    status: str  # the provider's own word: pending, processed, completed...
+
+
+class PaymentProvider(Protocol):
+    """One payment provider's API (adapters.paystack, adapters.flutterwave)."""
+
+    name: str  # PAYSTACK or FLUTTERWAVE
+
+    async def initialize(self, req: CheckoutRequest) -> str:
+        """Create the checkout; return the URL the customer pays at."""
+        ...
+
+    async def verify(self, reference: str, tx_id: str | None) -> Any:
+        """The transaction as the provider's verify API reports it: an engine.payments.Verified."""
+        ...
+
+    async def refund(self, reference: str, tx_id: str | None, amount_kobo: int, reason: str) -> ProviderRefund: ...
+
+    async def resolve_account(self, bank_code: str, account_number: str) -> str:
+        """The account holder's name (ProviderError `not_found` for an account that does not resolve)."""
+        ...
+
+    async def create_subaccount(
+        self, business_name: str, bank_code: str, account_number: str, commission_bps: int, phone: str
+    ) -> str:
+        """The provider's code of a new subaccount for this bank account."""
+        ...
+
+    async def close(self) -> None: ...

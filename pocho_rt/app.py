@@ -29,9 +29,11 @@ from pocho_rt.auth.tokens import TokenService
 from pocho_rt.config import Settings
 from pocho_rt.context import SERVICES, Services
 from pocho_rt.http import accounts, admin, catalogue, health, meal_requests, orders
+from pocho_rt.http import payments as payment_routes
 from pocho_rt.http.middleware import observe
 from pocho_rt.negotiation_service import NegotiationService
 from pocho_rt.order_service import OrderService
+from pocho_rt.payment_service import PaymentService, build_providers
 from pocho_rt.rider_service import RiderService
 from pocho_rt.sockets.customer import CustomerNamespace
 from pocho_rt.sockets.rider import RiderNamespace
@@ -107,12 +109,14 @@ async def open_services(settings: Settings, database_url: str, redis_url: str) -
         riders=riders,
         orders=OrderService(settings, pool, sio, writer, actors, riders),
         # payments (issue 8) services below this line
+        payments=PaymentService(settings, pool, build_providers(settings)),
         # users (issue 15) services below this line
     )
 
 
 async def close_services(svc: Services) -> None:
     await svc.supervisor.stop()  # normally already stopped with the app; a no-op then
+    await svc.payments.close()
     if isinstance(svc.search, MeiliSearchIndex):
         await svc.search.close()
     await svc.redis.aclose()
@@ -145,6 +149,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     await svc.riders.start(sup)
     await svc.orders.start(sup)
     # payments (issue 8) loops below this line
+    await svc.payments.start(sup, svc.orders)
 
     # users (issue 15) loops below this line
 
@@ -180,6 +185,7 @@ def build_app(svc: Services) -> web.Application:
         meal_requests,
         orders,
         # payments (issue 8) route modules below this line
+        payment_routes,
         # users (issue 15) route modules below this line
     ):
         module.setup(app)

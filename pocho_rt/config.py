@@ -112,6 +112,17 @@ class Settings:
     # 700,10,10 stalls a process holding ~10,000 sockets for 0.8-1.8 s per full collection)
     gc_threshold: tuple[int, int, int] = (50_000, 20, 100)
     # payments (issue 8): settings go below this line
+    paystack_base_url: str = "https://api.paystack.co"
+    flutterwave_secret_key: str = ""
+    flutterwave_base_url: str = "https://api.flutterwave.com"
+    flutterwave_signature_v4: bool = False  # also accept the v4 `flutterwave-signature` HMAC
+    platform_commission_bps: int = 1000  # the platform's share of a split payment (basis points)
+    payment_provider_timeout: float = 10.0  # seconds per provider API call
+    payment_reconcile_seconds: float = 60.0  # the reconcile job's interval
+    payment_reverify_after_seconds: float = 300.0  # INITIATED this long: ask the provider
+    payment_inbox_max_age_seconds: float = 86400.0  # unmatched webhooks retried this long
+    payment_redirect_url: str = ""  # where the provider sends the customer after paying
+    payment_email_domain: str = "customers.pocho.ng"  # for customers without an email
 
     # users (issue 15): settings go below this line
 
@@ -184,6 +195,17 @@ _ENV: dict[str, tuple[str, Any]] = {
     "POCHO_GC_THRESHOLD": ("gc_threshold", lambda n, r: _gc_threshold(n, r)),
     "POCHO_RIDER_LOCATION_FLUSH_MS": ("rider_location_flush_ms", lambda n, r: _float(n, r, 10, 60_000)),
     # payments (issue 8) variables go below this line
+    "PAYSTACK_BASE_URL": ("paystack_base_url", lambda n, r: r),
+    "FLUTTERWAVE_SECRET_KEY": ("flutterwave_secret_key", lambda n, r: r),
+    "FLUTTERWAVE_BASE_URL": ("flutterwave_base_url", lambda n, r: r),
+    "FLUTTERWAVE_SIGNATURE_V4": ("flutterwave_signature_v4", _bool),
+    "PLATFORM_COMMISSION_BPS": ("platform_commission_bps", lambda n, r: _int(n, r, 0, 10_000)),
+    "PAYMENT_PROVIDER_TIMEOUT": ("payment_provider_timeout", lambda n, r: _float(n, r, 0.1, 120)),
+    "PAYMENT_RECONCILE_SECONDS": ("payment_reconcile_seconds", lambda n, r: _float(n, r, 0.05, 3600)),
+    "PAYMENT_REVERIFY_AFTER_SECONDS": ("payment_reverify_after_seconds", lambda n, r: _float(n, r, 0, 86400)),
+    "PAYMENT_INBOX_MAX_AGE_SECONDS": ("payment_inbox_max_age_seconds", lambda n, r: _float(n, r, 60, 30 * 86400)),
+    "PAYMENT_REDIRECT_URL": ("payment_redirect_url", lambda n, r: r),
+    "PAYMENT_EMAIL_DOMAIN": ("payment_email_domain", lambda n, r: r),
     # users (issue 15) variables go below this line
     # outages and abuse (issue 14) variables go below this line
 }

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from pocho_rt.auth.sessions import SessionEnder
     from pocho_rt.negotiation_service import NegotiationService
     from pocho_rt.order_service import OrderService
+    from pocho_rt.payment_service import PaymentService
     from pocho_rt.rider_service import RiderService
 
 
@@ -50,6 +51,7 @@ class Services:
     riders: RiderService  # rider-session actors, available-rider index, location history
     orders: OrderService  # order actors: status, dispatch, SLA timers
     # payments (issue 8) services below this line
+    payments: PaymentService  # initialise, webhooks inbox and worker, reconcile, refunds, settlement
 
     # users (issue 15) services below this line
 

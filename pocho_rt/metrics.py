@@ -38,3 +38,26 @@ DB_POOL_SIZE = Gauge("pocho_db_pool_size", "Connections open in the asyncpg pool
 DB_POOL_IDLE = Gauge("pocho_db_pool_idle", "Idle connections in the asyncpg pool", registry=REGISTRY)
 DB_POOL_MAX = Gauge("pocho_db_pool_max", "Maximum size of the asyncpg pool", registry=REGISTRY)
 RATE_LIMITED = Counter("pocho_rate_limited_total", "Requests refused by a rate limit", ["limit"], registry=REGISTRY)
+
+# payments (issue 8)
+PAYMENT_WEBHOOKS = Counter(
+    "pocho_payment_webhooks_total",
+    "Webhook deliveries by provider and outcome (recorded, duplicate, bad_signature, too_large, invalid, unavailable)",
+    ["provider", "outcome"],
+    registry=REGISTRY,
+)
+PAYMENT_TRANSITIONS = Counter(
+    "pocho_payment_transitions_total", "Payment status changes by the status reached", ["status"], registry=REGISTRY
+)
+PAYMENT_REVIEWS = Counter(
+    "pocho_payment_reviews_total", "Payments sent to ops for review, by reason", ["reason"], registry=REGISTRY
+)
+PAYMENT_INBOX = Gauge(
+    "pocho_payment_inbox", "Webhook deliveries recorded but not yet applied (reconcile retries them)", registry=REGISTRY
+)
+PAYMENT_RECONCILED = Counter(
+    "pocho_payment_reconciled_total",
+    "Reconcile job actions (inbox_retried, reverified, reconfirmed, refund_retried)",
+    ["action"],
+    registry=REGISTRY,
+)

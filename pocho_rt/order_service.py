@@ -209,6 +209,13 @@ class OrderService:
             order_id, o.PaymentConfirmed(delivery_code=new_delivery_code(), now=utcnow(), reference=reference)
         )
 
+    async def note_payment(self, order_id: str, payment_status: str, reference: str | None = None) -> Any:
+        """The payments service's news about the order's money after the fact (paid after cancel,
+        refunds): only `paymentStatus` changes, with an `order:status` event of kind `payment`."""
+        return await self._ask(
+            order_id, o.PaymentNoted(payment_status=payment_status, now=utcnow(), reference=reference)
+        )
+
     # ------------------------------------------------------------------ /customer and /vendor
 
     async def cancel(self, order_id: str, customer_id: str, reason: str, client_msg_id: str | None) -> Any:
