@@ -1,0 +1,88 @@
+"""Rooms that span nodes (pocho_rt/sockets/rooms.py) over a real Redis: a node learns which
+other nodes have members of a room when the first member joins there and forgets it when
+the last leaves, a node starting later loads the rooms already announced, and a dead node's
+rooms are forgotten."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import pytest
+from redis.asyncio import Redis
+
+from pocho_rt.sockets.rooms import DirectoryManager, RoomDirectory
+from tests.helpers import eventually
+
+
+class Node:
+    def __init__(self, redis: Redis, node_id: str, live: list[str]) -> None:
+        self.directory = RoomDirectory(redis, node_id)
+        self.manager = DirectoryManager(self.directory)
+        self.task = asyncio.ensure_future(self.directory.run(live))
+
+    async def stop(self) -> None:
+        self.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.task
+
+
+@pytest.fixture
+async def started(redis: Redis) -> AsyncIterator[list[Node]]:
+    nodes: list[Node] = []
+    yield nodes
+    for n in nodes:
+        await n.stop()
+
+
+async def start(redis: Redis, nodes: list[Node], node_id: str, live: list[str]) -> Node:
+    node = Node(redis, node_id, live)
+    nodes.append(node)
+    await node.directory.ready.wait()
+    return node
+
+
+def join(node: Node, sid: str, room: str, ns: str = "/customer") -> None:
+    m = node.manager
+    m.rooms.setdefault(ns, {}).setdefault(None, {})[sid] = f"eio-{sid}"  # connected to the namespace
+    m.basic_enter_room(sid, ns, room, eio_sid=f"eio-{sid}")
+
+
+async def test_first_join_and_last_leave_are_announced(redis: Redis, started: list[Node]) -> None:
+    a = await start(redis, started, "a", [])
+    b = await start(redis, started, "b", ["a"])
+    join(a, "s1", "order:1")
+    join(a, "s2", "order:1")  # a second member: no new announcement needed
+    await eventually(lambda: b.directory.nodes_for("/customer", "order:1") == {"a"}, what="a's room")
+    assert a.directory.nodes_for("/customer", "order:1") is None  # a's own rooms are local
+    assert b.directory.nodes_for("/vendor", "order:1") is None  # rooms are per namespace
+    a.manager.basic_leave_room("s1", "/customer", "order:1")
+    join(a, "s3", "order:2")  # a later change: once it arrives, the leave above has too
+    await eventually(lambda: b.directory.nodes_for("/customer", "order:2") == {"a"}, what="a's second room")
+    assert b.directory.nodes_for("/customer", "order:1") == {"a"}  # s2 is still there
+    a.manager.basic_disconnect("s2", "/customer")
+    await eventually(lambda: not b.directory.nodes_for("/customer", "order:1"), what="a's last member to leave")
+
+
+async def test_a_node_starting_later_loads_what_was_announced(redis: Redis, started: list[Node]) -> None:
+    a = await start(redis, started, "a", [])
+    join(a, "s1", "user:7")
+    join(a, "s1", "s1")  # its own sid room: never announced
+    await eventually(lambda: _members(redis, "a"), what="a's room set")
+    c = await start(redis, started, "c", ["a"])
+    assert c.directory.nodes_for("/customer", "user:7") == {"a"}
+    assert c.directory.nodes_for("/customer", "s1") is None
+
+
+async def _members(redis: Redis, node: str) -> bool:
+    return bool(await redis.smembers(f"pocho:cluster:rooms:{node}"))
+
+
+async def test_a_dead_nodes_rooms_are_forgotten(redis: Redis, started: list[Node]) -> None:
+    a = await start(redis, started, "a", [])
+    b = await start(redis, started, "b", ["a"])
+    join(a, "s1", "order:9")
+    await eventually(lambda: b.directory.nodes_for("/customer", "order:9") == {"a"}, what="a's room")
+    b.directory.keep_only(["b"])  # the membership no longer lists a
+    assert b.directory.nodes_for("/customer", "order:9") is None
