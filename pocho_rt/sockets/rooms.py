@@ -20,9 +20,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
+import orjson
 import socketio
 from redis.asyncio import Redis
 
@@ -175,3 +176,86 @@ class DirectoryManager(socketio.AsyncManager):  # type: ignore[misc]
         super().basic_leave_room(sid, namespace, room)
         if existed and room not in self.rooms.get(namespace, {}):
             self.directory.left(namespace, room)
+
+
+# ---------------------------------------------------------------- frames for other nodes
+
+FRAMES = "pocho:cluster:frames:"  # + node id: pub/sub channel of encoded frames for its rooms
+MAX_BUFFERED_FRAMES = 100_000  # per process: frames waiting to leave (past it: dropped, counted)
+
+Deliver = Callable[[str, str, str], Awaitable[None]]  # (namespace, room, engine.io message text)
+
+
+class FrameRelay:
+    """Encoded frames to the other nodes that have members of a room, batched per node.
+
+    An emit queues the frame text per target node and returns; one loop publishes each
+    node's queue as a single message (in emit order), so a burst of emits costs one Redis
+    round trip per node, not one per emit. The receiving node delivers each frame to its
+    local members of the room, in order.
+    """
+
+    def __init__(self, redis: Redis, node_id: str, deliver: Deliver) -> None:
+        self.redis = redis
+        self.node_id = node_id
+        self.deliver = deliver
+        self._out: dict[str, list[tuple[str, str, str]]] = defaultdict(list)
+        self._buffered = 0
+        self._wake = asyncio.Event()
+        self.ready = asyncio.Event()
+        self.sent = 0
+        self.received = 0
+        self.dropped = 0
+
+    def send(self, node: str, namespace: str, room: str, data: str) -> None:
+        if self._buffered >= MAX_BUFFERED_FRAMES:
+            self.dropped += 1
+            return
+        self._out[node].append((namespace, room, data))
+        self._buffered += 1
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Publish queued frames and deliver incoming ones (a supervisor loop)."""
+        pubsub = self.redis.pubsub()
+        try:
+            await pubsub.subscribe(FRAMES + self.node_id)
+            self.ready.set()
+            listener = asyncio.ensure_future(self._listen(pubsub))
+            try:
+                while True:
+                    await self._wake.wait()
+                    self._wake.clear()
+                    await self._flush()
+                    if listener.done():
+                        listener.result()
+            finally:
+                listener.cancel()
+                await asyncio.gather(listener, return_exceptions=True)
+        finally:
+            self.ready.clear()
+            await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    async def _flush(self) -> None:
+        out, self._out, self._buffered = self._out, defaultdict(list), 0
+        if not out:
+            return
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for node, frames in out.items():
+                pipe.publish(FRAMES + node, orjson.dumps(frames))
+                self.sent += len(frames)
+            await pipe.execute()
+
+    async def _listen(self, pubsub: Any) -> None:
+        while True:
+            msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=None)
+            if msg is None or msg["type"] != "message":
+                continue
+            try:
+                frames = orjson.loads(msg["data"])
+            except orjson.JSONDecodeError:
+                log.warning("undecodable frames from another node")
+                continue
+            for namespace, room, data in frames:
+                self.received += 1
+                await self.deliver(namespace, room, data)

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 import pytest
 from redis.asyncio import Redis
 
-from pocho_rt.sockets.rooms import DirectoryManager, RoomDirectory
+from pocho_rt.sockets.rooms import DirectoryManager, FrameRelay, RoomDirectory
 from tests.helpers import eventually
 
 
@@ -86,3 +86,27 @@ async def test_a_dead_nodes_rooms_are_forgotten(redis: Redis, started: list[Node
     await eventually(lambda: b.directory.nodes_for("/customer", "order:9") == {"a"}, what="a's room")
     b.directory.keep_only(["b"])  # the membership no longer lists a
     assert b.directory.nodes_for("/customer", "order:9") is None
+
+
+async def test_frames_reach_the_other_node_in_order_in_batches(redis: Redis) -> None:
+    got: list[tuple[str, str, str]] = []
+    b_relay = FrameRelay(redis, "b", lambda ns, room, data: _record(got, ns, room, data))
+    a_relay = FrameRelay(redis, "a", lambda ns, room, data: _record([], ns, room, data))
+    tasks = [asyncio.ensure_future(a_relay.run()), asyncio.ensure_future(b_relay.run())]
+    try:
+        await a_relay.ready.wait()
+        await b_relay.ready.wait()
+        for i in range(200):
+            a_relay.send("b", "/customer", f"order:{i % 3}", f'2/customer,["rider:location",{{"i":{i}}}]')
+        await eventually(lambda: len(got) == 200, what="200 frames on b")
+        assert got[0] == ("/customer", "order:0", '2/customer,["rider:location",{"i":0}]')
+        assert [int(d.split('"i":')[1].rstrip("}]")) for _, _, d in got] == list(range(200))
+        assert a_relay.sent == 200 and b_relay.received == 200
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _record(into: list[tuple[str, str, str]], ns: str, room: str, data: str) -> None:
+    into.append((ns, room, data))
