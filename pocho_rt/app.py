@@ -28,7 +28,17 @@ from pocho_rt.auth.sessions import SessionEnder
 from pocho_rt.auth.tokens import TokenService
 from pocho_rt.config import Settings
 from pocho_rt.context import SERVICES, Services
-from pocho_rt.http import accounts, admin, catalogue, health, meal_requests, orders
+from pocho_rt.http import (  # users (issue 15)
+    accounts,
+    admin,
+    admin_users,
+    catalogue,
+    health,
+    me,
+    meal_requests,
+    orders,
+    recovery,
+)
 from pocho_rt.http.middleware import observe
 from pocho_rt.negotiation_service import NegotiationService
 from pocho_rt.order_service import OrderService
@@ -181,6 +191,9 @@ def build_app(svc: Services) -> web.Application:
         orders,
         # payments (issue 8) route modules below this line
         # users (issue 15) route modules below this line
+        me,
+        recovery,
+        admin_users,
     ):
         module.setup(app)
     for ns in (CustomerNamespace("/customer", svc), VendorNamespace("/vendor", svc), RiderNamespace("/rider", svc)):

@@ -114,6 +114,7 @@ class Settings:
     # payments (issue 8): settings go below this line
 
     # users (issue 15): settings go below this line
+    refresh_grace_seconds: float = 30.0  # a rotated refresh token retried this soon gets the same pair
 
     # outages and abuse (issue 14): settings go below this line
 
@@ -185,6 +186,7 @@ _ENV: dict[str, tuple[str, Any]] = {
     "POCHO_RIDER_LOCATION_FLUSH_MS": ("rider_location_flush_ms", lambda n, r: _float(n, r, 10, 60_000)),
     # payments (issue 8) variables go below this line
     # users (issue 15) variables go below this line
+    "POCHO_REFRESH_GRACE_SECONDS": ("refresh_grace_seconds", lambda n, r: _float(n, r, 0.0, 600)),
     # outages and abuse (issue 14) variables go below this line
 }
 

@@ -38,3 +38,16 @@ DB_POOL_SIZE = Gauge("pocho_db_pool_size", "Connections open in the asyncpg pool
 DB_POOL_IDLE = Gauge("pocho_db_pool_idle", "Idle connections in the asyncpg pool", registry=REGISTRY)
 DB_POOL_MAX = Gauge("pocho_db_pool_max", "Maximum size of the asyncpg pool", registry=REGISTRY)
 RATE_LIMITED = Counter("pocho_rate_limited_total", "Requests refused by a rate limit", ["limit"], registry=REGISTRY)
+# users (issue 15)
+REFRESH_REPLAYS = Counter(
+    "pocho_refresh_replays_total",
+    "Refresh tokens presented again within the grace and answered with the same successor pair",
+    registry=REGISTRY,
+)
+ACCOUNT_EVENTS = Counter(
+    "pocho_account_events_total",
+    "Account changes: password_changed, password_reset, phone_changed, disabled, enabled, erased, "
+    "session_ended, export",
+    ["event"],
+    registry=REGISTRY,
+)

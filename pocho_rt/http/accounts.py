@@ -53,6 +53,7 @@ class LoginIn(Schema, frozen=True):
 
 class RefreshIn(Schema, frozen=True):
     refresh_token: Token
+    sid: Annotated[str, msgspec.Meta(max_length=64)] | None = None  # the session: enables the retry grace
 
 
 class CodeIn(Schema, frozen=True):
@@ -80,7 +81,7 @@ async def register(request: web.Request) -> web.Response:
         if user is None:
             raise ApiError("conflict", "this phone number is already registered", {"phone": "already registered"})
         user_id = str(user["id"])
-        tokens = await refresh.start_session(conn, svc, user_id, user["role"])
+        tokens = await refresh.start_session(conn, svc, user_id, user["role"], refresh.ClientInfo.of(request))
         await audit(conn, "auth.register", actor_id=user_id, details={"role": data.role}, request_id=request_id.get())
     return json_response({"user": user_view(user), "tokens": tokens}, 201)
 
@@ -126,7 +127,7 @@ async def login(request: web.Request) -> web.Response:
         raise ApiError("forbidden", "this account is disabled")
     await _release(svc, ip, data.phone)
     async with svc.pool.acquire() as conn, conn.transaction():
-        tokens = await refresh.start_session(conn, svc, user_id, user["role"])
+        tokens = await refresh.start_session(conn, svc, user_id, user["role"], refresh.ClientInfo.of(request))
         await audit(conn, "auth.login", actor_id=user_id, request_id=request_id.get())
     return json_response({"user": user_view(user), "tokens": tokens})
 
@@ -139,7 +140,9 @@ async def _release(svc: Services, ip: str, phone: str) -> None:
 @routes.post("/api/v1/auth/refresh")
 async def refresh_tokens(request: web.Request) -> web.Response:
     data = await body(request, RefreshIn)
-    tokens = await refresh.rotate(services(request), data.refresh_token)
+    tokens = await refresh.rotate(
+        services(request), data.refresh_token, sid=data.sid, client=refresh.ClientInfo.of(request)
+    )
     return json_response({"tokens": tokens})
 
 
