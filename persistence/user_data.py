@@ -17,8 +17,20 @@ from typing import Any
 import asyncpg
 import orjson
 
+from persistence.pii import USER_PII_COLUMNS, PiiCodec
+
 # Never exported: secrets, and columns that say nothing about the person.
-_HIDDEN = ("password_hash", "totp_secret", "code_hash", "token_hash", "shard", "search_tsv")
+_HIDDEN = (
+    "password_hash",
+    "totp_secret",
+    "code_hash",
+    "token_hash",
+    "shard",
+    "search_tsv",
+    "phone_index",
+    "email_index",
+    "name_index",
+)
 TOMBSTONE = "[erased]"
 VENDOR_TOMBSTONE = "[erased vendor]"
 
@@ -37,8 +49,11 @@ async def _json(conn: asyncpg.Connection, sql: str, *args: Any) -> list[dict[str
     return _rows(await conn.fetch(sql, *args))
 
 
-async def export_rows(conn: asyncpg.Connection, user_id: str, limit: int) -> dict[str, list[dict[str, Any]]]:
-    """Every table's rows about the user (snake_case keys; at most `limit` rows each, newest first)."""
+async def export_rows(
+    conn: asyncpg.Connection, pii: PiiCodec, user_id: str, limit: int
+) -> dict[str, list[dict[str, Any]]]:
+    """Every table's rows about the user (snake_case keys; at most `limit` rows each, newest
+    first), personal columns opened."""
     uid = user_id
     vendor = "(SELECT id FROM vendors WHERE user_id = $1::uuid)"
     rider = "(SELECT id FROM riders WHERE user_id = $1::uuid)"
@@ -108,6 +123,9 @@ async def export_rows(conn: asyncpg.Connection, user_id: str, limit: int) -> dic
             limit,
         ),
     }
+    for user in out["user"]:
+        for column in USER_PII_COLUMNS:
+            user[column] = pii.open(column, user.get(column))
     return out
 
 
@@ -156,16 +174,17 @@ async def actor_keys(conn: asyncpg.Connection, user_id: str) -> tuple[list[str],
 _ROUND = "round(({col})::numeric, 2)::double precision"
 
 
-async def erase(conn: asyncpg.Connection, user_id: str) -> str | None:
+async def erase(conn: asyncpg.Connection, pii: PiiCodec, user_id: str) -> str | None:
     """Tombstone the user and everything that names them (call inside a transaction, with the
     user row locked). Returns the user's vendor id, if any."""
     uid = user_id
-    phone = await conn.fetchval("SELECT phone FROM users WHERE id = $1::uuid", uid)
+    phone = pii.open("phone", await conn.fetchval("SELECT phone FROM users WHERE id = $1::uuid", uid))
     await conn.execute(
         """UPDATE users SET phone = 'erased:' || id::text, first_name = $2, last_name = $2, email = NULL,
                   locale = NULL, avatar_url = NULL, password_hash = '!erased', totp_secret = NULL,
                   totp_enabled = false, phone_verified = false, disabled = true, disabled_at = now(),
-                  disabled_reason = 'erased', erased_at = now(), updated_at = now()
+                  disabled_reason = 'erased', erased_at = now(), updated_at = now(),
+                  phone_index = NULL, email_index = NULL, name_index = NULL
             WHERE id = $1::uuid""",
         uid,
         TOMBSTONE,

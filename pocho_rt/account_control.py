@@ -60,13 +60,15 @@ async def disable(svc: Services, user_id: str, reason: str, admin_id: str | None
     if admin_id == user_id:
         raise ApiError("conflict", "you cannot disable your own account")
     async with svc.pool.acquire() as conn, conn.transaction():
-        user = await users_db.user_by_id(conn, user_id, for_update=True)
+        user = await users_db.user_by_id(conn, svc.pii, user_id, for_update=True)
         if user is None:
             raise ApiError("not_found", "user not found")
         changed = not user["disabled"]
         families = await refresh_tokens.revoke_user_families(conn, user_id)
         if changed:
-            user = await users_db.set_disabled(conn, user_id, disabled=True, at=datetime.now(UTC), reason=reason)
+            user = await users_db.set_disabled(
+                conn, svc.pii, user_id, disabled=True, at=datetime.now(UTC), reason=reason
+            )
             await audit(
                 conn,
                 "user.disable",
@@ -90,14 +92,14 @@ async def disable(svc: Services, user_id: str, reason: str, admin_id: str | None
 
 async def enable(svc: Services, user_id: str, admin_id: str | None) -> Change:
     async with svc.pool.acquire() as conn, conn.transaction():
-        user = await users_db.user_by_id(conn, user_id, for_update=True)
+        user = await users_db.user_by_id(conn, svc.pii, user_id, for_update=True)
         if user is None:
             raise ApiError("not_found", "user not found")
         if user["erased_at"] is not None:
             raise ApiError("conflict", "an erased account cannot be enabled")
         changed = bool(user["disabled"])
         if changed:
-            user = await users_db.set_disabled(conn, user_id, disabled=False, at=None, reason=None)
+            user = await users_db.set_disabled(conn, svc.pii, user_id, disabled=False, at=None, reason=None)
             await audit(
                 conn,
                 "user.enable",

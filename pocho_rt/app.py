@@ -23,6 +23,7 @@ from persistence import catalogue as catalogue_db
 from persistence import outbox
 from persistence.db import create_pool
 from persistence.migrate import migrate
+from persistence.pii import PiiCodec
 from persistence.writer import Writer
 from pocho_rt.auth.sessions import SessionEnder
 from pocho_rt.auth.tokens import TokenService
@@ -118,6 +119,7 @@ async def open_services(settings: Settings, database_url: str, redis_url: str) -
         orders=OrderService(settings, pool, sio, writer, actors, riders),
         # payments (issue 8) services below this line
         # users (issue 15) services below this line
+        pii=PiiCodec.build(settings.pii_key, settings.pii_old_keys, settings.pii_index_key, settings.pii_old_index_key),
     )
 
 
@@ -227,7 +229,7 @@ async def serve(
         if do_seed:
             from pocho_rt.seed import seed
 
-            await seed(svc.pool)
+            await seed(svc.pool, svc.pii)
         app = build_app(svc)
         runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=_SHUTDOWN_GRACE)
         await runner.setup()

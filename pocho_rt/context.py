@@ -17,6 +17,7 @@ from adapters.geo import GeoIndex
 from engine.ports import SearchIndex, SmsSender
 from engine.runtime.actor import ActorSystem
 from persistence.outbox import OutboxWorker
+from persistence.pii import PiiCodec
 from persistence.writer import Writer
 from pocho_rt.auth.tokens import TokenService
 from pocho_rt.config import Settings
@@ -52,6 +53,7 @@ class Services:
     # payments (issue 8) services below this line
 
     # users (issue 15) services below this line
+    pii: PiiCodec  # seals personal columns at rest, blind indexes for lookups (persistence.pii)
 
 
 SERVICES = web.AppKey("services", Services)

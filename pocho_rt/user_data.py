@@ -56,7 +56,7 @@ def _camelise(value: Any) -> Any:
 
 async def export(svc: Services, user_id: str) -> dict[str, Any]:
     async with svc.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
-        rows = await data_db.export_rows(conn, user_id, EXPORT_MAX_ROWS)
+        rows = await data_db.export_rows(conn, svc.pii, user_id, EXPORT_MAX_ROWS)
         sessions = await refresh_tokens.all_families(conn, user_id, EXPORT_MAX_ROWS)
     if not rows["user"] or rows["user"][0].get("erased_at") is not None:
         raise ApiError("unauthorized", "the account of this token no longer exists")
@@ -125,14 +125,14 @@ async def erase(svc: Services, user_id: str) -> None:
     await _cancel_open_requests(svc, user_id)
     await svc.negotiation.vendor_disabled(user_id)
     async with svc.pool.acquire() as conn, conn.transaction():
-        user = await users_db.user_by_id(conn, user_id, for_update=True)
+        user = await users_db.user_by_id(conn, svc.pii, user_id, for_update=True)
         if user is None or user["erased_at"] is not None:
             raise ApiError("unauthorized", "the account of this token no longer exists")
         if await data_db.active_order_ids(conn, user_id):
             raise ApiError("conflict", "an order started meanwhile; try again once it is finished")
         families = await refresh_tokens.revoke_user_families(conn, user_id)
         request_ids, order_ids = await data_db.actor_keys(conn, user_id)
-        vendor_id = await data_db.erase(conn, user_id)
+        vendor_id = await data_db.erase(conn, svc.pii, user_id)
         if vendor_id is not None:
             await catalogue_db.enqueue_search(conn, catalogue_db.VENDOR_ENTITY, uuid.UUID(vendor_id))
         await audit(

@@ -31,3 +31,15 @@ CREATE TABLE account_codes (
     created_at   timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX account_codes_user_idx ON account_codes (user_id, purpose, created_at DESC);
+
+-- Personal columns (phone, first_name, last_name, email) hold AES-GCM values sealed by
+-- persistence/pii.py; lookups go through blind indexes (HMAC-SHA256 under a separate key).
+-- Rows written before this migration keep plaintext and NULL indexes: they are read as
+-- they are and found by their plaintext phone until `pocho-rt pii-rotate` seals them.
+ALTER TABLE users
+    ADD COLUMN phone_index  text,
+    ADD COLUMN email_index  text,
+    ADD COLUMN name_index   text;
+CREATE UNIQUE INDEX users_phone_index_key ON users (phone_index);
+CREATE INDEX users_email_index_idx ON users (email_index) WHERE email_index IS NOT NULL;
+CREATE INDEX users_name_index_idx ON users (name_index) WHERE name_index IS NOT NULL;

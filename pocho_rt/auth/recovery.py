@@ -60,7 +60,7 @@ class _Outcome:
 async def request_reset(svc: Services, phone: str) -> None:
     """Send a reset code to `phone` if an enabled account has it; otherwise do nothing."""
     async with svc.pool.acquire() as conn, conn.transaction():
-        user = await users_db.user_by_phone(conn, phone)
+        user = await users_db.user_by_phone(conn, svc.pii, phone)
         if user is None or user["disabled"]:
             log.info("password reset for no usable account", extra={"phone": mask_phone(phone)})
             return
@@ -83,7 +83,7 @@ async def confirm_reset(svc: Services, phone: str, code: str, new_password: str)
     out = _Outcome()
     password_hash = hash_password(new_password)  # before the row lock: argon2 is slow on purpose
     async with svc.pool.acquire() as conn, conn.transaction():
-        user = await users_db.user_by_phone(conn, phone)
+        user = await users_db.user_by_phone(conn, svc.pii, phone)
         if user is None:
             raise bad_reset_code()
         user_id = str(user["id"])
@@ -119,12 +119,12 @@ async def confirm_reset(svc: Services, phone: str, code: str, new_password: str)
 async def request_phone_change(svc: Services, user_id: str, phone: str) -> int:
     """Text a code to the new number; returns its lifetime in seconds."""
     async with svc.pool.acquire() as conn, conn.transaction():
-        user = await users_db.user_by_id(conn, user_id, for_update=True)
+        user = await users_db.user_by_id(conn, svc.pii, user_id, for_update=True)
         if user is None or user["disabled"]:
             raise ApiError("unauthorized", "unknown or disabled account")
         if user["phone"] == phone:
             raise ApiError("invalid", "this is already your phone number", {"phone": "unchanged"})
-        if await users_db.phone_taken(conn, phone):
+        if await users_db.phone_taken(conn, svc.pii, phone):
             raise ApiError("conflict", "this phone number is already registered", {"phone": "already registered"})
         code = _new_code()
         digest = hash_code(svc.settings.jwt_secret, PHONE_CHANGE, user_id, code)
@@ -143,7 +143,7 @@ async def confirm_phone_change(svc: Services, user_id: str, code: str) -> str:
     out = _Outcome()
     new_phone = ""
     async with svc.pool.acquire() as conn, conn.transaction():
-        user = await users_db.user_by_id(conn, user_id, for_update=True)
+        user = await users_db.user_by_id(conn, svc.pii, user_id, for_update=True)
         if user is None or user["disabled"]:
             raise ApiError("unauthorized", "unknown or disabled account")
         row = await users_db.pending_account_code(conn, user_id, PHONE_CHANGE)
@@ -157,7 +157,7 @@ async def confirm_phone_change(svc: Services, user_id: str, code: str) -> str:
         elif verdict is rules.Code.ACCEPT:
             await users_db.consume_account_code(conn, row["id"])
             new_phone = str(row["target"])
-            if await users_db.set_phone(conn, user_id, new_phone) is None:
+            if await users_db.set_phone(conn, svc.pii, user_id, new_phone) is None:
                 out.error = ApiError(
                     "conflict", "this phone number was registered meanwhile", {"phone": "already registered"}
                 )

@@ -71,6 +71,7 @@ async def register(request: web.Request) -> web.Response:
     async with svc.pool.acquire() as conn, conn.transaction():
         user = await users_db.create_user(
             conn,
+            svc.pii,
             phone=data.phone,
             password_hash=password_hash,
             role=data.role,
@@ -100,7 +101,7 @@ async def login(request: web.Request) -> web.Response:
     # limits count failures and a parallel burst of guesses cannot overshoot them.
     await ratelimit.hit(svc, ratelimit.LOGIN_PER_IP, ip)
     await ratelimit.hit(svc, ratelimit.LOGIN_PER_PHONE, data.phone)
-    user = await users_db.user_by_phone(svc.pool, data.phone)
+    user = await users_db.user_by_phone(svc.pool, svc.pii, data.phone)
     if not verify_password(user["password_hash"] if user else None, data.password) or user is None:
         if user is not None:
             await audit(
@@ -158,7 +159,7 @@ async def totp_setup(request: web.Request) -> web.Response:
     principal = await require_user(request)
     svc = services(request)
     async with svc.pool.acquire() as conn, conn.transaction():
-        user = await users_db.user_by_id(conn, principal.user_id, for_update=True)
+        user = await users_db.user_by_id(conn, svc.pii, principal.user_id, for_update=True)
         if user is None:
             raise ApiError("unauthorized", "unknown account")
         if user["totp_enabled"]:
@@ -173,7 +174,7 @@ async def _totp_switch(request: web.Request, enable: bool) -> web.Response:
     data = await body(request, CodeIn)
     svc = services(request)
     async with svc.pool.acquire() as conn, conn.transaction():
-        user = await users_db.user_by_id(conn, principal.user_id, for_update=True)
+        user = await users_db.user_by_id(conn, svc.pii, principal.user_id, for_update=True)
         if user is None:
             raise ApiError("unauthorized", "unknown account")
         if user["totp_enabled"] == enable:

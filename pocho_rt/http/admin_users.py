@@ -72,7 +72,8 @@ async def list_users(request: web.Request) -> web.Response:
         after = orders_db.decode_cursor(cursor)
         if after is None:
             raise ApiError("invalid", "invalid cursor: use nextCursor as given", {"cursor": "not a cursor"})
-    rows = await users_db.list_users(services(request).pool, role=role, q=q, after=after, limit=limit + 1)
+    svc = services(request)
+    rows = await users_db.list_users(svc.pool, svc.pii, role=role, q=q, after=after, limit=limit + 1)
     page, more = rows[:limit], len(rows) > limit
     return json_response(
         {

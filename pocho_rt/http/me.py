@@ -82,7 +82,8 @@ def profile_view(row: Any) -> dict[str, Any]:
 
 
 async def _user(request: web.Request, user_id: str) -> Any:
-    row = await users_db.user_by_id(services(request).pool, user_id)
+    svc = services(request)
+    row = await users_db.user_by_id(svc.pool, svc.pii, user_id)
     if row is None or row["erased_at"] is not None:
         raise ApiError("unauthorized", "the account of this token no longer exists")
     return row
@@ -122,7 +123,7 @@ async def patch_me(request: web.Request) -> web.Response:
         raise ApiError("invalid", "nothing to change", {"body": "give at least one field"})
     svc = services(request)
     async with svc.pool.acquire() as conn, conn.transaction():
-        row = await users_db.update_profile(conn, principal.user_id, changes)
+        row = await users_db.update_profile(conn, svc.pii, principal.user_id, changes)
         if row is None or row["erased_at"] is not None:
             raise ApiError("unauthorized", "the account of this token no longer exists")
         await audit(

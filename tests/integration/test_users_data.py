@@ -10,6 +10,7 @@ from typing import Any
 
 import asyncpg
 
+from persistence import users as users_db
 from tests.e2e.util import Party, accepted_order, customer, request_payload, vendor
 from tests.helpers import Client
 from tests.integration.users_support import ME, RESET_REQUEST, watch
@@ -31,7 +32,7 @@ async def _footprint(client: Client, db: asyncpg.Connection) -> tuple[Party, Par
     )
     assert status == 200
     vend = await vendor(client, db, name="Mama Put Deluxe")
-    order = await accepted_order(cust, vend, notes="gate code 4411, ask for Zebulonia")
+    order = await accepted_order(cust, vend, notes="gate code Pinwheel, ask for Zebulonia")
     await client.server.svc.orders.confirm_payment(order["id"], reference="ref-zq-1")
     await cust.ok("order:cancel", {"orderId": order["id"], "reason": "changed my mind"})
     oid = uuid.UUID(order["id"])
@@ -141,9 +142,17 @@ async def test_erasure_leaves_only_tombstones(client: Client, db: asyncpg.Connec
     cust, vend, order, open_id = await _footprint(client, db)
     uid = uuid.UUID(cust.user["id"])
     phone = cust.user["phone"]
-    needles = (phone, phone[-9:], "Zebulonia", "Quartermaine", "zebulonia.q@example.org", "4411", "Lekki")
-    for needle in needles:  # the footprint is really there
+    svc = client.server.svc
+    needles = (phone, phone[-9:], "Zebulonia", "Quartermaine", "zebulonia.q@example.org", "Pinwheel", "Lekki")
+    # The footprint is really there: in plaintext where the person typed free text (notes,
+    # address, review) or a text went out, and sealed in the users row.
+    for needle in (phone, "Zebulonia", "Pinwheel", "Lekki"):
         assert await _find(db, needle), needle
+    for needle in ("Quartermaine", "zebulonia.q@example.org"):
+        assert await _find(db, needle) == [], needle  # never stored in the clear
+    raw = await db.fetchrow("SELECT phone, first_name, last_name, email FROM users WHERE id = $1", uid)
+    assert all(str(v).startswith("pii1.dev.") for v in raw.values())
+    assert (await users_db.user_by_phone(svc.pool, svc.pii, phone) or {}).get("last_name") == "Quartermaine"
     second = await client.connect("/customer", cust.token)
     revoked, gone = watch(second, "/customer")
     watcher = vend.next("request:closed")
@@ -160,6 +169,13 @@ async def test_erasure_leaves_only_tombstones(client: Client, db: asyncpg.Connec
 
     for needle in needles:
         assert await _find(db, needle) == [], needle
+    assert await users_db.user_by_phone(svc.pool, svc.pii, phone) is None
+    assert (
+        await db.fetchval(
+            "SELECT count(*) FROM users WHERE id = $1 AND num_nonnulls(phone_index, email_index, name_index) > 0", uid
+        )
+        == 0
+    )
     user = await db.fetchrow("SELECT * FROM users WHERE id = $1", uid)
     assert (user["first_name"], user["last_name"], user["email"], user["phone"]) == (
         "[erased]",
