@@ -216,6 +216,12 @@ async def erase(conn: asyncpg.Connection, pii: PiiCodec, user_id: str) -> str | 
         uid,
         TOMBSTONE,
     )
+    # What they wrote to vendors: counter-offer messages.
+    await conn.execute(
+        f"""UPDATE negotiation_events SET payload = payload - 'message'
+             WHERE request_id IN {requests} AND payload ? 'message'""",
+        uid,
+    )
     await conn.execute(
         f"""UPDATE orders SET delivery_code = NULL,
                    delivery_lat = {_ROUND.format(col="delivery_lat")},
@@ -231,6 +237,15 @@ async def erase(conn: asyncpg.Connection, pii: PiiCodec, user_id: str) -> str | 
              WHERE o.id = e.order_id AND o.customer_id = $1::uuid AND jsonb_typeof(e.payload -> 'order') = 'object'""",
         uid,
     )
+    # Their words in order events: a cancel reason and a rating comment.
+    for key, value in (("reason", f"to_jsonb('{TOMBSTONE}'::text)"), ("comment", "'null'::jsonb")):
+        await conn.execute(
+            f"""UPDATE order_events e SET payload = jsonb_set(e.payload, '{{event,{key}}}', {value})
+                  FROM orders o
+                 WHERE o.id = e.order_id AND o.customer_id = $1::uuid
+                   AND e.payload -> 'event' ->> 'by' = 'customer' AND e.payload -> 'event' ? '{key}'""",
+            uid,
+        )
     await conn.execute("UPDATE reviews SET comment = NULL WHERE customer_id = $1::uuid", uid)
     # As a vendor: the business name may be the person's; it leaves matching and search.
     vendor_id: str | None = await conn.fetchval(

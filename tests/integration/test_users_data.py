@@ -34,7 +34,7 @@ async def _footprint(client: Client, db: asyncpg.Connection) -> tuple[Party, Par
     vend = await vendor(client, db, name="Mama Put Deluxe")
     order = await accepted_order(cust, vend, notes="gate code Pinwheel, ask for Zebulonia")
     await client.server.svc.orders.confirm_payment(order["id"], reference="ref-zq-1")
-    await cust.ok("order:cancel", {"orderId": order["id"], "reason": "changed my mind"})
+    await cust.ok("order:cancel", {"orderId": order["id"], "reason": "Zebulonia changed her mind"})
     oid = uuid.UUID(order["id"])
     await db.execute(
         """INSERT INTO payments (order_id, provider, reference, amount_kobo, status, paid_at)
@@ -57,6 +57,9 @@ async def _footprint(client: Client, db: asyncpg.Connection) -> tuple[Party, Par
     )[0] == 200
     assert (await client.call("POST", RESET_REQUEST, {"phone": cust.user["phone"]}))[0] == 202
     open_req = (await cust.ok("request:create", request_payload(addressLine="7 Zebulonia Close, Lekki")))["request"]
+    bid = (await vend.ok("offer:place", {"requestId": open_req["id"], "priceKobo": 350_000}))["offer"]
+    counter = {"offerId": bid["id"], "priceKobo": 320_000, "message": "Zebulonia asks for extra pepper"}
+    await cust.ok("offer:counter", counter)
     return cust, vend, order, open_req["id"]
 
 
@@ -74,7 +77,7 @@ async def test_export_holds_the_whole_footprint(client: Client, db: asyncpg.Conn
     )
     assert "passwordHash" not in profile and "totpSecret" not in profile
     assert {r["id"] for r in doc["mealRequests"]} == {order["requestId"], open_id}
-    assert [o["id"] for o in doc["offers"]] == [order["offerId"]]
+    assert order["offerId"] in {o["id"] for o in doc["offers"]} and len(doc["offers"]) == 2
     assert [(o["id"], o["amountKobo"], o["status"]) for o in doc["orders"]] == [
         (order["id"], order["amountKobo"], "CANCELED")
     ]
@@ -107,9 +110,7 @@ async def test_export_holds_the_whole_footprint(client: Client, db: asyncpg.Conn
     # The vendor's export shows its side: its profile, its offers and orders, not the customer's profile.
     status, vdoc = await client.call("GET", EXPORT, token=vend.token)
     assert status == 200 and vdoc["vendor"]["displayName"] == "Mama Put Deluxe"
-    assert [o["id"] for o in vdoc["orders"]] == [order["id"]] and [o["id"] for o in vdoc["offers"]] == [
-        order["offerId"]
-    ]
+    assert [o["id"] for o in vdoc["orders"]] == [order["id"]] and len(vdoc["offers"]) == 2
     assert vdoc["mealRequests"] == [] and "zebulonia" not in str(vdoc["profile"]).lower()
     # Five exports an hour per user.
     for _ in range(4):
@@ -143,10 +144,19 @@ async def test_erasure_leaves_only_tombstones(client: Client, db: asyncpg.Connec
     uid = uuid.UUID(cust.user["id"])
     phone = cust.user["phone"]
     svc = client.server.svc
-    needles = (phone, phone[-9:], "Zebulonia", "Quartermaine", "zebulonia.q@example.org", "Pinwheel", "Lekki")
+    needles = (
+        phone,
+        phone[-9:],
+        "Zebulonia",
+        "Quartermaine",
+        "zebulonia.q@example.org",
+        "Pinwheel",
+        "Lekki",
+        "extra pepper",
+    )
     # The footprint is really there: in plaintext where the person typed free text (notes,
     # address, review) or a text went out, and sealed in the users row.
-    for needle in (phone, "Zebulonia", "Pinwheel", "Lekki"):
+    for needle in (phone, "Zebulonia", "Pinwheel", "Lekki", "extra pepper"):
         assert await _find(db, needle), needle
     for needle in ("Quartermaine", "zebulonia.q@example.org"):
         assert await _find(db, needle) == [], needle  # never stored in the clear
