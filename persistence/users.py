@@ -1,7 +1,9 @@
 """Queries for users and their phone verification codes.
 
-Style: pypika, every statement rendered to SQL once at import. The PROTOCOL `user` object
-is built at the edge (`pocho_rt.views.user_view`).
+Style: statements rendered to SQL once at import, with pypika where it reads well and as SQL
+text where pypika cannot say it (blind-index matches with ANY, the ops listing, rotation);
+partial profile updates are built per call from the columns given. The PROTOCOL `user`
+object is built at the edge (`pocho_rt.views.user_view`).
 
 Personal columns are sealed at rest (`persistence.pii`): functions that write them take the
 codec and seal; functions that read users rows return them opened, as plain dicts with the

@@ -5,8 +5,9 @@ Disabling, in one transaction: the flag with when and why, every refresh family 
 revoked, an audit row. After commit, on every node at once: the user's access tokens are
 voided in Redis (a user-wide cutoff plus each family's `sid`), the user's live sockets get
 `session:revoked` {reason: "account_disabled"} and are disconnected (Redis pub/sub, see
-`pocho_rt.auth.sessions`), and a vendor leaves the geo index (no more `request:new`) with
-its live offers withdrawn through the meal-request actors. Login, refresh and connect are
+`pocho_rt.auth.sessions`), a vendor leaves the geo index (no more `request:new`) with
+its live offers withdrawn through the meal-request actors, and a rider goes offline for
+dispatch. Login, refresh and connect are
 refused from then on (login and refresh read the flag; connect has no token left).
 
 The after-commit part runs again when an already disabled account is disabled again, so a
@@ -21,8 +22,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import asyncpg
-
+from engine.errors import EngineError
 from persistence import refresh_tokens
 from persistence import users as users_db
 from persistence.audit import audit
@@ -37,7 +37,7 @@ log = logging.getLogger("pocho.users")
 
 @dataclass(frozen=True, slots=True)
 class Change:
-    user: asyncpg.Record
+    user: users_db.User  # opened (persistence.pii)
     changed: bool
     offers_withdrawn: int = 0
 
@@ -50,6 +50,19 @@ async def end_user_everywhere(svc: Services, user_id: str, families: list[str], 
     for family_id in families:
         await revoke_session(svc.redis, family_id, ttl)
     await svc.sessions.end(f"user:{user_id}", reason)
+
+
+async def stop_matching(svc: Services, user_id: str, role: str) -> int:
+    """A disabled or erased account is offered no more work: a vendor leaves the geo index and
+    its live offers are withdrawn (returns how many), a rider goes offline for dispatch."""
+    if role == "VENDOR":
+        return await svc.negotiation.vendor_disabled(user_id)
+    if role == "RIDER" and (rider_id := await svc.riders.rider_of(user_id)) is not None:
+        try:
+            await svc.riders.offline(rider_id)
+        except EngineError as exc:  # the rider actor is away: the heartbeat takes it offline
+            log.warning("taking a disabled rider offline failed", extra={"code": exc.code})
+    return 0
 
 
 def _kind(admin_id: str | None) -> str:
@@ -81,9 +94,7 @@ async def disable(svc: Services, user_id: str, reason: str, admin_id: str | None
             )
     assert user is not None
     await end_user_everywhere(svc, user_id, families, "account_disabled")
-    withdrawn = 0
-    if user["role"] == "VENDOR":
-        withdrawn = await svc.negotiation.vendor_disabled(user_id)
+    withdrawn = await stop_matching(svc, user_id, user["role"])
     if changed:
         ACCOUNT_EVENTS.labels("disabled").inc()
         log.info("account disabled", extra={"userId": user_id, "sessions": len(families), "offers": withdrawn})

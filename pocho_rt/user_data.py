@@ -31,7 +31,7 @@ from persistence import refresh_tokens
 from persistence import user_data as data_db
 from persistence import users as users_db
 from persistence.audit import audit
-from pocho_rt.account_control import end_user_everywhere
+from pocho_rt.account_control import end_user_everywhere, stop_matching
 from pocho_rt.context import Services
 from pocho_rt.errors import ApiError
 from pocho_rt.logs import request_id
@@ -122,8 +122,11 @@ async def erase(svc: Services, user_id: str) -> None:
             "orders you take part in are still running; erase the account once they are delivered or canceled",
             {"orders": active[:20]},
         )
+    current = await users_db.user_by_id(svc.pool, svc.pii, user_id)
+    if current is None or current["erased_at"] is not None:
+        raise ApiError("unauthorized", "the account of this token no longer exists")
     await _cancel_open_requests(svc, user_id)
-    await svc.negotiation.vendor_disabled(user_id)
+    await stop_matching(svc, user_id, current["role"])
     async with svc.pool.acquire() as conn, conn.transaction():
         user = await users_db.user_by_id(conn, svc.pii, user_id, for_update=True)
         if user is None or user["erased_at"] is not None:

@@ -1,6 +1,7 @@
-"""A vendor disabled by ops (issue 15), end to end over real sockets: its sockets end, its
-live offers are withdrawn through the meal-request actors (customers see offer:withdrawn),
-and it is matched to no new request (no request:new), also after a restart, until enabled."""
+"""Vendors and riders disabled by ops (issue 15), end to end over real sockets. A vendor's
+sockets end, its live offers are withdrawn through the meal-request actors (customers see
+offer:withdrawn), and it is matched to no new request (no request:new), also after a restart,
+until enabled. A rider leaves dispatch at once."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import uuid
 import asyncpg
 
 from tests.conftest import StartServer
-from tests.e2e.util import LAGOS, customer, request_payload, vendor
+from tests.e2e.util import LAGOS, customer, request_payload, rider, rider_id, vendor
 from tests.helpers import Client
 from tests.integration.users_support import login, watch
 
@@ -69,3 +70,23 @@ async def test_disabled_vendor_loses_offers_and_requests(
     req3 = (await cust.ok("request:create", request_payload(addressLine="9 Glover Rd")))["request"]
     assert (await asyncio.wait_for(got, 10))["request"]["id"] == req3["id"]
     assert await db.fetchval("SELECT disabled FROM users WHERE id = $1", uuid.UUID(bad.user["id"])) is False
+
+
+async def test_disabled_rider_leaves_dispatch(client: Client, db: asyncpg.Connection) -> None:
+    """A rider online for dispatch is offline the moment ops disable the account (not a
+    heartbeat later), so no order is offered to someone who can no longer connect."""
+    rid_party = await rider(client)
+    svc = client.server.svc
+    riders_near = [c.rider_id for c in await svc.riders.available_near(*LAGOS, 5.0, 50)]
+    assert rider_id(rid_party) in riders_near
+    revoked, gone = watch(rid_party.sio, "/rider")
+    status, _ = await client.call(
+        "POST",
+        f"/admin/users/{rid_party.user['id']}/disable",
+        {"reason": "unsafe riding"},
+        headers=client.admin_headers(),
+    )
+    assert status == 200
+    assert await asyncio.wait_for(revoked, 5) == {"reason": "account_disabled"}
+    await asyncio.wait_for(gone, 5)
+    assert rider_id(rid_party) not in [c.rider_id for c in await svc.riders.available_near(*LAGOS, 5.0, 50)]
