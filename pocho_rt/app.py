@@ -29,7 +29,7 @@ from pocho_rt.auth.sessions import SessionEnder
 from pocho_rt.auth.tokens import TokenService
 from pocho_rt.config import Settings
 from pocho_rt.context import SERVICES, Services
-from pocho_rt.http import (  # users (issue 15)
+from pocho_rt.http import (
     accounts,
     admin,
     admin_users,
