@@ -50,8 +50,13 @@ class GeoIndex:
             await p.execute()
 
     async def sync_vendors(self, pool: asyncpg.Pool) -> int:
-        """Rebuild the vendor index from PostgreSQL (at start: the database is the truth)."""
-        rows = await pool.fetch("SELECT id, lat, lng, km_service_area FROM vendors WHERE verified")
+        """Rebuild the vendor index from PostgreSQL (at start: the database is the truth): verified
+        vendors whose account is not disabled."""
+        rows = await pool.fetch(
+            """SELECT v.id, v.lat, v.lng, v.km_service_area
+                 FROM vendors v JOIN users u ON u.id = v.user_id
+                WHERE v.verified AND NOT u.disabled"""
+        )
         async with self.redis.pipeline(transaction=True) as p:
             p.delete(VENDORS, RADIUS)
             for r in rows:

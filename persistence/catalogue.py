@@ -90,11 +90,9 @@ _VENDOR_BY_USER = str(
     .select(vendors.id, vendors.display_name, vendors.lat, vendors.lng, vendors.km_service_area, vendors.verified)
     .where(vendors.user_id == param(1))
 )
-_VENDOR_GEO = str(
-    PostgreSQLQuery.from_(vendors)
-    .select(vendors.lat, vendors.lng, vendors.km_service_area, vendors.verified)
-    .where(vendors.id == param(1))
-)
+# `verified` here means "may be matched": verified by an admin and the account not disabled.
+_VENDOR_GEO = """SELECT v.lat, v.lng, v.km_service_area, v.verified AND NOT u.disabled AS verified
+                   FROM vendors v JOIN users u ON u.id = v.user_id WHERE v.id = $1"""
 
 _INSERT_MENU = str(
     postgres(PostgreSQLQuery.into(menus).columns("vendor_id", "title").insert(*params(2))).returning(_ALL)
@@ -226,7 +224,8 @@ async def vendor_by_user(pool: asyncpg.Pool, user_id: str) -> asyncpg.Record | N
 
 
 async def vendor_geo(pool: asyncpg.Pool, vendor_id: str) -> asyncpg.Record | None:
-    """(lat, lng, km_service_area, verified) of a vendor: what the geo index keeps."""
+    """(lat, lng, km_service_area, verified) of a vendor: what the geo index keeps (`verified` is
+    false while the vendor's account is disabled)."""
     return await pool.fetchrow(_VENDOR_GEO, uuid.UUID(vendor_id))
 
 

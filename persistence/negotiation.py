@@ -247,6 +247,19 @@ async def count_open_requests(pool: asyncpg.Pool, customer_id: str, excluding_re
     return count
 
 
+async def live_offers_of_vendor(pool: asyncpg.Pool, vendor_id: str, limit: int = 1000) -> list[tuple[str, str]]:
+    """(offer id, request id) of a vendor's PENDING or COUNTERED offers on OPEN requests."""
+    rows = await pool.fetch(
+        """SELECT o.id::text AS offer_id, o.request_id::text AS request_id
+             FROM offers o JOIN meal_requests r ON r.id = o.request_id
+            WHERE o.vendor_id = $1::uuid AND o.status IN ('PENDING', 'COUNTERED') AND r.status = 'OPEN'
+            LIMIT $2""",
+        vendor_id,
+        limit,
+    )
+    return [(r["offer_id"], r["request_id"]) for r in rows]
+
+
 async def request_id_of_offer(pool: asyncpg.Pool, offer_id: str) -> str | None:
     """The request an offer belongs to; None for an unknown offer or an id that is not a uuid."""
     try:

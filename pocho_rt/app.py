@@ -23,12 +23,23 @@ from persistence import catalogue as catalogue_db
 from persistence import outbox
 from persistence.db import create_pool
 from persistence.migrate import migrate
+from persistence.pii import PiiCodec
 from persistence.writer import Writer
 from pocho_rt.auth.sessions import SessionEnder
 from pocho_rt.auth.tokens import TokenService
 from pocho_rt.config import Settings
 from pocho_rt.context import SERVICES, Services
-from pocho_rt.http import accounts, admin, catalogue, health, meal_requests, orders
+from pocho_rt.http import (
+    accounts,
+    admin,
+    admin_users,
+    catalogue,
+    health,
+    me,
+    meal_requests,
+    orders,
+    recovery,
+)
 from pocho_rt.http import payments as payment_routes
 from pocho_rt.http.middleware import observe
 from pocho_rt.negotiation_service import NegotiationService
@@ -111,6 +122,7 @@ async def open_services(settings: Settings, database_url: str, redis_url: str) -
         # payments (issue 8) services below this line
         payments=PaymentService(settings, pool, build_providers(settings)),
         # users (issue 15) services below this line
+        pii=PiiCodec.build(settings.pii_key, settings.pii_old_keys, settings.pii_index_key, settings.pii_old_index_key),
     )
 
 
@@ -187,6 +199,9 @@ def build_app(svc: Services) -> web.Application:
         # payments (issue 8) route modules below this line
         payment_routes,
         # users (issue 15) route modules below this line
+        me,
+        recovery,
+        admin_users,
     ):
         module.setup(app)
     for ns in (CustomerNamespace("/customer", svc), VendorNamespace("/vendor", svc), RiderNamespace("/rider", svc)):
@@ -220,7 +235,7 @@ async def serve(
         if do_seed:
             from pocho_rt.seed import seed
 
-            await seed(svc.pool)
+            await seed(svc.pool, svc.pii)
         app = build_app(svc)
         runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=_SHUTDOWN_GRACE)
         await runner.setup()

@@ -1,4 +1,4 @@
-"""`pocho-rt`: serve, migrate, seed, create-admin.
+"""`pocho-rt`: serve, migrate, seed, create-admin, pii-keygen, pii-rotate.
 
 With DATABASE_URL / REDIS_URL unset, embedded PostgreSQL and Redis are started under
 POCHO_DATA_DIR and stopped on exit, so a fresh clone needs no services.
@@ -108,7 +108,7 @@ async def _prepare(svc: object, do_migrate: bool, do_seed: bool) -> None:
     if do_migrate:
         await run_migrations(svc.pool)
     if do_seed:
-        await seed(svc.pool)
+        await seed(svc.pool, svc.pii)
 
 
 async def _reindex(svc: object) -> None:
@@ -155,6 +155,7 @@ def cmd_create_admin(settings: Settings, args: argparse.Namespace) -> None:
         async with svc.pool.acquire() as conn:
             user = await create_user(
                 conn,
+                svc.pii,
                 phone=args.phone,
                 password_hash=hash_password(password),
                 role="ADMIN",
@@ -167,6 +168,26 @@ def cmd_create_admin(settings: Settings, args: argparse.Namespace) -> None:
         print(f"admin {user['id']} created")
 
     _with_services(settings, go)
+
+
+def cmd_pii_keygen(args: argparse.Namespace) -> None:
+    """users (issue 15): fresh keys for personal data at rest, as environment lines."""
+    import base64
+
+    from persistence.pii import KEY_BYTES, new_key_text
+
+    print(f"POCHO_PII_KEY={new_key_text(args.kid)}")
+    print(f"POCHO_PII_INDEX_KEY={base64.urlsafe_b64encode(os.urandom(KEY_BYTES)).decode().rstrip('=')}")
+
+
+async def _pii_rotate(svc: object, batch: int) -> None:
+    """users (issue 15): re-seal personal columns under the current keys (docs/USERS.md)."""
+    from persistence.users import rotate_pii
+    from pocho_rt.context import Services
+
+    assert isinstance(svc, Services)
+    seen, changed = await rotate_pii(svc.pool, svc.pii, batch)
+    print(f"pii-rotate: {seen} users seen, {changed} re-sealed under key {svc.pii.current!r}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -187,6 +208,10 @@ def main(argv: list[str] | None = None) -> None:
     a.add_argument("--password")
     a.add_argument("--first-name", default="Ops")
     a.add_argument("--last-name", default="Admin")
+    k = sub.add_parser("pii-keygen", help="print fresh POCHO_PII_KEY and POCHO_PII_INDEX_KEY values")
+    k.add_argument("--kid", default="k1", help="the new key's id (letters, digits, _ or -)")
+    r = sub.add_parser("pii-rotate", help="re-seal personal data under the current POCHO_PII_KEY")
+    r.add_argument("--batch", type=int, default=500)
     args = parser.parse_args(argv)
     try:
         settings = load_settings()
@@ -205,6 +230,10 @@ def main(argv: list[str] | None = None) -> None:
             _with_services(settings, _reindex)
         elif args.cmd == "create-admin":
             cmd_create_admin(settings, args)
+        elif args.cmd == "pii-keygen":
+            cmd_pii_keygen(args)
+        elif args.cmd == "pii-rotate":
+            _with_services(settings, lambda svc: _pii_rotate(svc, args.batch))
     except EmbeddedUnavailable as exc:
         print(f"pocho-rt: {exc}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -12,9 +12,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from persistence.pii import PiiError, parse_index_key, parse_key
+
 DEV_JWT_SECRET = "dev-insecure-jwt-secret-change-me"
 DEV_ADMIN_KEY = "dev-admin-key"
-_DEFAULT_SECRETS = {DEV_JWT_SECRET, DEV_ADMIN_KEY, "", "changeme", "secret"}
+# users (issue 15): development keys for personal data at rest (production refuses them)
+DEV_PII_KEY = "dev:ZGV2LW9ubHktcGlpLWtleS0zMi1ieXRlcy1sb25nLi4"
+DEV_PII_INDEX_KEY = "ZGV2LW9ubHktYmxpbmQtaW5kZXgta2V5LTMyLWJ5dGVzLg"
+_DEFAULT_SECRETS = {DEV_JWT_SECRET, DEV_ADMIN_KEY, DEV_PII_KEY, DEV_PII_INDEX_KEY, "", "changeme", "secret"}
 
 
 class ConfigError(ValueError):
@@ -125,6 +130,11 @@ class Settings:
     payment_email_domain: str = "customers.pocho.ng"  # for customers without an email
 
     # users (issue 15): settings go below this line
+    refresh_grace_seconds: float = 30.0  # a rotated refresh token retried this soon gets the same pair
+    pii_key: str = DEV_PII_KEY  # kid:base64url(32 bytes): seals personal columns (AES-256-GCM)
+    pii_old_keys: str = ""  # comma-separated kid:key still read during a rotation
+    pii_index_key: str = DEV_PII_INDEX_KEY  # base64url, >= 32 bytes: blind indexes (HMAC-SHA256)
+    pii_old_index_key: str = ""  # the previous index key, matched until `pocho-rt pii-rotate` ran
 
     # outages and abuse (issue 14): settings go below this line
 
@@ -134,6 +144,15 @@ class Settings:
 
     def with_(self, **changes: Any) -> Settings:
         return replace(self, **changes)
+
+
+def _pii(name: str, raw: str, check: Any) -> str:
+    """users (issue 15): a personal-data key, checked by its parser (persistence.pii)."""
+    try:
+        check(raw.strip())
+    except PiiError as exc:
+        raise ConfigError(f"{name}: {exc}") from None
+    return raw.strip()
 
 
 def _level(name: str, raw: str) -> str:
@@ -207,6 +226,14 @@ _ENV: dict[str, tuple[str, Any]] = {
     "PAYMENT_REDIRECT_URL": ("payment_redirect_url", lambda n, r: r),
     "PAYMENT_EMAIL_DOMAIN": ("payment_email_domain", lambda n, r: r),
     # users (issue 15) variables go below this line
+    "POCHO_REFRESH_GRACE_SECONDS": ("refresh_grace_seconds", lambda n, r: _float(n, r, 0.0, 600)),
+    "POCHO_PII_KEY": ("pii_key", lambda n, r: _pii(n, r, parse_key)),
+    "POCHO_PII_OLD_KEYS": (
+        "pii_old_keys",
+        lambda n, r: _pii(n, r, lambda v: [parse_key(k) for k in v.split(",") if k]),
+    ),
+    "POCHO_PII_INDEX_KEY": ("pii_index_key", lambda n, r: _pii(n, r, parse_index_key)),
+    "POCHO_PII_OLD_INDEX_KEY": ("pii_old_index_key", lambda n, r: _pii(n, r, lambda v: v and parse_index_key(v))),
     # outages and abuse (issue 14) variables go below this line
 }
 
@@ -230,6 +257,8 @@ def _check_secrets(settings: Settings, env: Mapping[str, str]) -> None:
     for var, value, min_len in (
         ("JWT_SECRET", settings.jwt_secret, 32),
         ("POCHO_ADMIN_KEY", settings.admin_key, 16),
+        ("POCHO_PII_KEY", settings.pii_key, 16),  # users (issue 15)
+        ("POCHO_PII_INDEX_KEY", settings.pii_index_key, 16),  # users (issue 15)
     ):
         if var not in env or value in _DEFAULT_SECRETS:
             raise ConfigError(f"{var} must be set to a non-default secret when POCHO_ENV=production")

@@ -17,6 +17,7 @@ from adapters.geo import GeoIndex
 from engine.ports import SearchIndex, SmsSender
 from engine.runtime.actor import ActorSystem
 from persistence.outbox import OutboxWorker
+from persistence.pii import PiiCodec
 from persistence.writer import Writer
 from pocho_rt.auth.tokens import TokenService
 from pocho_rt.config import Settings
@@ -54,6 +55,7 @@ class Services:
     payments: PaymentService  # initialise, webhooks inbox and worker, reconcile, refunds, settlement
 
     # users (issue 15) services below this line
+    pii: PiiCodec  # seals personal columns at rest, blind indexes for lookups (persistence.pii)
 
 
 SERVICES = web.AppKey("services", Services)

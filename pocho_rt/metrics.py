@@ -61,3 +61,17 @@ PAYMENT_RECONCILED = Counter(
     ["action"],
     registry=REGISTRY,
 )
+
+# users (issue 15)
+REFRESH_REPLAYS = Counter(
+    "pocho_refresh_replays_total",
+    "Refresh tokens presented again within the grace and answered with the same successor pair",
+    registry=REGISTRY,
+)
+ACCOUNT_EVENTS = Counter(
+    "pocho_account_events_total",
+    "Account changes: password_changed, password_reset, phone_changed, disabled, enabled, erased, "
+    "session_ended, export",
+    ["event"],
+    registry=REGISTRY,
+)

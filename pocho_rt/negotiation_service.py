@@ -20,6 +20,7 @@ import socketio
 
 from adapters.geo import GeoIndex
 from engine import negotiation as n
+from engine.clock import utcnow
 from engine.errors import EngineError
 from engine.limits import MAX_OPEN_REQUESTS, MAX_REPLAY_EVENTS
 from engine.meal_request_actor import Deps, Envelope, Expire, MealRequestActor, Watch
@@ -203,6 +204,24 @@ class NegotiationService:
         if not ids:
             return []
         return [request_row_view(r) for r in await negotiation_db.open_requests_by_ids(self.pool, ids)]
+
+    async def vendor_disabled(self, user_id: str) -> int:
+        """An account disabled by ops (or erased): stop matching its vendor, so it gets no more
+        `request:new`, and withdraw its live offers through their actors (customers see
+        `offer:withdrawn`). Returns how many offers were withdrawn."""
+        profile = await self.vendor_profile(user_id)
+        if profile is None:
+            return 0
+        await self.geo.remove_vendor(profile.id)
+        withdrawn = 0
+        for offer_id, request_id in await negotiation_db.live_offers_of_vendor(self.pool, profile.id):
+            cmd = n.WithdrawOffer(vendor_id=profile.id, offer_id=offer_id, now=utcnow())
+            try:
+                await self._ask(request_id, Envelope(cmd, user_id, None))
+                withdrawn += 1
+            except EngineError as exc:  # closed meanwhile, or the actor is away: nothing more to do here
+                log.warning("withdrawing a disabled vendor's offer failed", extra={"code": exc.code})
+        return withdrawn
 
     async def vendor_changed(self, vendor_id: str) -> None:
         """Catalogue and admin call this after commit: keep the geo index in step with a vendor."""

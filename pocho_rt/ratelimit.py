@@ -43,6 +43,16 @@ LOGIN_PER_PHONE = Limit("login_phone", 5, 15 * 60)
 LOGIN_PER_IP = Limit("login_ip", 50, 15 * 60)
 # Verification SMS per user: 3 per 10 minutes (each one costs money and pesters a phone).
 VERIFY_REQUEST_PER_USER = Limit("verify_request", 3, 10 * 60)
+# users (issue 15). Password reset requests per phone (known or not: the answer must not
+# differ) and per IP (one client walking through numbers), and confirmations per IP.
+RESET_REQUEST_PER_PHONE = Limit("reset_request_phone", 3, 15 * 60)
+RESET_REQUEST_PER_IP = Limit("reset_request_ip", 20, 15 * 60)
+RESET_CONFIRM_PER_IP = Limit("reset_confirm_ip", 30, 15 * 60)
+# Wrong current passwords on POST /api/v1/me/password (a stolen access token guessing).
+PASSWORD_CHANGE_PER_USER = Limit("password_change", 5, 15 * 60)
+# Codes texted to a new number (phone change), and data exports (each reads everything).
+PHONE_CHANGE_PER_USER = Limit("phone_change", 3, 10 * 60)
+EXPORT_PER_USER = Limit("export", 5, 60 * 60)
 
 _RELEASE = """
 if redis.call('EXISTS', KEYS[1]) == 1 and tonumber(redis.call('GET', KEYS[1])) > 0 then

@@ -14,7 +14,8 @@ from typing import Any
 
 import asyncpg
 
-from persistence.users import create_user
+from persistence.pii import PiiCodec
+from persistence.users import create_user, user_by_phone
 from pocho_rt.auth.passwords import hash_password
 
 DEMO_PASSWORD = "pocho-demo-pass"
@@ -69,35 +70,38 @@ RIDERS = [("+2348030000001", "Musa", "Bello", "motorcycle"), ("+2348030000002", 
 ADMIN = ("+2348000000000", "Ops", "Admin")
 
 
-async def _user(conn: asyncpg.Connection, phone: str, role: str, first: str, last: str, pw_hash: str) -> Any:
+async def _user(
+    conn: asyncpg.Connection, pii: PiiCodec, phone: str, role: str, first: str, last: str, pw_hash: str
+) -> Any:
     row = await create_user(
-        conn, phone=phone, password_hash=pw_hash, role=role, first_name=first, last_name=last, email=None
+        conn, pii, phone=phone, password_hash=pw_hash, role=role, first_name=first, last_name=last, email=None
     )
     if row is None:
-        row = await conn.fetchrow("SELECT id FROM users WHERE phone = $1", phone)
+        row = await user_by_phone(conn, pii, phone)
+    assert row is not None
     return row["id"]
 
 
-async def seed(pool: asyncpg.Pool) -> None:
+async def seed(pool: asyncpg.Pool, pii: PiiCodec) -> None:
     """Insert whatever of the demo data is missing."""
     demo_hash = hash_password(DEMO_PASSWORD)
     admin_pw = os.environ.get("POCHO_ADMIN_PASSWORD")
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_KEY)
         for phone, first, last in CUSTOMERS:
-            await _user(conn, phone, "CUSTOMER", first, last, demo_hash)
+            await _user(conn, pii, phone, "CUSTOMER", first, last, demo_hash)
         for phone, first, last, vehicle in RIDERS:
-            uid = await _user(conn, phone, "RIDER", first, last, demo_hash)
+            uid = await _user(conn, pii, phone, "RIDER", first, last, demo_hash)
             await conn.execute(
                 "INSERT INTO riders (user_id, vehicle_type) VALUES ($1, $2) ON CONFLICT (user_id) DO NOTHING",
                 uid,
                 vehicle,
             )
         admin_id = await _user(
-            conn, ADMIN[0], "ADMIN", ADMIN[1], ADMIN[2], hash_password(admin_pw) if admin_pw else demo_hash
+            conn, pii, ADMIN[0], "ADMIN", ADMIN[1], ADMIN[2], hash_password(admin_pw) if admin_pw else demo_hash
         )
         for v in VENDORS:
-            uid = await _user(conn, v["phone"], "VENDOR", v["first"], "Vendor", demo_hash)
+            uid = await _user(conn, pii, v["phone"], "VENDOR", v["first"], "Vendor", demo_hash)
             vendor_id = await conn.fetchval(
                 """INSERT INTO vendors (user_id, display_name, lat, lng, km_service_area, categories,
                                         verified, verified_at, verified_by)
@@ -138,10 +142,12 @@ async def seed(pool: asyncpg.Pool) -> None:
 
 async def _main() -> None:
     from persistence.db import create_pool
+    from pocho_rt.config import load_settings
 
+    s = load_settings()
     pool = await create_pool(os.environ["DATABASE_URL"])
     try:
-        await seed(pool)
+        await seed(pool, PiiCodec.build(s.pii_key, s.pii_old_keys, s.pii_index_key, s.pii_old_index_key))
     finally:
         await pool.close()
 

@@ -35,6 +35,12 @@ async def revoke_user(redis: Redis, user_id: str, now: int, ttl: int) -> None:
     await redis.set(_user_key(user_id), str(now), ex=max(ttl, 1))
 
 
+async def clear_user_revocation(redis: Redis, user_id: str) -> None:
+    """Lift the user-wide cutoff (an account enabled again). Its sessions were revoked one by
+    one when it was disabled, so no token of before comes back to life."""
+    await redis.delete(_user_key(user_id))
+
+
 async def authenticate(tokens: TokenService, redis: Redis, token: object) -> Principal:
     """Verify the JWT and its revocation state; raise TokenError when it must be refused."""
     principal = tokens.verify(token)

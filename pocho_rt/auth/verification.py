@@ -33,7 +33,7 @@ def hash_code(secret: str, user_id: str, code: str) -> str:
 async def request_code(svc: Services, user_id: str) -> int:
     """Create and send a code; returns its lifetime in seconds."""
     async with svc.pool.acquire() as conn, conn.transaction():
-        user = await users_db.user_by_id(conn, user_id)
+        user = await users_db.user_by_id(conn, svc.pii, user_id)
         if user is None or user["disabled"]:
             raise ApiError("unauthorized", "unknown or disabled account")
         if user["phone_verified"]:
@@ -61,7 +61,7 @@ async def confirm_code(svc: Services, user_id: str, code: str) -> None:
     """Mark the phone verified if `code` is the pending one; wrong guesses are counted."""
     res = _Result()
     async with svc.pool.acquire() as conn, conn.transaction():
-        user = await users_db.user_by_id(conn, user_id, for_update=True)
+        user = await users_db.user_by_id(conn, svc.pii, user_id, for_update=True)
         if user is None or user["disabled"]:
             raise ApiError("unauthorized", "unknown or disabled account")
         if user["phone_verified"]:

@@ -53,6 +53,7 @@ class LoginIn(Schema, frozen=True):
 
 class RefreshIn(Schema, frozen=True):
     refresh_token: Token
+    sid: Annotated[str, msgspec.Meta(max_length=64)] | None = None  # the session: enables the retry grace
 
 
 class CodeIn(Schema, frozen=True):
@@ -70,6 +71,7 @@ async def register(request: web.Request) -> web.Response:
     async with svc.pool.acquire() as conn, conn.transaction():
         user = await users_db.create_user(
             conn,
+            svc.pii,
             phone=data.phone,
             password_hash=password_hash,
             role=data.role,
@@ -80,7 +82,7 @@ async def register(request: web.Request) -> web.Response:
         if user is None:
             raise ApiError("conflict", "this phone number is already registered", {"phone": "already registered"})
         user_id = str(user["id"])
-        tokens = await refresh.start_session(conn, svc, user_id, user["role"])
+        tokens = await refresh.start_session(conn, svc, user_id, user["role"], refresh.ClientInfo.of(request))
         await audit(conn, "auth.register", actor_id=user_id, details={"role": data.role}, request_id=request_id.get())
     return json_response({"user": user_view(user), "tokens": tokens}, 201)
 
@@ -99,7 +101,7 @@ async def login(request: web.Request) -> web.Response:
     # limits count failures and a parallel burst of guesses cannot overshoot them.
     await ratelimit.hit(svc, ratelimit.LOGIN_PER_IP, ip)
     await ratelimit.hit(svc, ratelimit.LOGIN_PER_PHONE, data.phone)
-    user = await users_db.user_by_phone(svc.pool, data.phone)
+    user = await users_db.user_by_phone(svc.pool, svc.pii, data.phone)
     if not verify_password(user["password_hash"] if user else None, data.password) or user is None:
         if user is not None:
             await audit(
@@ -126,7 +128,7 @@ async def login(request: web.Request) -> web.Response:
         raise ApiError("forbidden", "this account is disabled")
     await _release(svc, ip, data.phone)
     async with svc.pool.acquire() as conn, conn.transaction():
-        tokens = await refresh.start_session(conn, svc, user_id, user["role"])
+        tokens = await refresh.start_session(conn, svc, user_id, user["role"], refresh.ClientInfo.of(request))
         await audit(conn, "auth.login", actor_id=user_id, request_id=request_id.get())
     return json_response({"user": user_view(user), "tokens": tokens})
 
@@ -139,7 +141,9 @@ async def _release(svc: Services, ip: str, phone: str) -> None:
 @routes.post("/api/v1/auth/refresh")
 async def refresh_tokens(request: web.Request) -> web.Response:
     data = await body(request, RefreshIn)
-    tokens = await refresh.rotate(services(request), data.refresh_token)
+    tokens = await refresh.rotate(
+        services(request), data.refresh_token, sid=data.sid, client=refresh.ClientInfo.of(request)
+    )
     return json_response({"tokens": tokens})
 
 
@@ -155,7 +159,7 @@ async def totp_setup(request: web.Request) -> web.Response:
     principal = await require_user(request)
     svc = services(request)
     async with svc.pool.acquire() as conn, conn.transaction():
-        user = await users_db.user_by_id(conn, principal.user_id, for_update=True)
+        user = await users_db.user_by_id(conn, svc.pii, principal.user_id, for_update=True)
         if user is None:
             raise ApiError("unauthorized", "unknown account")
         if user["totp_enabled"]:
@@ -170,7 +174,7 @@ async def _totp_switch(request: web.Request, enable: bool) -> web.Response:
     data = await body(request, CodeIn)
     svc = services(request)
     async with svc.pool.acquire() as conn, conn.transaction():
-        user = await users_db.user_by_id(conn, principal.user_id, for_update=True)
+        user = await users_db.user_by_id(conn, svc.pii, principal.user_id, for_update=True)
         if user is None:
             raise ApiError("unauthorized", "unknown account")
         if user["totp_enabled"] == enable:

@@ -237,7 +237,7 @@ async def test_totp_setup_enable_disable(client: Client, db: asyncpg.Connection)
     assert body["otpauthUri"].startswith("otpauth://totp/Pocho:")
     assert f"secret={secret}" in body["otpauthUri"] and "issuer=Pocho" in body["otpauthUri"]
     assert phone.lstrip("+") in body["otpauthUri"]
-    row = await db.fetchrow("SELECT totp_secret, totp_enabled FROM users WHERE phone = $1", phone)
+    row = await db.fetchrow("SELECT totp_secret, totp_enabled FROM users WHERE id = $1", uuid.UUID(reg["user"]["id"]))
     assert row["totp_secret"] == secret and row["totp_enabled"] is False  # pending only
     # Pending secret: login still needs no code.
     assert (await _login(client, phone))[0] == 200
@@ -254,7 +254,7 @@ async def test_totp_setup_enable_disable(client: Client, db: asyncpg.Connection)
     assert status == 400 and body["error"]["code"] == "invalid"
     status, body = await client.call("POST", disable, {"code": totp.code_at(secret, time.time())}, token=token)
     assert status == 200 and body == {"totpEnabled": False}
-    row = await db.fetchrow("SELECT totp_secret, totp_enabled FROM users WHERE phone = $1", phone)
+    row = await db.fetchrow("SELECT totp_secret, totp_enabled FROM users WHERE id = $1", uuid.UUID(reg["user"]["id"]))
     assert row["totp_secret"] is None and row["totp_enabled"] is False
     assert (await client.call("POST", disable, {"code": "123456"}, token=token))[0] == 409
     actions = {r["action"] for r in await db.fetch("SELECT action FROM audit_log")}
@@ -426,7 +426,7 @@ async def test_phone_verification(client: Client, db: asyncpg.Connection) -> Non
     assert (await client.call("POST", confirm, {"code": code}))[0] == 401
     status, body = await client.call("POST", confirm, {"code": code}, token=token)
     assert status == 200 and body == {"phoneVerified": True}
-    assert await db.fetchval("SELECT phone_verified FROM users WHERE phone = $1", phone) is True
+    assert await db.fetchval("SELECT phone_verified FROM users WHERE id = $1", uuid.UUID(reg["user"]["id"])) is True
     status, body = await _login(client, phone)
     assert body["user"]["phoneVerified"] is True
     assert (await client.call("POST", "/api/v1/auth/verify/request", token=token))[0] == 409
@@ -444,7 +444,7 @@ async def test_verification_attempts_are_limited(client: Client, db: asyncpg.Con
         assert (await client.call("POST", confirm, {"code": wrong}, token=token))[0] == 400
     status, body = await client.call("POST", confirm, {"code": code}, token=token)
     assert status == 429 and body["error"]["code"] == "rate_limited"
-    assert await db.fetchval("SELECT phone_verified FROM users WHERE phone = $1", phone) is False
+    assert await db.fetchval("SELECT phone_verified FROM users WHERE id = $1", uuid.UUID(reg["user"]["id"])) is False
     old_id = await db.fetchval("SELECT id FROM verification_codes WHERE consumed_at IS NULL")
     # A new code starts over (and the old one is retired).
     assert (await client.call("POST", "/api/v1/auth/verify/request", token=token))[0] == 202

@@ -23,7 +23,14 @@ VENDOR = {
 async def account(client: Client, db: asyncpg.Connection, role: str) -> tuple[str, str]:
     """(user id, access token) of a new user, created directly (registration is not ours)."""
     row = await create_user(
-        db, phone=new_phone(), password_hash="x", role=role, first_name="Test", last_name=role.title(), email=None
+        db,
+        client.server.svc.pii,
+        phone=new_phone(),
+        password_hash="x",
+        role=role,
+        first_name="Test",
+        last_name=role.title(),
+        email=None,
     )
     assert row is not None
     user_id = str(row["id"])

@@ -60,7 +60,15 @@ def test_production_refuses_default_secrets() -> None:
         load_settings({"POCHO_ENV": "production"})
     with pytest.raises(ConfigError, match="POCHO_ADMIN_KEY"):
         load_settings({"POCHO_ENV": "production", "JWT_SECRET": "x" * 40})
-    ok = load_settings({"POCHO_ENV": "production", "JWT_SECRET": "x" * 40, "POCHO_ADMIN_KEY": "k" * 20})
+    ok = load_settings(
+        {
+            "POCHO_ENV": "production",
+            "JWT_SECRET": "x" * 40,
+            "POCHO_ADMIN_KEY": "k" * 20,
+            "POCHO_PII_KEY": "k1:" + "A" * 43,  # users (issue 15): keys for personal data at rest
+            "POCHO_PII_INDEX_KEY": "B" * 43,
+        }
+    )
     assert ok.production
     with pytest.raises(ConfigError, match="PORT"):
         load_settings({"PORT": "eighty"})
