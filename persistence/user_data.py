@@ -62,6 +62,9 @@ async def export_rows(
         "user": await _json(conn, "SELECT to_jsonb(u) AS j FROM users u WHERE id = $1::uuid", uid),
         "vendor": await _json(conn, "SELECT to_jsonb(v) AS j FROM vendors v WHERE user_id = $1::uuid", uid),
         "rider": await _json(conn, "SELECT to_jsonb(r) AS j FROM riders r WHERE user_id = $1::uuid", uid),
+        "vendor_settlement": await _json(
+            conn, f"SELECT to_jsonb(s) AS j FROM vendor_settlements s WHERE vendor_id IN {vendor}", uid
+        ),
         "meal_requests": await _json(
             conn,
             """SELECT to_jsonb(r) AS j FROM meal_requests r WHERE customer_id = $1::uuid
@@ -255,6 +258,8 @@ async def erase(conn: asyncpg.Connection, pii: PiiCodec, user_id: str) -> str | 
         VENDOR_TOMBSTONE,
     )
     if vendor_id is not None:
+        # Their payout bank account goes; payments keep the provider's subaccount code.
+        await conn.execute("DELETE FROM vendor_settlements WHERE vendor_id = $1::uuid", vendor_id)
         await conn.execute("UPDATE offers SET vendor_name = $2 WHERE vendor_id = $1::uuid", vendor_id, VENDOR_TOMBSTONE)
         await conn.execute(
             """UPDATE negotiation_events SET payload = jsonb_set(payload, '{offer,vendorName}', to_jsonb($2::text))

@@ -87,6 +87,7 @@ async def open_services(settings: Settings, database_url: str, redis_url: str) -
         ask_timeout=settings.ask_timeout_seconds,
     )
     geo = GeoIndex(redis)
+    pii = PiiCodec.build(settings.pii_key, settings.pii_old_keys, settings.pii_index_key, settings.pii_old_index_key)
     sio = create_sio(settings, supervisor)
     riders = RiderService(settings, pool, redis, sio, actors)
     search: SearchIndex
@@ -120,9 +121,9 @@ async def open_services(settings: Settings, database_url: str, redis_url: str) -
         riders=riders,
         orders=OrderService(settings, pool, sio, writer, actors, riders),
         # payments (issue 8) services below this line
-        payments=PaymentService(settings, pool, build_providers(settings)),
+        payments=PaymentService(settings, pool, build_providers(settings), pii),
         # users (issue 15) services below this line
-        pii=PiiCodec.build(settings.pii_key, settings.pii_old_keys, settings.pii_index_key, settings.pii_old_index_key),
+        pii=pii,
     )
 
 

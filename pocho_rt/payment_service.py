@@ -39,6 +39,7 @@ from engine.ports import CheckoutRequest, PaymentProvider, ProviderError, Split
 from engine.state import evolve
 from persistence import payments as db
 from persistence.audit import audit
+from persistence.pii import PiiCodec
 from pocho_rt.config import Settings
 from pocho_rt.errors import ApiError
 from pocho_rt.logs import request_id
@@ -118,10 +119,13 @@ def refund_view(row: asyncpg.Record) -> dict[str, Any]:
 
 
 class PaymentService:
-    def __init__(self, settings: Settings, pool: asyncpg.Pool, providers: dict[str, PaymentProvider]) -> None:
+    def __init__(
+        self, settings: Settings, pool: asyncpg.Pool, providers: dict[str, PaymentProvider], pii: PiiCodec
+    ) -> None:
         self.settings = settings
         self.pool = pool
         self.providers = providers
+        self.pii = pii  # users' names, email and phone are sealed at rest: opened to send them
         self._orders: OrderService | None = None
         self._queue: asyncio.Queue[int] = asyncio.Queue(_QUEUE_MAX)
 
@@ -171,8 +175,10 @@ class PaymentService:
             raise unavailable("payment init") from exc
         if row["authorization_url"]:
             return self._init_answer(row)
-        name = " ".join(x for x in (order["first_name"], order["last_name"]) if x)
-        email = order["email"] or f"customer-{customer_id}@{self.settings.payment_email_domain}"
+        pii = self.pii
+        names = (pii.open("first_name", order["first_name"]), pii.open("last_name", order["last_name"]))
+        name = " ".join(x for x in names if x)
+        email = pii.open("email", order["email"]) or f"customer-{customer_id}@{self.settings.payment_email_domain}"
         request = CheckoutRequest(row["reference"], row["amount_kobo"], email, name, order_id, split)
         try:
             url = await provider.initialize(request)
@@ -653,7 +659,7 @@ class PaymentService:
         for name, provider in self.providers.items():
             try:
                 codes[name] = await provider.create_subaccount(
-                    owner["display_name"], bank_code, account_number, bps, owner["phone"]
+                    owner["display_name"], bank_code, account_number, bps, self.pii.open("phone", owner["phone"]) or ""
                 )
             except ProviderError as exc:
                 raise provider_failure(exc) from None

@@ -88,6 +88,7 @@ async def export(svc: Services, user_id: str) -> dict[str, Any]:
         "profile": _camelise(rows["user"][0]),
         "vendor": _camelise(rows["vendor"][0]) if rows["vendor"] else None,
         "rider": _camelise(rows["rider"][0]) if rows["rider"] else None,
+        "vendorSettlement": [_camelise(r) for r in rows["vendor_settlement"]],
         **{name: [_camelise(r) for r in items] for name, items in sections.items()},
         "sessions": session_rows,
         "truncated": sorted(

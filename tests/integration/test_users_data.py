@@ -230,11 +230,19 @@ async def test_erasing_a_vendor(client: Client, db: asyncpg.Connection) -> None:
     await client.call("PATCH", ME, {"firstName": "Zebulonia"}, token=vend.token)
     req = (await cust.ok("request:create", request_payload()))["request"]
     offer = (await vend.ok("offer:place", {"requestId": req["id"], "priceKobo": 300_000}))["offer"]
+    await db.execute(  # the payout account (payments' settlement route) is theirs too
+        """INSERT INTO vendor_settlements (vendor_id, bank_code, account_number, account_name)
+           VALUES ($1, '058', '0123456789', 'ZEBULONIA KITCHEN LTD')""",
+        uuid.UUID(str(vend.vendor_id)),
+    )
+    status, exported = await client.call("GET", EXPORT, token=vend.token)
+    assert status == 200 and exported["vendorSettlement"][0]["accountNumber"] == "0123456789", exported.keys()
     withdrawn = cust.next("offer:withdrawn")
     status, _ = await client.call("DELETE", ME, {"password": "correct-horse-battery"}, token=vend.token)
     assert status == 204
     assert (await withdrawn)["offer"]["id"] == offer["id"]
     assert await _find(db, "Zebulonia") == []
+    assert await db.fetchval("SELECT count(*) FROM vendor_settlements") == 0
     assert await db.fetchval("SELECT verified FROM vendors WHERE id = $1", uuid.UUID(str(vend.vendor_id))) is False
     assert vend.vendor_id not in await client.server.svc.geo.vendors_covering(req["deliveryLat"], req["deliveryLng"])
 
