@@ -25,6 +25,9 @@ from engine.runtime.write_chain import WriteChain
 EXPIRE_RETRY_SECONDS = 1.0  # after the writer refused an expiry (queue full), try again this much later
 
 
+MEAL_REQUEST_KIND = "meal_request"
+
+
 @dataclass(frozen=True, slots=True)
 class Envelope:
     """A client command with who sent it and its idempotency key."""
@@ -84,7 +87,7 @@ _RULES: dict[type, Callable[[n.MealRequest, Any], tuple[n.MealRequest, list[n.Ev
 
 
 class MealRequestActor(Actor):
-    kind: ClassVar[str] = "meal_request"
+    kind: ClassVar[str] = MEAL_REQUEST_KIND
     __slots__ = ("_nearby", "_timer", "_writes", "deps", "req")
 
     def __init__(self, actor_id: str, deps: Deps) -> None:

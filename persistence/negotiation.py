@@ -28,9 +28,11 @@ from pypika import Order, PostgreSQLQuery, Table
 from pypika import functions as fn
 from pypika.dialects import PostgreSQLQueryBuilder
 
+from engine.meal_request_actor import MEAL_REQUEST_KIND
 from engine.negotiation import Event, MealRequest, NewOrder, Offer
 from engine.ports import Loaded, NegotiationChange
 from persistence.db import RawJson
+from persistence.shards import Fence
 from persistence.sql import NOW, any_of, limit_param, param, params, postgres
 from persistence.writer import Statement, Writer
 
@@ -188,14 +190,18 @@ def offer_from_row(row: asyncpg.Record) -> Offer:
 
 
 class NegotiationStore:
-    def __init__(self, pool: asyncpg.Pool, writer: Writer) -> None:
+    def __init__(self, pool: asyncpg.Pool, writer: Writer, fence: Fence | None = None) -> None:
         self.pool = pool
         self.writer = writer
+        self.fence = fence  # None on a single node: nothing to fence
 
     def record(self, change: NegotiationChange, after: asyncio.Future[None] | None = None) -> asyncio.Future[None]:
         """Encode the change now and queue it for the next group commit."""
         req = change.request
-        rows: list[tuple[Statement, tuple[Any, ...]]] = [(UPSERT_REQUEST, _request_row(req, change.offer_count))]
+        rows: list[tuple[Statement, tuple[Any, ...]]] = []
+        if self.fence is not None:  # first: a node that does not serve this shard writes nothing
+            rows.extend(self.fence.rows(MEAL_REQUEST_KIND, req.id))
+        rows.append((UPSERT_REQUEST, _request_row(req, change.offer_count)))
         rows.extend((UPSERT_OFFER, _offer_row(o)) for o in change.offers)
         if change.order is not None:
             rows.append((INSERT_ORDER, _order_row(change.order)))
@@ -205,7 +211,10 @@ class NegotiationStore:
         if change.reply is not None:
             user_id, client_msg_id, reply = change.reply
             rows.append((INSERT_REPLY, (f"meal_request:{req.id}", user_id, client_msg_id, reply)))
-        return self.writer.submit(rows, after=after)
+        commit = self.writer.submit(rows, after=after)
+        if self.fence is not None:
+            self.fence.watch(commit)
+        return commit
 
     async def load(self, request_id: str, reply_limit: int) -> Loaded | None:
         try:

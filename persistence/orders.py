@@ -28,10 +28,12 @@ from pypika import PostgreSQLQuery, Table, Tuple
 from pypika.queries import QueryBuilder
 
 from engine import orders as o
+from engine.assignment import ORDER_KIND
 from engine.dispatch import Dispatch
 from engine.order_actor import LoadedOrder, OrderChange
 from persistence.db import RawJson
 from persistence.negotiation import INSERT_REPLY
+from persistence.shards import Fence
 from persistence.sql import NOW, any_of, limit_param, param, params, postgres
 from persistence.writer import Statement, Writer
 
@@ -298,14 +300,18 @@ def _uuid(value: str) -> uuid.UUID | None:
 
 
 class OrderStore:
-    def __init__(self, pool: asyncpg.Pool, writer: Writer) -> None:
+    def __init__(self, pool: asyncpg.Pool, writer: Writer, fence: Fence | None = None) -> None:
         self.pool = pool
         self.writer = writer
+        self.fence = fence  # None on a single node: nothing to fence
 
     def record(self, change: OrderChange, after: asyncio.Future[None] | None = None) -> asyncio.Future[None]:
         """Encode the change now and queue it for the next group commit."""
         order = change.order
-        rows: list[tuple[Statement, tuple[Any, ...]]] = [(UPDATE_ORDER, _state_row(order, change.due_at))]
+        rows: list[tuple[Statement, tuple[Any, ...]]] = []
+        if self.fence is not None:  # first: a node that does not serve this shard writes nothing
+            rows.extend(self.fence.rows(ORDER_KIND, order.id))
+        rows.append((UPDATE_ORDER, _state_row(order, change.due_at)))
         encoded: dict[int, str] = {}
         for e in change.events:
             if e.kind == o.ORDER_STATUS:
@@ -334,7 +340,10 @@ class OrderStore:
         if change.reply is not None:
             user_id, client_msg_id, reply = change.reply
             rows.append((INSERT_REPLY, (f"order:{order.id}", user_id, client_msg_id, reply)))
-        return self.writer.submit(rows, after=after)
+        commit = self.writer.submit(rows, after=after)
+        if self.fence is not None:
+            self.fence.watch(commit)
+        return commit
 
     async def load(self, order_id: str, reply_limit: int) -> LoadedOrder | None:
         oid = _uuid(order_id)

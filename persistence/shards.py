@@ -11,6 +11,9 @@ believing it owns the shard.
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any, Protocol
+
 import asyncpg
 
 from persistence.writer import Statement
@@ -38,3 +41,29 @@ async def owners(pool: asyncpg.Pool | asyncpg.Connection) -> dict[int, tuple[str
     """shard -> (node id, epoch) as last taken."""
     rows = await pool.fetch("SELECT shard, node_id, epoch FROM shard_owners")
     return {r["shard"]: (r["node_id"], r["epoch"]) for r in rows}
+
+
+Row = tuple[Statement, tuple[Any, ...]]
+
+
+class Fence(Protocol):
+    """What a store asks of the cluster (pocho_rt/cluster.py) for each write of an actor."""
+
+    def rows(self, kind: str, key: str) -> list[Row]:
+        """The fencing row to put first in the write (EngineError `unavailable` if this node
+        does not serve the actor's shard: nothing is written)."""
+        ...
+
+    def watch(self, commit: asyncio.Future[None]) -> None:
+        """Look at the write's outcome: a stale epoch means another node took the shard."""
+        ...
+
+
+def stale_shard(exc: BaseException | None) -> int | None:
+    """The shard a write was fenced out of, if `exc` (or what caused it) is that refusal."""
+    if exc is not None and not isinstance(exc, asyncpg.PostgresError):
+        exc = exc.__cause__
+    if isinstance(exc, asyncpg.PostgresError) and getattr(exc, "sqlstate", None) == STALE_EPOCH:
+        detail = getattr(exc, "detail", None)
+        return int(detail) if detail and detail.isdigit() else None
+    return None

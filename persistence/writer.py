@@ -211,7 +211,9 @@ class Writer:
                         "write rejected",
                         extra={"error": type(exc).__name__, "constraint": getattr(exc, "constraint_name", None)},
                     )
-                    live[0].future.set_exception(EngineError("unavailable", "write rejected"))
+                    rejected = EngineError("unavailable", "write rejected")
+                    rejected.__cause__ = exc  # e.g. a stale shard epoch (persistence/shards.py)
+                    live[0].future.set_exception(rejected)
                     return
                 for sub in live:
                     await self._commit_with_retry([sub])

@@ -25,6 +25,7 @@ import asyncpg
 from prometheus_client import Counter
 
 from adapters.cluster import Membership, ShardLeases
+from engine.errors import EngineError
 from engine.runtime.metrics import REGISTRY
 from engine.runtime.placement import shard_of, shards_for
 from persistence import shards as shards_db
@@ -33,6 +34,9 @@ log = logging.getLogger("pocho.cluster")
 
 SHARD_MOVES = Counter(
     "pocho_cluster_shard_moves_total", "Shards taken or given up by this node", ["change"], registry=REGISTRY
+)
+FENCED_WRITES = Counter(
+    "pocho_cluster_fenced_writes_total", "Writes refused because another node took their shard", registry=REGISTRY
 )
 RENEW_FAILURES = Counter(
     "pocho_cluster_renew_failures_total", "Rounds in which Redis could not renew this node's leases", registry=REGISTRY
@@ -82,6 +86,7 @@ class ClusterNode:
         self.epochs: dict[int, int] = {}  # held shard -> fencing epoch taken for it
         self.live: list[str] = []
         self.settled = asyncio.Event()  # set once this node holds every shard it should
+        self._fenced: set[int] = set()  # shards a stale-epoch write just told us we lost
         self.leaving = False
 
     # ---------------------------------------------------------------- what the runtime asks
@@ -100,6 +105,30 @@ class ClusterNode:
     def held(self) -> list[int]:
         return sorted(self.epochs)
 
+    # ---------------------------------------------------------------- fencing (persistence.shards.Fence)
+
+    def rows(self, kind: str, key: str) -> list[shards_db.Row]:
+        shard = self.shard(kind, key)
+        epoch = self.epoch_of(shard)
+        if epoch is None:
+            raise EngineError("unavailable", "that item is moving between servers, retry")
+        return [(shards_db.FENCE, (shard, epoch))]
+
+    def watch(self, commit: asyncio.Future[None]) -> None:
+        commit.add_done_callback(self._check_fenced)
+
+    def _check_fenced(self, commit: asyncio.Future[None]) -> None:
+        if commit.cancelled():
+            return
+        shard = shards_db.stale_shard(commit.exception())
+        if shard is not None and shard in self.epochs:
+            # Stop serving at once; the next round passivates its actors and forgets it.
+            self.epochs.pop(shard, None)
+            self.leases.valid_until.pop(shard, None)
+            self._fenced.add(shard)
+            FENCED_WRITES.inc()
+            log.warning("write fenced: another node owns the shard now", extra={"shard": shard})
+
     # ---------------------------------------------------------------- the loop
 
     async def run(self) -> None:
@@ -116,6 +145,10 @@ class ClusterNode:
     async def round(self) -> None:
         """One round of membership, renewal, takes and handoffs."""
         self.live = await self.membership.heartbeat()
+        fenced, self._fenced = self._fenced, set()
+        for shard in sorted(fenced):
+            SHARD_MOVES.labels("fenced").inc()
+            await self.on_release(shard)
         for shard in await self.leases.renew(list(self.epochs)):
             await self._lost(shard, "lost")
         if self.leaving:
@@ -163,12 +196,6 @@ class ClusterNode:
         for shard in [s for s in self.epochs if not self.leases.valid(s)]:
             self.epochs.pop(shard, None)
             SHARD_MOVES.labels("lapsed").inc()
-
-    async def fenced(self, shard: int) -> None:
-        """A write of `shard` was refused for a stale epoch: another node took it."""
-        if shard in self.epochs:
-            await self._lost(shard, "fenced")
-            self.leases.valid_until.pop(shard, None)
 
     async def leave(self) -> None:
         """Clean shutdown: hand every shard off, then drop out of the live set."""

@@ -5,6 +5,7 @@ larger epoch, and a paused node learns it lost its shards and stops serving them
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import asyncpg
@@ -12,8 +13,10 @@ import pytest
 from redis.asyncio import Redis
 
 from adapters.cluster import Membership, ShardLeases
+from engine.errors import EngineError
 from engine.runtime.placement import shards_for
 from persistence import shards as shards_db
+from persistence.writer import Statement, Writer
 from pocho_rt.cluster import ClusterNode, ClusterTiming
 from tests.helpers import eventually
 
@@ -130,3 +133,48 @@ async def test_leaving_hands_everything_over(redis: Redis, pool: asyncpg.Pool) -
     assert b.node.held() == []
     await rounds(a)
     assert set(a.node.held()) == set(range(SHARDS))
+
+
+async def test_a_write_under_a_stale_epoch_is_refused_alone_and_the_node_stops_serving(
+    redis: Redis, pool: asyncpg.Pool, db: asyncpg.Connection
+) -> None:
+    a, b = Node(redis, pool, "a", lease_ms=400), Node(redis, pool, "b", lease_ms=400)
+    await rounds(a, b)
+    key_a = next(k for k in (f"r{i}" for i in range(500)) if a.node.serves(a.node.shard("meal_request", k)))
+    key_b = next(k for k in (f"r{i}" for i in range(500)) if b.node.serves(b.node.shard("meal_request", k)))
+    shard_b = b.node.shard("meal_request", key_b)
+    stale_rows = b.node.rows("meal_request", key_b)  # b's fence, taken while b still owned the shard
+    with pytest.raises(EngineError) as refused:  # a never writes for a shard it does not serve
+        a.node.rows("meal_request", key_b)
+    assert refused.value.code == "unavailable"
+
+    async def a_took_over() -> bool:  # b pauses; its lease runs out and a takes the shard
+        await a.node.round()
+        return shard_b in a.node.held()
+
+    await eventually(a_took_over, what="a to take b's shard")
+    await db.execute("CREATE TABLE fence_t (k text)")
+    writer = Writer(pool, flush_ms=20)
+    task = asyncio.ensure_future(writer.run())
+    try:
+        # One group: b's stale write and a's current one. Only b's is refused.
+        stale = writer.submit([*stale_rows, (_INSERT, (key_b,))])
+        b.node.watch(stale)
+        fresh = writer.submit([*a.node.rows("meal_request", key_a), (_INSERT, (key_a,))])
+        await fresh
+        with pytest.raises(EngineError) as fenced:  # `unavailable`: not written, the client retries
+            await stale
+        assert fenced.value.code == "unavailable"
+        assert shards_db.stale_shard(fenced.value) == shard_b
+        assert [r["k"] for r in await db.fetch("SELECT k FROM fence_t")] == [key_a]
+        assert not b.node.serves(shard_b) and shard_b not in b.node.held()  # b stopped at once
+        await b.node.round()
+        assert ("release", shard_b) in b.log  # and its next round passivated the shard's actors
+    finally:
+        await writer.stop()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await db.execute("DROP TABLE fence_t")
+
+
+_INSERT = Statement("fence_t", "INSERT INTO fence_t (k) VALUES ($1)", 10)
