@@ -38,3 +38,22 @@ DB_POOL_SIZE = Gauge("pocho_db_pool_size", "Connections open in the asyncpg pool
 DB_POOL_IDLE = Gauge("pocho_db_pool_idle", "Idle connections in the asyncpg pool", registry=REGISTRY)
 DB_POOL_MAX = Gauge("pocho_db_pool_max", "Maximum size of the asyncpg pool", registry=REGISTRY)
 RATE_LIMITED = Counter("pocho_rate_limited_total", "Requests refused by a rate limit", ["limit"], registry=REGISTRY)
+# outages and abuse (issue 14)
+HTTP_GUARD = Counter(
+    "pocho_http_guard_total",
+    "HTTP connections closed or refused by the connection guard, by reason",
+    ["reason"],
+    registry=REGISTRY,
+)
+SOCKET_FLOW = Counter(
+    "pocho_socket_flow_total",
+    "Socket.IO frames refused by the per-socket flow control (rate, backlog) or unreadable (invalid)",
+    ["reason"],
+    registry=REGISTRY,
+)
+STORAGE_UNAVAILABLE = Counter(
+    "pocho_storage_unavailable_total",
+    "Requests and commands answered `unavailable` because PostgreSQL or Redis failed or missed its deadline",
+    ["transport"],
+    registry=REGISTRY,
+)

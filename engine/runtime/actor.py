@@ -201,7 +201,9 @@ class ActorSystem:
         cell.mailbox.append((msg, fut))
 
     async def ask(self, kind: str, actor_id: str, msg: Any, timeout: float | None = None) -> Any:  # noqa: ASYNC109
-        """Send and wait for the reply (EngineError `timeout` after `timeout` seconds)."""
+        """Send and wait for the reply. After `timeout` seconds: EngineError `unavailable` if the
+        message was never handled (still queued, or its handler cut short before it handed
+        a write over), else `timeout` (a write may commit: the outcome is not known)."""
         cell = self._cell(kind, actor_id)
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Any] = loop.create_future()
@@ -216,7 +218,14 @@ class ActorSystem:
         def _on_timeout() -> None:  # a plain timer: cheaper than asyncio.timeout() per ask
             nonlocal cut
             if not fut.done():
-                fut.set_exception(EngineError("timeout", "no answer in time, retry"))
+                # PROTOCOL: `unavailable` = not applied, `timeout` = outcome unknown. Still queued
+                # (the drain skips an answered message) or our own handler cut short below (a
+                # handler submits its write and returns in one step): never reached the writer.
+                # Otherwise a write may be on its way to PostgreSQL.
+                if running or any(f is fut for _, f in cell.mailbox):
+                    fut.set_exception(EngineError("unavailable", "not handled in time, retry"))
+                else:
+                    fut.set_exception(EngineError("timeout", "no answer in time, retry"))
             if running and task is not None:
                 cut = True
                 task.cancel()  # our own handler overran
