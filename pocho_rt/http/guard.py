@@ -155,7 +155,7 @@ class _GuardedHandler(web_protocol.RequestHandler):
             return
         HTTP_GUARD.labels("body_timeout").inc()
         payload.set_exception(BodyTimeoutError(f"request body not received within {self._limits.body_timeout:g} s"))
-        self.force_close()  # after the 408 is written
+        self.close()  # no keep-alive after the 408 the handler answers
 
     async def _handle_request(self, request: Any, start_time: Any, request_handler: Any) -> Any:
         try:
