@@ -173,7 +173,12 @@ class _GuardedHandler(web_protocol.RequestHandler):
         message: str | None = None,
     ) -> web.StreamResponse:
         """aiohttp's parser and last-resort errors, in the PROTOCOL JSON shape."""
-        super().handle_error(request, status, exc, message)  # logs, refuses if a response began
+        if status >= 500:
+            self.log_exception("Error handling request", exc_info=exc)
+        else:  # the client's mistake (a URL over 8190 bytes, a malformed header): no traceback
+            log.info("malformed http request", extra={"status": status, "error": type(exc).__name__})
+        if request.writer.output_size > 0:  # a response began: the connection is beyond saving
+            raise ConnectionError("response already started, cannot send the error")
         code = _PARSER_CODES.get(status, "invalid" if 400 <= status < 500 else "internal")
         text = (message or HTTPStatus(status).phrase) if status < 500 else "internal error"
         resp = web.Response(
