@@ -27,6 +27,7 @@ from pocho_rt.auth.sessions import SessionEnder
 from pocho_rt.auth.tokens import TokenService
 from pocho_rt.config import Settings
 from pocho_rt.context import SERVICES, Services
+from pocho_rt.errors import storage_failure
 from pocho_rt.http import accounts, admin, catalogue, health, meal_requests, orders
 from pocho_rt.http.guard import make_runner
 from pocho_rt.http.middleware import observe
@@ -78,6 +79,7 @@ async def open_services(settings: Settings, database_url: str, redis_url: str) -
         mailbox_size=settings.actor_mailbox_size,
         idle_seconds=settings.actor_idle_seconds,
         ask_timeout=settings.ask_timeout_seconds,
+        transient=storage_failure,
     )
     geo = GeoIndex(redis)
     sio = create_sio(settings, supervisor)

@@ -109,7 +109,14 @@ class _Cell:
                         fut.set_exception(exc if isinstance(exc, Exception) else EngineError("unavailable"))
                     if not isinstance(exc, Exception):
                         raise
-                    if not isinstance(exc, EngineError):
+                    if isinstance(exc, EngineError):
+                        pass
+                    elif self.system.transient(exc):  # storage away: expected, answered at the edge
+                        log.warning(
+                            "actor message failed: storage unavailable",
+                            extra={"actor": f"{kind}:{self.actor.id}", "error": type(exc).__name__},
+                        )
+                    else:
                         log.exception("actor message failed", extra={"actor": f"{kind}:{self.actor.id}"})
                 else:
                     if fut is not None:
@@ -164,7 +171,17 @@ Factory = Callable[[str], Actor]
 class ActorSystem:
     """The live actors of this node, by key `kind:id`."""
 
-    def __init__(self, *, mailbox_size: int, idle_seconds: float, ask_timeout: float) -> None:
+    def __init__(
+        self,
+        *,
+        mailbox_size: int,
+        idle_seconds: float,
+        ask_timeout: float,
+        transient: Callable[[BaseException], bool] = lambda exc: False,
+    ) -> None:
+        """`transient`: failures that are expected (storage away), logged without a traceback;
+        the edge decides what they mean (the engine knows no drivers)."""
+        self.transient = transient
         self._factories: dict[str, Factory] = {}
         self._cells: dict[str, _Cell] = {}
         self.mailbox_size = mailbox_size

@@ -27,7 +27,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Callable
 from http import HTTPStatus
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from aiohttp import web, web_protocol, web_server
@@ -90,10 +90,9 @@ class _GuardedHandler(web_protocol.RequestHandler):
         if ip is not None and limits.per_ip > 0:
             if limits.open[ip] >= limits.per_ip:
                 HTTP_GUARD.labels("per_ip_cap").inc()
-                assert isinstance(transport, asyncio.Transport)
-                transport.write(_TOO_MANY)
-                self.force_close()
-                transport.close()
+                writable = cast(asyncio.Transport, transport)  # uvloop's is no asyncio.Transport subclass
+                writable.write(_TOO_MANY)
+                self.force_close()  # closes the transport once the answer is written
                 return
             limits.open[ip] += 1
             self._guard_ip = ip

@@ -12,6 +12,8 @@ import orjson
 from aiohttp import web
 
 from engine.errors import EngineError
+from pocho_rt import ratelimit
+from pocho_rt.context import services
 from pocho_rt.errors import ApiError, error_body, http_status, storage_failure, storage_unavailable
 from pocho_rt.http.guard import BodyTimeoutError
 from pocho_rt.logs import request_id
@@ -78,6 +80,7 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     token = request_id.set(rid)
     started = time.perf_counter()
     status = 500
+    slots = ratelimit.held()
     try:
         try:
             _check_request(request)
@@ -96,6 +99,7 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
             if storage_failure(exc):  # PostgreSQL or Redis away or past its deadline: not applied
                 log.warning("storage unavailable", extra={"path": request.path, "error": type(exc).__name__})
                 STORAGE_UNAVAILABLE.labels("http").inc()
+                await ratelimit.give_back(services(request), slots)  # not an attempt that counts
                 response = _error_response(storage_unavailable())
             else:
                 log.exception("unhandled error", extra={"path": request.path})

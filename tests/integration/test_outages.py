@@ -133,7 +133,8 @@ async def test_postgres_cut_answers_503_with_retry_after(client: Client, pg: Tcp
     user = (await client.register("CUSTOMER"))["user"]
     token = (await login(client, user))[1]["tokens"]["accessToken"]
     pg.cut()
-    assert_unavailable(*await login(client, user))
+    for _ in range(6):  # more than the 5 failed logins a phone may have: these are not failures
+        assert_unavailable(*await login(client, user))
     for answer in await logged_in_routes(client, token):
         assert_unavailable(*answer)
     register = await call(
@@ -145,7 +146,7 @@ async def test_postgres_cut_answers_503_with_retry_after(client: Client, pg: Tcp
     assert_unavailable(*register)
     pg.restore()
     status, body, _ = await login(client, user)
-    assert status == 200, body
+    assert status == 200, body  # not 429: the outage took no login slots
     assert all(a[0] == 200 for a in await logged_in_routes(client, token))
 
 
