@@ -72,3 +72,7 @@ RATING_MAX: Final = 5
 REVIEW_COMMENT_MAX_LENGTH: Final = 1000
 ORDER_LIST_DEFAULT: Final = 20  # GET /api/v1/orders page size
 ORDER_LIST_MAX: Final = 100
+
+# ---------------------------------------------------------------- outages and abuse (issue 14)
+
+MAX_JSON_DEPTH: Final = 64  # nesting of an HTTP JSON body (sockets: orjson's own 1,024); no schema comes near it

@@ -7,10 +7,10 @@ from typing import Any, TypeVar
 
 import msgspec
 
+from engine.limits import MAX_JSON_DEPTH
 from pocho_rt.errors import ApiError
 
 T = TypeVar("T")
-MAX_JSON_DEPTH = 64  # nesting of an HTTP JSON body; no schema of ours comes near it
 # `\u0000` as a JSON escape (its backslash not itself escaped): PostgreSQL text cannot hold NUL.
 _NUL_ESCAPE = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 _STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
