@@ -272,8 +272,8 @@ async def slowloris(port: int, rec: Record, slow: int, upgrades: int, hold: floa
     later = [t for t in closed_after if t >= 2.0]  # closed by the header deadline
     rec.notes["slowloris"] += [
         f"{slow} slow-header connections + {upgrades} unfinished upgrades opened from 127.0.0.1",
-        f"refused at once (per-IP cap): {len(at_once)}, of which the 503 JSON was read before the close: "
-        f"{answered_503} (the others had already sent bytes, so the close reset them); connect refused: {refused}",
+        f"refused at once (per-IP cap): {len(at_once)}, of which read the 503 JSON: {answered_503}; "
+        f"connect refused: {refused}",
         f"closed by the header deadline, without an answer: {len(later)}, after "
         f"{min(later, default=0):.1f}-{max(later, default=0):.1f} s",
         f"still open after {hold:.0f} s: {len(pending)}",

@@ -56,6 +56,7 @@ def _json_bytes(status: int, code: str, message: str, extra_headers: str = "") -
     return head.encode() + body
 
 
+_REFUSED_LINGER = 1.0  # seconds a refused connection is kept to read the request it sent
 _TOO_MANY = _json_bytes(503, "unavailable", "too many connections from this address", "Retry-After: 2\r\n")
 
 
@@ -79,6 +80,7 @@ class _GuardedHandler(web_protocol.RequestHandler):
         self._guard_ip: str | None = None
         self._header_timer: asyncio.TimerHandle | None = None
         self._awaiting_headers = True
+        self._refused = False
 
     # ------------------------------------------------------------------ connection
 
@@ -90,13 +92,20 @@ class _GuardedHandler(web_protocol.RequestHandler):
         if ip is not None and limits.per_ip > 0:
             if limits.open[ip] >= limits.per_ip:
                 HTTP_GUARD.labels("per_ip_cap").inc()
-                writable = cast(asyncio.Transport, transport)  # uvloop's is no asyncio.Transport subclass
-                writable.write(_TOO_MANY)
-                self.force_close()  # closes the transport once the answer is written
+                self._refuse(cast(asyncio.Transport, transport))  # uvloop's is no asyncio.Transport subclass
                 return
             limits.open[ip] += 1
             self._guard_ip = ip
         self._arm_header_timer()
+
+    def _refuse(self, transport: asyncio.Transport) -> None:
+        """503 and goodbye. What the client already sent is read and dropped until the close a
+        moment later: closing with unread bytes would reset the connection and lose the 503."""
+        self._refused = True
+        transport.write(_TOO_MANY)
+        if transport.can_write_eof():
+            transport.write_eof()
+        asyncio.get_running_loop().call_later(_REFUSED_LINGER, transport.close)
 
     def connection_lost(self, exc: BaseException | None) -> None:
         self._cancel_header_timer()
@@ -130,6 +139,8 @@ class _GuardedHandler(web_protocol.RequestHandler):
             self.transport.close()
 
     def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return  # over the per-IP cap: answered already
         if self._awaiting_headers and self._header_timer is None and not self._upgraded:
             self._arm_header_timer()  # the first bytes of the next request on a kept-alive connection
         before = len(self._messages)
