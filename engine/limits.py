@@ -78,3 +78,7 @@ ORDER_LIST_MAX: Final = 100
 WEBHOOK_BODY_MAX_BYTES: Final = 64 * 1024  # a provider's webhook body; larger is 413 unread
 REFUND_REASON_MAX_LENGTH: Final = 280  # POST /admin/payments/{id}/refund reason
 PAYMENT_INBOX_BATCH: Final = 100  # inbox events / INITIATED payments one reconcile round takes
+
+# ---------------------------------------------------------------- outages and abuse (issue 14)
+
+MAX_JSON_DEPTH: Final = 64  # nesting of an HTTP JSON body (sockets: orjson's own 1,024); no schema comes near it

@@ -1,4 +1,13 @@
-"""The asyncpg pool, with jsonb decoded by orjson so rows come back as plain dicts."""
+"""The asyncpg pool, with jsonb decoded by orjson so rows come back as plain dicts.
+
+Every call through the pool has a deadline (issue 14): acquiring a connection (which may
+mean opening one) waits at most `acquire_timeout`, and every statement at most
+`query_timeout` (asyncpg's `command_timeout`, the default of every query, COMMIT included).
+A frozen or cut PostgreSQL therefore fails a request in seconds with a `TimeoutError` or a
+connection error, which the edge answers `unavailable` (`pocho_rt.errors.storage_failure`),
+instead of hanging on the driver's defaults (no acquire bound, 60 s connect). Work that is
+legitimately slow (migrations) passes its own `timeout=` to the statement.
+"""
 
 from __future__ import annotations
 
@@ -23,8 +32,37 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
         await conn.set_type_codec(typ, encoder=_dumps, decoder=orjson.loads, schema="pg_catalog")
 
 
-async def create_pool(dsn: str, *, size: int = 10) -> asyncpg.Pool:
+class DeadlinePool(asyncpg.Pool):  # type: ignore[misc]
+    """An asyncpg pool whose `acquire()` (and so `fetch`/`execute` on the pool) has a default
+    deadline; a caller may still pass its own."""
+
+    _acquire_timeout: float | None = None
+
+    def acquire(self, *, timeout: float | None = None) -> Any:
+        return super().acquire(timeout=self._acquire_timeout if timeout is None else timeout)
+
+
+async def create_pool(
+    dsn: str,
+    *,
+    size: int = 10,
+    acquire_timeout: float | None = 30.0,
+    query_timeout: float | None = 30.0,
+) -> asyncpg.Pool:
     """Pool whose connections speak JSON natively; min size 1 keeps idle nodes cheap."""
-    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=size, init=_init_connection, command_timeout=30)
-    assert pool is not None
+    pool = DeadlinePool(
+        dsn,
+        min_size=1,
+        max_size=size,
+        max_queries=50_000,
+        max_inactive_connection_lifetime=300.0,
+        init=_init_connection,
+        loop=None,
+        connection_class=asyncpg.Connection,
+        record_class=asyncpg.Record,
+        command_timeout=query_timeout,
+        timeout=acquire_timeout or 60.0,  # connecting a new connection
+    )
+    pool._acquire_timeout = acquire_timeout
+    await pool
     return pool

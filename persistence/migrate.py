@@ -13,6 +13,7 @@ from importlib import resources
 import asyncpg
 
 _LOCK_KEY = 0x70C40_0001  # arbitrary, constant: "pocho migrations"
+_SLOW = 3600.0  # seconds: waiting for another starter and DDL may outlast the pool's query deadline
 _NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,7 @@ def available() -> list[tuple[int, str, str]]:
 async def migrate(conn: asyncpg.Connection) -> list[str]:
     """Apply pending migrations; return the names applied by this call."""
     applied_now: list[str] = []
-    await conn.execute("SELECT pg_advisory_lock($1)", _LOCK_KEY)
+    await conn.execute("SELECT pg_advisory_lock($1)", _LOCK_KEY, timeout=_SLOW)
     try:
         await conn.execute(
             """CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -43,7 +44,7 @@ async def migrate(conn: asyncpg.Connection) -> list[str]:
             if version in done:
                 continue
             async with conn.transaction():
-                await conn.execute(sql)
+                await conn.execute(sql, timeout=_SLOW)
                 await conn.execute("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", version, name)
             log.info("migration applied", extra={"migration": name})
             applied_now.append(name)

@@ -10,10 +10,12 @@ Failures: a connection problem (or a serialization failure or deadlock) retries 
 batch with backoff, forever, while new submissions queue up to `queue_max` and are
 refused (`unavailable`) past it; any other error in a group is retried one submission at
 a time so only the faulty one fails. Nothing whose future resolved successfully is ever
-dropped. If the connection drops after COMMIT was sent, the retry may hit the rows it
-already wrote (a unique violation): that submission then fails `unavailable` although it
-is stored; the actor reloads from PostgreSQL and a client retry with the same
-`clientMsgId` gets the stored answer.
+dropped. If the connection drops (or the statement deadline passes) after COMMIT was sent,
+the group may or may not be stored: it is not retried (that could write it twice) and
+every submission in it fails `timeout`, PROTOCOL's "outcome not known"; the actor reloads
+from PostgreSQL and a client retry with the same `clientMsgId` gets the stored answer if
+the group was committed, or runs again if it was not. Everything else that fails was not
+written and fails `unavailable`.
 """
 
 from __future__ import annotations
@@ -91,6 +93,7 @@ class Writer:
     _inflight: list[_Submission] = field(default_factory=list)
     # The writer keeps one connection: acquiring from the pool per group costs a reset query.
     _conn: asyncpg.Connection | None = None
+    _commit_sent: bool = False  # the current group's COMMIT has been sent
 
     def submit(
         self, rows: Sequence[tuple[Statement, tuple[Any, ...]]], after: asyncio.Future[None] | None = None
@@ -196,6 +199,14 @@ class Writer:
             try:
                 await self._commit(live)
             except Exception as exc:
+                if self._transient(exc) and self._commit_sent:
+                    metrics.WRITER_FAILURES.labels("commit_unknown").inc()
+                    await self._drop_connection()
+                    log.warning("connection lost during COMMIT: outcome unknown", extra={"error": type(exc).__name__})
+                    for sub in live:
+                        if not sub.future.done():
+                            sub.future.set_exception(EngineError("timeout", "outcome unknown, retry to learn it"))
+                    return
                 if self._transient(exc):
                     metrics.WRITER_FAILURES.labels("connection").inc()
                     await self._drop_connection()
@@ -236,10 +247,12 @@ class Writer:
                     keyed = by_stmt.setdefault(stmt, {})
                     assert isinstance(keyed, dict)
                     keyed[row[stmt.key]] = row  # the newest snapshot wins
+        self._commit_sent = False
         conn = await self._connection()
         async with conn.transaction():
             for stmt in sorted(by_stmt, key=lambda s: s.order):
                 rows = by_stmt[stmt]
                 await conn.executemany(stmt.sql, list(rows.values()) if isinstance(rows, dict) else rows)
+            self._commit_sent = True  # leaving the block sends COMMIT: from here a lost answer is a doubt
         metrics.WRITER_BATCH.observe(len(subs))
         metrics.WRITER_COMMIT_SECONDS.observe(time.perf_counter() - started)

@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator
 
 import asyncpg
 from aiohttp import web
-from redis.asyncio import Redis
 
 from adapters.geo import GeoIndex
 from adapters.meilisearch import MeiliSearchIndex
@@ -29,6 +28,7 @@ from pocho_rt.auth.sessions import SessionEnder
 from pocho_rt.auth.tokens import TokenService
 from pocho_rt.config import Settings
 from pocho_rt.context import SERVICES, Services
+from pocho_rt.errors import storage_failure
 from pocho_rt.http import (
     accounts,
     admin,
@@ -41,10 +41,12 @@ from pocho_rt.http import (
     recovery,
 )
 from pocho_rt.http import payments as payment_routes
+from pocho_rt.http.guard import make_runner
 from pocho_rt.http.middleware import observe
 from pocho_rt.negotiation_service import NegotiationService
 from pocho_rt.order_service import OrderService
 from pocho_rt.payment_service import PaymentService, build_providers
+from pocho_rt.redis_client import connect_redis
 from pocho_rt.rider_service import RiderService
 from pocho_rt.sockets.customer import CustomerNamespace
 from pocho_rt.sockets.rider import RiderNamespace
@@ -65,8 +67,13 @@ def default_node_id() -> str:
 async def open_services(settings: Settings, database_url: str, redis_url: str) -> Services:
     """Connect to PostgreSQL and Redis and build every service of this node (nothing runs yet:
     `build_app` starts the loops when the app starts)."""
-    pool = await create_pool(database_url, size=settings.db_pool_size)
-    redis = Redis.from_url(redis_url, decode_responses=False)
+    pool = await create_pool(
+        database_url,
+        size=settings.db_pool_size,
+        acquire_timeout=settings.db_acquire_timeout,
+        query_timeout=settings.db_query_timeout,
+    )
+    redis = connect_redis(redis_url, settings)
     try:
         await redis.ping()
     except BaseException:
@@ -85,6 +92,7 @@ async def open_services(settings: Settings, database_url: str, redis_url: str) -
         mailbox_size=settings.actor_mailbox_size,
         idle_seconds=settings.actor_idle_seconds,
         ask_timeout=settings.ask_timeout_seconds,
+        transient=storage_failure,
     )
     geo = GeoIndex(redis)
     pii = PiiCodec.build(settings.pii_key, settings.pii_old_keys, settings.pii_index_key, settings.pii_old_index_key)
@@ -238,7 +246,7 @@ async def serve(
 
             await seed(svc.pool, svc.pii)
         app = build_app(svc)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=_SHUTDOWN_GRACE)
+        runner = make_runner(app, settings, access_log=None, handle_signals=False, shutdown_timeout=_SHUTDOWN_GRACE)
         await runner.setup()
         site = web.TCPSite(runner, settings.host, settings.port, reuse_port=settings.workers > 1)
         await site.start()

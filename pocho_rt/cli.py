@@ -157,7 +157,7 @@ def cmd_create_admin(settings: Settings, args: argparse.Namespace) -> None:
                 conn,
                 svc.pii,
                 phone=args.phone,
-                password_hash=hash_password(password),
+                password_hash=await hash_password(password),
                 role="ADMIN",
                 first_name=args.first_name,
                 last_name=args.last_name,

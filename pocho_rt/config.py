@@ -137,6 +137,17 @@ class Settings:
     pii_old_index_key: str = ""  # the previous index key, matched until `pocho-rt pii-rotate` ran
 
     # outages and abuse (issue 14): settings go below this line
+    db_acquire_timeout: float = 1.5  # waiting for (or opening) a pooled PostgreSQL connection
+    db_query_timeout: float = 2.0  # one PostgreSQL statement, COMMIT included
+    redis_timeout: float = 1.0  # one Redis command (and connecting), per attempt
+    redis_health_check_seconds: int = 5  # an idle Redis connection is pinged before reuse after this
+    socket_command_rate: float = 20.0  # commands per second per socket (token bucket refill)
+    socket_command_burst: int = 60  # token bucket size
+    socket_backlog: int = 64  # commands waiting per socket before `rate_limited`
+    http_header_timeout: float = 10.0  # a request's headers must be complete within this
+    http_body_timeout: float = 30.0  # a request's body must be complete within this after its headers
+    http_max_connections_per_ip: int = 256  # concurrent HTTP/websocket connections per peer IP (0: no cap)
+    http_keepalive_timeout: float = 75.0  # an idle keep-alive connection is closed after this
 
     @property
     def production(self) -> bool:
@@ -235,6 +246,17 @@ _ENV: dict[str, tuple[str, Any]] = {
     "POCHO_PII_INDEX_KEY": ("pii_index_key", lambda n, r: _pii(n, r, parse_index_key)),
     "POCHO_PII_OLD_INDEX_KEY": ("pii_old_index_key", lambda n, r: _pii(n, r, lambda v: v and parse_index_key(v))),
     # outages and abuse (issue 14) variables go below this line
+    "POCHO_DB_ACQUIRE_TIMEOUT": ("db_acquire_timeout", lambda n, r: _float(n, r, 0.05, 60)),
+    "POCHO_DB_QUERY_TIMEOUT": ("db_query_timeout", lambda n, r: _float(n, r, 0.05, 600)),
+    "POCHO_REDIS_TIMEOUT": ("redis_timeout", lambda n, r: _float(n, r, 0.05, 60)),
+    "POCHO_REDIS_HEALTH_CHECK_SECONDS": ("redis_health_check_seconds", lambda n, r: _int(n, r, 0, 3600)),
+    "POCHO_SOCKET_COMMAND_RATE": ("socket_command_rate", lambda n, r: _float(n, r, 0.1, 1_000_000)),
+    "POCHO_SOCKET_COMMAND_BURST": ("socket_command_burst", lambda n, r: _int(n, r, 1, 1_000_000)),
+    "POCHO_SOCKET_BACKLOG": ("socket_backlog", lambda n, r: _int(n, r, 1, 100_000)),
+    "POCHO_HTTP_HEADER_TIMEOUT": ("http_header_timeout", lambda n, r: _float(n, r, 0.1, 600)),
+    "POCHO_HTTP_BODY_TIMEOUT": ("http_body_timeout", lambda n, r: _float(n, r, 0.1, 3600)),
+    "POCHO_HTTP_MAX_CONNECTIONS_PER_IP": ("http_max_connections_per_ip", lambda n, r: _int(n, r, 0, 1_000_000)),
+    "POCHO_HTTP_KEEPALIVE_TIMEOUT": ("http_keepalive_timeout", lambda n, r: _float(n, r, 1, 3600)),
 }
 
 

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import asyncpg
+from redis import exceptions as redis_errors
+
 from engine.errors import EngineError
 
 # PROTOCOL error code -> HTTP status
@@ -72,3 +75,38 @@ def http_status(exc: EngineError) -> tuple[int, dict[str, str] | None]:
 def ok(data: Any) -> dict[str, Any]:
     """A successful socket ack."""
     return {"ok": True, "data": data}
+
+
+# Storage that is away, frozen or overloaded: the command was not applied (PROTOCOL
+# `unavailable`), however deep below the edge the call was made. Deadlines (persistence/db.py,
+# pocho_rt/redis_client.py) turn a hang into one of these within seconds.
+_STORAGE_FAILURES: tuple[type[BaseException], ...] = (
+    TimeoutError,  # a pool acquire, statement or Redis command past its deadline
+    OSError,  # refused, reset, unreachable (ConnectionError included)
+    asyncpg.PostgresConnectionError,
+    asyncpg.ConnectionDoesNotExistError,  # closed in the middle of a statement
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.QueryCanceledError,  # statement_timeout, or cancelled after our deadline
+    asyncpg.ReadOnlySQLTransactionError,  # a standby during failover
+    redis_errors.ConnectionError,  # BusyLoadingError included
+    redis_errors.TimeoutError,
+    redis_errors.ReadOnlyError,
+)
+_CLOSED_MARKERS = ("connection is closed", "pool is closing", "connection was closed")
+
+
+def storage_failure(exc: BaseException) -> bool:
+    """True when `exc` says PostgreSQL or Redis could not be reached in time (not our bug)."""
+    if isinstance(exc, _STORAGE_FAILURES):
+        return True
+    if isinstance(exc, asyncpg.InterfaceError):  # asyncpg reports a dead connection this way too
+        return any(m in str(exc) for m in _CLOSED_MARKERS)
+    return False
+
+
+def storage_unavailable() -> EngineError:
+    """What a client is told when storage failed before its command was applied."""
+    return EngineError("unavailable", "storage is unavailable, retry shortly")

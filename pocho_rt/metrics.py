@@ -75,3 +75,23 @@ ACCOUNT_EVENTS = Counter(
     ["event"],
     registry=REGISTRY,
 )
+
+# outages and abuse (issue 14)
+HTTP_GUARD = Counter(
+    "pocho_http_guard_total",
+    "HTTP connections closed or refused by the connection guard, by reason",
+    ["reason"],
+    registry=REGISTRY,
+)
+SOCKET_FLOW = Counter(
+    "pocho_socket_flow_total",
+    "Socket.IO frames refused by the per-socket flow control (rate, backlog) or unreadable (invalid)",
+    ["reason"],
+    registry=REGISTRY,
+)
+STORAGE_UNAVAILABLE = Counter(
+    "pocho_storage_unavailable_total",
+    "Requests and commands answered `unavailable` because PostgreSQL or Redis failed or missed its deadline",
+    ["transport"],
+    registry=REGISTRY,
+)

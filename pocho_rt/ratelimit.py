@@ -11,6 +11,9 @@ burst of parallel guesses cannot overshoot) and returns it when the login succee
 Subjects (phone numbers, IPs, user ids) are hashed into the key, so Redis holds no
 phone numbers. `settings.rate_limit_enabled = False` turns every limit off (benchmarks).
 
+A slot taken by a request that storage then failed (503 `unavailable`) is given back by the
+HTTP middleware (`held`/`give_back`): an outage must not lock users out of logging in.
+
 Client IP: `request.remote`, the TCP peer. `X-Forwarded-For` is deliberately ignored:
 anyone can send it, and trusting it would let an attacker pick a fresh "IP" per request.
 Behind a reverse proxy every client then shares the proxy's address; such deployments
@@ -19,7 +22,9 @@ should raise LOGIN_PER_IP or add an explicit trusted-proxy setting before using 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -62,6 +67,24 @@ return 0
 """
 
 
+# The slots the current HTTP request holds (set by the middleware for each request).
+_held: ContextVar[list[tuple[Limit, str]] | None] = ContextVar("pocho_rate_limit_slots", default=None)
+
+
+def held() -> list[tuple[Limit, str]]:
+    """Start recording the slots this request takes (call once per request, in its own context)."""
+    slots: list[tuple[Limit, str]] = []
+    _held.set(slots)
+    return slots
+
+
+async def give_back(svc: Services, slots: list[tuple[Limit, str]]) -> None:
+    """Release what a failed request still holds; best effort (Redis may be the one away)."""
+    for limit, subject in list(slots):
+        with contextlib.suppress(Exception):
+            await release(svc, limit, subject)
+
+
 def key(limit: Limit, subject: str) -> str:
     digest = hashlib.sha256(subject.encode()).hexdigest()[:32]
     return f"pocho:rl:{limit.name}:{digest}"
@@ -88,6 +111,8 @@ async def hit(svc: Services, limit: Limit, subject: str) -> None:
     if not svc.settings.rate_limit_enabled:
         return
     count, ttl = await hit_count(svc.redis, limit, subject)
+    if (slots := _held.get()) is not None:
+        slots.append((limit, subject))
     if count > limit.max_hits:
         RATE_LIMITED.labels(limit.name).inc()
         raise ApiError(
@@ -103,3 +128,5 @@ async def release(svc: Services, limit: Limit, subject: str) -> None:
     if not svc.settings.rate_limit_enabled:
         return
     await svc.redis.eval(_RELEASE, 1, key(limit, subject))
+    if (slots := _held.get()) is not None and (limit, subject) in slots:
+        slots.remove((limit, subject))

@@ -84,7 +84,7 @@ async def _user(
 
 async def seed(pool: asyncpg.Pool, pii: PiiCodec) -> None:
     """Insert whatever of the demo data is missing."""
-    demo_hash = hash_password(DEMO_PASSWORD)
+    demo_hash = await hash_password(DEMO_PASSWORD)
     admin_pw = os.environ.get("POCHO_ADMIN_PASSWORD")
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_KEY)
@@ -98,7 +98,7 @@ async def seed(pool: asyncpg.Pool, pii: PiiCodec) -> None:
                 vehicle,
             )
         admin_id = await _user(
-            conn, pii, ADMIN[0], "ADMIN", ADMIN[1], ADMIN[2], hash_password(admin_pw) if admin_pw else demo_hash
+            conn, pii, ADMIN[0], "ADMIN", ADMIN[1], ADMIN[2], await hash_password(admin_pw) if admin_pw else demo_hash
         )
         for v in VENDORS:
             uid = await _user(conn, pii, v["phone"], "VENDOR", v["first"], "Vendor", demo_hash)

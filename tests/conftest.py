@@ -25,6 +25,7 @@ from pocho_rt.app import build_app, close_services, open_services
 from pocho_rt.config import Settings
 from pocho_rt.context import Services
 from pocho_rt.embedded import EmbeddedServices
+from pocho_rt.http.guard import make_runner
 from tests.helpers import Client
 
 
@@ -172,11 +173,12 @@ async def start_server(database_url: str, redis_url: str, clean: None) -> AsyncI
     """Factory: start a node with settings overrides (e.g. rate_limit_enabled=False)."""
     started: list[Server] = []
 
-    async def _start(**overrides: Any) -> Server:
+    async def _start(*, via_db: str | None = None, via_redis: str | None = None, **overrides: Any) -> Server:
+        """`via_db` / `via_redis`: reach storage at another URL (a proxy in front of the same servers)."""
         settings = Settings(port=0, host="127.0.0.1", db_pool_size=5, **overrides)
-        svc = await open_services(settings, database_url, redis_url)
+        svc = await open_services(settings, via_db or database_url, via_redis or redis_url)
         app = build_app(svc)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        runner = make_runner(app, settings, access_log=None, handle_signals=False)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()

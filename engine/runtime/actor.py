@@ -109,7 +109,14 @@ class _Cell:
                         fut.set_exception(exc if isinstance(exc, Exception) else EngineError("unavailable"))
                     if not isinstance(exc, Exception):
                         raise
-                    if not isinstance(exc, EngineError):
+                    if isinstance(exc, EngineError):
+                        pass
+                    elif self.system.transient(exc):  # storage away: expected, answered at the edge
+                        log.warning(
+                            "actor message failed: storage unavailable",
+                            extra={"actor": f"{kind}:{self.actor.id}", "error": type(exc).__name__},
+                        )
+                    else:
                         log.exception("actor message failed", extra={"actor": f"{kind}:{self.actor.id}"})
                 else:
                     if fut is not None:
@@ -175,7 +182,17 @@ class Placement(Protocol):
 class ActorSystem:
     """The live actors of this node, by key `kind:id`."""
 
-    def __init__(self, *, mailbox_size: int, idle_seconds: float, ask_timeout: float) -> None:
+    def __init__(
+        self,
+        *,
+        mailbox_size: int,
+        idle_seconds: float,
+        ask_timeout: float,
+        transient: Callable[[BaseException], bool] = lambda exc: False,
+    ) -> None:
+        """`transient`: failures that are expected (storage away), logged without a traceback;
+        the edge decides what they mean (the engine knows no drivers)."""
+        self.transient = transient
         self._factories: dict[str, Factory] = {}
         self._cells: dict[str, _Cell] = {}
         self.mailbox_size = mailbox_size
@@ -213,7 +230,9 @@ class ActorSystem:
         cell.mailbox.append((msg, fut))
 
     async def ask(self, kind: str, actor_id: str, msg: Any, timeout: float | None = None) -> Any:  # noqa: ASYNC109
-        """Send and wait for the reply (EngineError `timeout` after `timeout` seconds)."""
+        """Send and wait for the reply. After `timeout` seconds: EngineError `unavailable` if the
+        message was never handled (still queued, or its handler cut short before it handed
+        a write over), else `timeout` (a write may commit: the outcome is not known)."""
         placement = self.placement
         if placement is not None and not placement.here(kind, actor_id):
             return await placement.ask(kind, actor_id, msg, timeout or self.ask_timeout)
@@ -231,7 +250,14 @@ class ActorSystem:
         def _on_timeout() -> None:  # a plain timer: cheaper than asyncio.timeout() per ask
             nonlocal cut
             if not fut.done():
-                fut.set_exception(EngineError("timeout", "no answer in time, retry"))
+                # PROTOCOL: `unavailable` = not applied, `timeout` = outcome unknown. Still queued
+                # (the drain skips an answered message) or our own handler cut short below (a
+                # handler submits its write and returns in one step): never reached the writer.
+                # Otherwise a write may be on its way to PostgreSQL.
+                if running or any(f is fut for _, f in cell.mailbox):
+                    fut.set_exception(EngineError("unavailable", "not handled in time, retry"))
+                else:
+                    fut.set_exception(EngineError("timeout", "no answer in time, retry"))
             if running and task is not None:
                 cut = True
                 task.cancel()  # our own handler overran

@@ -81,7 +81,7 @@ async def request_reset(svc: Services, phone: str) -> None:
 async def confirm_reset(svc: Services, phone: str, code: str, new_password: str) -> None:
     """Set a new password with a valid code and end every session of the account."""
     out = _Outcome()
-    password_hash = hash_password(new_password)  # before the row lock: argon2 is slow on purpose
+    password_hash = await hash_password(new_password)  # before the row lock: argon2 is slow on purpose
     async with svc.pool.acquire() as conn, conn.transaction():
         user = await users_db.user_by_phone(conn, svc.pii, phone)
         if user is None:

@@ -67,7 +67,7 @@ async def register(request: web.Request) -> web.Response:
         if not value.strip():
             raise ApiError("invalid", f"invalid {field}: blank", {field: "must not be blank"})
     svc = services(request)
-    password_hash = hash_password(data.password)
+    password_hash = await hash_password(data.password)
     async with svc.pool.acquire() as conn, conn.transaction():
         user = await users_db.create_user(
             conn,
@@ -102,7 +102,7 @@ async def login(request: web.Request) -> web.Response:
     await ratelimit.hit(svc, ratelimit.LOGIN_PER_IP, ip)
     await ratelimit.hit(svc, ratelimit.LOGIN_PER_PHONE, data.phone)
     user = await users_db.user_by_phone(svc.pool, svc.pii, data.phone)
-    if not verify_password(user["password_hash"] if user else None, data.password) or user is None:
+    if not await verify_password(user["password_hash"] if user else None, data.password) or user is None:
         if user is not None:
             await audit(
                 svc.pool,

@@ -168,10 +168,10 @@ async def change_password(request: web.Request) -> web.Response:
     # wrong current passwords count.
     await ratelimit.hit(svc, ratelimit.PASSWORD_CHANGE_PER_USER, principal.user_id)
     user = await _user(request, principal.user_id)
-    if not verify_password(user["password_hash"], data.current):
+    if not await verify_password(user["password_hash"], data.current):
         raise ApiError("invalid", "the current password is wrong", {"current": "wrong password"})
     await ratelimit.release(svc, ratelimit.PASSWORD_CHANGE_PER_USER, principal.user_id)
-    new_hash = hash_password(data.new)
+    new_hash = await hash_password(data.new)
     async with svc.pool.acquire() as conn, conn.transaction():
         await users_db.set_password(conn, principal.user_id, new_hash)
         others = await refresh_tokens.revoke_user_families(conn, principal.user_id, keep_family=principal.sid)
@@ -249,7 +249,7 @@ async def erase(request: web.Request) -> web.Response:
     svc = services(request)
     await ratelimit.hit(svc, ratelimit.PASSWORD_CHANGE_PER_USER, principal.user_id)
     user = await _user(request, principal.user_id)
-    if not verify_password(user["password_hash"], data.password):
+    if not await verify_password(user["password_hash"], data.password):
         raise ApiError("invalid", "the password is wrong", {"password": "wrong password"})
     await ratelimit.release(svc, ratelimit.PASSWORD_CHANGE_PER_USER, principal.user_id)
     await user_data.erase(svc, principal.user_id)

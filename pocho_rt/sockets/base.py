@@ -23,8 +23,8 @@ from engine.errors import EngineError
 from pocho_rt.auth.principal import authenticate
 from pocho_rt.auth.tokens import Principal, TokenError
 from pocho_rt.context import Services
-from pocho_rt.errors import ApiError, error_ack, ok
-from pocho_rt.metrics import SOCKET_COMMANDS, SOCKET_CONNECTIONS, SOCKET_CONNECTS
+from pocho_rt.errors import ApiError, error_ack, ok, storage_failure, storage_unavailable
+from pocho_rt.metrics import SOCKET_COMMANDS, SOCKET_CONNECTIONS, SOCKET_CONNECTS, STORAGE_UNAVAILABLE
 from pocho_rt.negotiation_service import NegotiationService
 
 log = logging.getLogger("pocho.sockets")
@@ -49,8 +49,12 @@ class BaseNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             await self._connect(sid, auth)
         except socketio.exceptions.ConnectionRefusedError:
             raise
-        except Exception:  # Redis or PostgreSQL trouble: refuse clearly instead of hanging the client
-            log.exception("socket connect failed", extra={"namespace": self.namespace})
+        except Exception as exc:  # Redis or PostgreSQL trouble: refuse clearly instead of hanging the client
+            if storage_failure(exc):
+                log.warning("socket connect: storage unavailable", extra={"error": type(exc).__name__})
+                STORAGE_UNAVAILABLE.labels("socket").inc()
+            else:
+                log.exception("socket connect failed", extra={"namespace": self.namespace})
             SOCKET_CONNECTS.labels(self.namespace, "unavailable").inc()
             raise socketio.exceptions.ConnectionRefusedError("unavailable", {"code": "unavailable"}) from None
 
@@ -144,7 +148,12 @@ class BaseNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         except EngineError as exc:  # ApiError included
             SOCKET_COMMANDS.labels(self.namespace, event, exc.code).inc()
             return error_ack(exc)
-        except Exception:
+        except Exception as exc:
+            if storage_failure(exc):  # PostgreSQL or Redis away or past its deadline: not applied
+                log.warning("socket command: storage unavailable", extra={"event": event, "error": type(exc).__name__})
+                STORAGE_UNAVAILABLE.labels("socket").inc()
+                SOCKET_COMMANDS.labels(self.namespace, event, "unavailable").inc()
+                return error_ack(storage_unavailable())
             log.exception("socket handler failed", extra={"event": event, "namespace": self.namespace})
             SOCKET_COMMANDS.labels(self.namespace, event, "internal").inc()
             return error_ack(EngineError("unavailable", "internal error, retry"))

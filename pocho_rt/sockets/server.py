@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
+import math
+import re
+from collections import deque
 from typing import Any
 
 import engineio.async_drivers.aiohttp as _eio_aiohttp
@@ -13,8 +17,18 @@ from aiohttp import web
 from engineio import packet as _eio_packet
 from socketio import packet as _sio_packet
 
+from engine.errors import EngineError
 from pocho_rt.config import Settings
+from pocho_rt.errors import error_ack
+from pocho_rt.metrics import SOCKET_FLOW
 from pocho_rt.tasks import Supervisor
+
+log = logging.getLogger("pocho.sockets")
+
+
+# How long a closing websocket waits for the peer's close frame (aiohttp's default is 10 s, so a
+# silent peer closed at ping interval + timeout stayed open 10 s longer than the README says).
+_CLOSE_HANDSHAKE_SECONDS = 1.0
 
 
 # engine.io builds WebSocketResponse with aiohttp's default compress=True, which costs
@@ -23,9 +37,10 @@ def _websocket_response(receive_timeout: float) -> None:
     """engine.io builds its WebSocketResponse by module name: no per-message deflate, and a
     receive timeout so a websocket that goes silent (e.g. opens an upgrade and never
     finishes it, which stock engine.io waits on forever) is closed. A live client sends a
-    pong every ping interval, so ping interval + ping timeout is the natural bound."""
+    pong every ping interval, so ping interval + ping timeout is the natural bound; the close
+    handshake then waits at most `_CLOSE_HANDSHAKE_SECONDS` for a peer that is gone."""
     _eio_aiohttp.WebSocketResponse = functools.partial(
-        web.WebSocketResponse, compress=False, receive_timeout=receive_timeout
+        web.WebSocketResponse, compress=False, receive_timeout=receive_timeout, timeout=_CLOSE_HANDSHAKE_SECONDS
     )
 
 
@@ -47,17 +62,71 @@ class _TextPacket(_sio_packet.Packet):  # type: ignore[misc]
     uses_binary_events = False
 
 
-class GuardedServer(socketio.AsyncServer):  # type: ignore[misc]
-    """Closes an engine.io session that has not joined a namespace within `connect_timeout`.
+class _Flow:
+    """One engine.io session's flow control: a token bucket for commands and the FIFO of
+    packets waiting for that session's one handler task."""
 
-    Stock python-engineio has no such timeout (DESIGN "Transport facts"): without it, an
-    open session that never sends the namespace CONNECT holds a connection for free.
+    __slots__ = ("backlog", "draining", "room", "stamp", "tokens")
+
+    def __init__(self, burst: int, now: float) -> None:
+        self.tokens = float(burst)
+        self.stamp = now
+        self.backlog: deque[Any] = deque()
+        self.draining = False
+        self.room = asyncio.Event()  # set when the backlog shrinks
+
+    def take(self, rate: float, burst: int, now: float) -> bool:
+        self.tokens = min(float(burst), self.tokens + (now - self.stamp) * rate)
+        self.stamp = now
+        if self.tokens < 1.0:
+            return False
+        self.tokens -= 1.0
+        return True
+
+
+# Events with a rate rule of their own, never refused for rate (PROTOCOL-NOTES "Riders": rider
+# pings are coalesced to one per 250 ms, nothing is refused): no token bucket, and a full
+# backlog holds the reader back (TCP backpressure) instead of refusing.
+UNMETERED_EVENTS = frozenset({"location"})
+
+# type, optional attachment count, namespace, ack id of a Socket.IO packet (what can be read
+# of a frame whose JSON cannot be)
+_HEADER = re.compile(r"^(\d)(?:\d+-)?(/[^,]*)?,?(\d+)?")
+
+
+class GuardedServer(socketio.AsyncServer):  # type: ignore[misc]
+    """python-socketio's server with the guards stock python-socketio/engine.io lack:
+
+    - an engine.io session that has not joined a namespace within `connect_timeout` is
+      closed (DESIGN "Transport facts": otherwise it holds a connection for free);
+    - flow control per session (issue 14): engine.io's reader hands every packet over and
+      goes back to reading at once, so a PONG is never stuck behind commands (a socket that
+      floods is not dropped for "missing" pings); a token bucket (`command_rate`/s, up to
+      `command_burst`) and a bounded backlog (`backlog` commands) answer `rate_limited` at
+      once past them (`UNMETERED_EVENTS` excepted); one task per busy session handles its
+      packets in order, one at a time (PROTOCOL-NOTES: commands in the order sent);
+    - a frame whose JSON cannot be read (a lone surrogate escape, nesting deeper than
+      orjson's 1024 levels) or that is not an event array is answered `invalid` on its ack
+      id instead of being dropped with a traceback.
     """
 
-    def __init__(self, *args: Any, supervisor: Supervisor, connect_timeout: float = 10.0, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        supervisor: Supervisor,
+        connect_timeout: float = 10.0,
+        command_rate: float | None = 20.0,
+        command_burst: int = 60,
+        backlog: int = 64,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.connect_timeout = connect_timeout
         self.supervisor = supervisor
+        self.command_rate = command_rate
+        self.command_burst = command_burst
+        self.backlog = backlog
+        self._flows: dict[str, _Flow] = {}
 
     async def _handle_eio_connect(self, eio_sid: str, environ: dict[str, Any]) -> Any:
         result = await super()._handle_eio_connect(eio_sid, environ)
@@ -70,6 +139,116 @@ class GuardedServer(socketio.AsyncServer):  # type: ignore[misc]
         joined = any(self.manager.sid_from_eio_sid(eio_sid, ns) for ns in list(self.manager.rooms))
         if not joined:
             self.supervisor.spawn(self._drop(eio_sid), name="drop-unjoined")
+
+    # ------------------------------------------------------------------ flow control
+
+    async def _handle_eio_message(self, eio_sid: str, data: Any) -> None:
+        """engine.io's reader calls this for every Socket.IO packet and awaits it: decide at
+        once (refuse, or queue for this session's handler task) and return."""
+        try:
+            pkt = self.packet_class(encoded_packet=data)
+        except Exception as exc:  # any undecodable frame gets the same answer
+            await self._unreadable(eio_sid, data, exc)
+            return
+        if pkt.packet_type == _sio_packet.EVENT:
+            if not isinstance(pkt.data, list) or not pkt.data or not isinstance(pkt.data[0], str):
+                SOCKET_FLOW.labels("invalid").inc()
+                await self._refuse(eio_sid, pkt, EngineError("invalid", "an event is [name, payload]"))
+                return
+        elif pkt.packet_type not in _HANDLED:
+            SOCKET_FLOW.labels("invalid").inc()
+            log.warning("unsupported socket packet", extra={"type": pkt.packet_type})
+            return
+        loop = asyncio.get_running_loop()
+        flow = self._flows.get(eio_sid)
+        if flow is None:
+            flow = self._flows[eio_sid] = _Flow(self.command_burst, loop.time())
+        if pkt.packet_type == _sio_packet.EVENT and pkt.data[0] in UNMETERED_EVENTS:
+            while len(flow.backlog) >= self.backlog and eio_sid in self._flows:
+                flow.room.clear()  # backpressure, as before flow control: TCP holds the rest
+                await flow.room.wait()
+        elif pkt.packet_type == _sio_packet.EVENT:
+            rate = self.command_rate
+            if rate is not None and not flow.take(rate, self.command_burst, loop.time()):
+                SOCKET_FLOW.labels("rate").inc()
+                wait = max(1, math.ceil((1.0 - flow.tokens) / rate))
+                await self._refuse(
+                    eio_sid,
+                    pkt,
+                    EngineError(
+                        "rate_limited",
+                        f"more than {rate:g} commands a second",
+                        {"limit": "socket_commands", "retryAfter": wait},
+                    ),
+                )
+                return
+            if len(flow.backlog) >= self.backlog:
+                SOCKET_FLOW.labels("backlog").inc()
+                await self._refuse(
+                    eio_sid,
+                    pkt,
+                    EngineError(
+                        "rate_limited",
+                        f"more than {self.backlog} commands waiting on this connection",
+                        {"limit": "socket_backlog", "retryAfter": 1},
+                    ),
+                )
+                return
+        flow.backlog.append(pkt)
+        if not flow.draining:
+            flow.draining = True
+            self.supervisor.spawn(self._drain(eio_sid, flow), name="socket-commands")
+
+    async def _drain(self, eio_sid: str, flow: _Flow) -> None:
+        """This session's packets, in order, one at a time."""
+        try:
+            while flow.backlog:
+                pkt = flow.backlog.popleft()
+                flow.room.set()
+                try:
+                    await self._dispatch(eio_sid, pkt)
+                except Exception as exc:  # one bad packet must not end the session's handling
+                    log.warning("socket packet failed", extra={"type": pkt.packet_type, "error": type(exc).__name__})
+        finally:
+            flow.draining = False
+
+    async def _dispatch(self, eio_sid: str, pkt: Any) -> None:
+        kind = pkt.packet_type
+        if kind == _sio_packet.EVENT:
+            await self._handle_event(eio_sid, pkt.namespace, pkt.id, pkt.data)
+        elif kind == _sio_packet.CONNECT:
+            await self._handle_connect(eio_sid, pkt.namespace, pkt.data)
+        elif kind == _sio_packet.DISCONNECT:
+            await self._handle_disconnect(eio_sid, pkt.namespace, self.reason.CLIENT_DISCONNECT)
+        else:  # ACK
+            await self._handle_ack(eio_sid, pkt.namespace, pkt.id, pkt.data)
+
+    async def _handle_eio_disconnect(self, eio_sid: str, reason: Any) -> None:
+        flow = self._flows.pop(eio_sid, None)
+        if flow is not None:
+            flow.backlog.clear()  # nobody is left to answer
+            flow.room.set()
+        await super()._handle_eio_disconnect(eio_sid, reason)
+
+    async def _refuse(self, eio_sid: str, pkt: Any, error: EngineError) -> None:
+        """Answer an event on its ack id without handling it (no ack id: nothing to answer)."""
+        namespace = pkt.namespace or "/"
+        if pkt.id is None or not self.manager.sid_from_eio_sid(eio_sid, namespace):
+            return
+        await self._send_packet(
+            eio_sid, self.packet_class(_sio_packet.ACK, namespace=namespace, id=pkt.id, data=[error_ack(error)])
+        )
+
+    async def _unreadable(self, eio_sid: str, data: Any, exc: Exception) -> None:
+        SOCKET_FLOW.labels("invalid").inc()
+        log.warning("unreadable socket frame", extra={"error": type(exc).__name__, "bytes": len(data or "")})
+        m = _HEADER.match(data) if isinstance(data, str) else None
+        if m is None or int(m.group(1)) != _sio_packet.EVENT or m.group(3) is None:
+            return
+        pkt = self.packet_class(_sio_packet.EVENT, namespace=m.group(2), id=int(m.group(3)))
+        await self._refuse(eio_sid, pkt, EngineError("invalid", "the payload is not valid JSON (UTF-8, nesting)"))
+
+    # ------------------------------------------------------------------ shutdown
 
     async def hang_up_all(self) -> None:
         """Close every session and its transport (shutdown): aiohttp waits for open websocket
@@ -86,11 +265,18 @@ class GuardedServer(socketio.AsyncServer):  # type: ignore[misc]
             socket.queue.put_nowait(None)  # ends engine.io's writer, which closes the websocket
 
 
+_HANDLED = (_sio_packet.EVENT, _sio_packet.CONNECT, _sio_packet.DISCONNECT, _sio_packet.ACK)
+
+
 def create_sio(settings: Settings, supervisor: Supervisor) -> GuardedServer:
     _websocket_response(settings.ping_interval + settings.ping_timeout)
-    return GuardedServer(
+    server = GuardedServer(
         supervisor=supervisor,
         connect_timeout=settings.socket_connect_timeout,
+        # RATE_LIMIT_ENABLED=false (benchmarks) turns the bucket off; the backlog bound stays.
+        command_rate=settings.socket_command_rate if settings.rate_limit_enabled else None,
+        command_burst=settings.socket_command_burst,
+        backlog=settings.socket_backlog,
         async_mode="aiohttp",
         serializer=_TextPacket,
         json=_OrjsonModule,
@@ -105,6 +291,11 @@ def create_sio(settings: Settings, supervisor: Supervisor) -> GuardedServer:
         logger=False,
         engineio_logger=False,
     )
+    # With logger=False both libraries give their logger a plain StreamHandler of its own, which
+    # prints raw tracebacks next to our JSON lines: let their records reach the JSON root only.
+    for lib_logger in (server.logger, server.eio.logger):
+        lib_logger.handlers.clear()
+    return server
 
 
 def event_frame(event: str, payload_json: str, namespace: str) -> Any:

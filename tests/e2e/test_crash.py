@@ -108,7 +108,7 @@ async def node_factory(database_url: str, redis_url: str, clean: None) -> AsyncI
 
 async def _users(db: asyncpg.Connection) -> tuple[str, str]:
     tokens = TokenService(SECRET, 3600)
-    pw = hash_password("crash-test-pass")
+    pw = await hash_password("crash-test-pass")
     cust, vend = uuid.uuid4(), uuid.uuid4()
     for uid, role, phone in ((cust, "CUSTOMER", "+2348100000001"), (vend, "VENDOR", "+2348100000002")):
         await db.execute(

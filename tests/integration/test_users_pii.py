@@ -29,7 +29,7 @@ async def _legacy_user(db: asyncpg.Connection, phone: str) -> str:
            VALUES ($1, $2, $3, 'CUSTOMER', 'Legacy', 'Person', 'legacy@example.com')""",
         uid,
         phone,
-        hash_password(PASSWORD),
+        await hash_password(PASSWORD),
     )
     return str(uid)
 

@@ -1,6 +1,7 @@
 """The write-behind writer (persistence/writer.py) against a real PostgreSQL: group commit in one
 transaction, acks only after commit, statement order, keyed coalescing, data-error isolation,
-the queue bound, outage and recovery through a cuttable TCP proxy, and stop().
+the queue bound, outage and recovery through a cuttable TCP proxy (tests/proxy.py), a COMMIT
+whose answer is lost (`timeout`, not retried), and stop().
 
 Every test creates its own scratch tables (dropped at the end) and its own pool.
 """
@@ -11,7 +12,6 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
-from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import asyncpg
 import pytest
@@ -21,6 +21,7 @@ from engine.runtime.metrics import REGISTRY
 from persistence.db import create_pool
 from persistence.writer import Statement, Writer
 from tests.helpers import eventually
+from tests.proxy import TcpProxy, pg_target, via_proxy
 
 Rows = Sequence[tuple[Statement, tuple[Any, ...]]]
 
@@ -34,108 +35,9 @@ def failures(reason: str) -> float:
     return sample("pocho_writer_failures_total", {"reason": reason})
 
 
-# ---------------------------------------------------------------- a cuttable proxy to PostgreSQL
-
-
-def pg_target(url: str) -> tuple[str, int] | str:
-    """Where PostgreSQL listens for this URL: (host, port), or a unix socket path."""
-    parts = urlsplit(url)
-    query = parse_qs(parts.query)
-    host = query["host"][0] if query.get("host") else parts.hostname
-    port = int(query["port"][0]) if query.get("port") else parts.port or 5432
-    if host is None or host.startswith("/"):
-        return f"{host or '/tmp'}/.s.PGSQL.{port}"
-    return (host, port)
-
-
-def via_proxy(url: str, port: int) -> str:
-    """The same database, user and password, reached through 127.0.0.1:port."""
-    parts = urlsplit(url)
-    userinfo = parts.netloc.rpartition("@")[0]
-    netloc = f"{userinfo}@127.0.0.1:{port}" if userinfo else f"127.0.0.1:{port}"
-    query = "&".join(p for p in parts.query.split("&") if p and not p.startswith(("host=", "port=")))
-    return urlunsplit(parts._replace(netloc=netloc, query=query))
-
-
-class PgProxy:
-    """Listens on 127.0.0.1:0 and forwards to PostgreSQL over TCP or a unix socket.
-
-    `cut()` drops every client connection and refuses new ones (accept, then close at once);
-    `restore()` forwards again.
-    """
-
-    def __init__(self, target: tuple[str, int] | str) -> None:
-        self.target = target
-        self.port = 0
-        self.accepted = 0
-        self._cut = False
-        self._server: asyncio.Server | None = None
-        self._links: set[tuple[asyncio.StreamWriter, asyncio.StreamWriter]] = set()
-        self._tasks: set[asyncio.Task[None]] = set()
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._on_client, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    async def _connect_upstream(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        if isinstance(self.target, str):
-            return await asyncio.open_unix_connection(self.target)
-        return await asyncio.open_connection(*self.target)
-
-    async def _on_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self._cut:
-            writer.transport.abort()
-            return
-        try:
-            up_reader, up_writer = await self._connect_upstream()
-        except OSError:
-            writer.transport.abort()
-            return
-        self.accepted += 1
-        link = (writer, up_writer)
-        self._links.add(link)
-        pipes = [asyncio.create_task(self._pipe(reader, up_writer)), asyncio.create_task(self._pipe(up_reader, writer))]
-        self._tasks.update(pipes)
-        try:
-            await asyncio.gather(*pipes, return_exceptions=True)
-        finally:
-            self._tasks.difference_update(pipes)
-            self._links.discard(link)
-            writer.transport.abort()
-            up_writer.transport.abort()
-
-    @staticmethod
-    async def _pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-        try:
-            while data := await src.read(65536):
-                dst.write(data)
-                await dst.drain()
-        except (OSError, RuntimeError):
-            pass
-        finally:
-            dst.transport.abort()
-
-    def cut(self) -> None:
-        self._cut = True
-        for client, upstream in list(self._links):
-            client.transport.abort()
-            upstream.transport.abort()
-
-    def restore(self) -> None:
-        self._cut = False
-
-    async def close(self) -> None:
-        self.cut()
-        if self._server is not None:
-            self._server.close()
-        for t in list(self._tasks):
-            t.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-
-
 @pytest.fixture
-async def proxy(database_url: str) -> AsyncIterator[PgProxy]:
-    p = PgProxy(pg_target(database_url))
+async def proxy(database_url: str) -> AsyncIterator[TcpProxy]:
+    p = TcpProxy(pg_target(database_url))
     await p.start()
     try:
         yield p
@@ -153,7 +55,7 @@ async def pool(database_url: str, db: asyncpg.Connection) -> AsyncIterator[async
 
 
 @pytest.fixture
-async def proxied_pool(database_url: str, proxy: PgProxy, db: asyncpg.Connection) -> AsyncIterator[asyncpg.Pool]:
+async def proxied_pool(database_url: str, proxy: TcpProxy, db: asyncpg.Connection) -> AsyncIterator[asyncpg.Pool]:
     p = await create_pool(via_proxy(database_url, proxy.port), size=2)
     assert proxy.accepted >= 1  # really goes through the proxy
     try:
@@ -352,7 +254,7 @@ async def test_wrong_parameter_count_fails_only_its_submission(pool: asyncpg.Poo
 
 
 async def test_queue_bound_while_postgres_is_unreachable(
-    proxied_pool: asyncpg.Pool, proxy: PgProxy, db: asyncpg.Connection
+    proxied_pool: asyncpg.Pool, proxy: TcpProxy, db: asyncpg.Connection
 ) -> None:
     ddl = "CREATE TABLE wt_bound (id int NOT NULL, v text)"  # no key: a duplicate would show
     stmt = insert("wt_bound")
@@ -388,7 +290,7 @@ async def test_queue_bound_while_postgres_is_unreachable(
 
 
 async def test_outage_and_recovery_through_a_cut_proxy(
-    proxied_pool: asyncpg.Pool, proxy: PgProxy, db: asyncpg.Connection
+    proxied_pool: asyncpg.Pool, proxy: TcpProxy, db: asyncpg.Connection
 ) -> None:
     ddl = "CREATE TABLE wt_outage (id int NOT NULL, v text)"  # no key: a duplicate would show
     stmt = insert("wt_outage")
@@ -415,6 +317,53 @@ async def test_outage_and_recovery_through_a_cut_proxy(
         await asyncio.wait_for(writer.submit([(stmt, (200, "after"))]), 5)
 
 
+async def test_connection_lost_during_commit_is_timeout_and_not_retried(
+    proxied_pool: asyncpg.Pool, proxy: TcpProxy, db: asyncpg.Connection
+) -> None:
+    """The proxy is cut while PostgreSQL holds the group inside COMMIT; PostgreSQL then commits it.
+    The writer cannot know: every submission of the group fails `timeout` (outcome unknown),
+    never `unavailable` (which promises "not applied"), and the group is not written twice."""
+    lock_key = 77_420_014
+    ddl = f"""
+        CREATE TABLE wt_doubt (id int NOT NULL, v text);
+        CREATE OR REPLACE FUNCTION wt_doubt_gate() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN PERFORM pg_advisory_xact_lock({lock_key}); RETURN NULL; END $$;
+        CREATE CONSTRAINT TRIGGER wt_doubt_gate AFTER INSERT ON wt_doubt
+            DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION wt_doubt_gate();
+    """
+    waiting_sql = """SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database
+                     WHERE l.locktype = 'advisory' AND NOT l.granted AND d.datname = current_database()"""
+    stmt = insert("wt_doubt")  # no key: a second write of the group would show as duplicates
+    async with scratch(db, ddl, "wt_doubt"):
+        try:
+            await db.execute("SELECT pg_advisory_lock($1)", lock_key)
+            async with running(Writer(proxied_pool, flush_ms=1)) as writer:
+                unknown = failures("commit_unknown")
+                futs = [writer.submit([(stmt, (1, "a"))]), writer.submit([(stmt, (2, "b")), (stmt, (3, "c"))])]
+
+                async def inside_commit() -> bool:
+                    return bool(await db.fetchval(waiting_sql))
+
+                await eventually(inside_commit, what="the writer to wait inside COMMIT")
+                proxy.cut()
+                results = await asyncio.wait_for(asyncio.gather(*futs, return_exceptions=True), 10)
+                for err in results:
+                    assert isinstance(err, EngineError) and err.code == "timeout", err
+                assert failures("commit_unknown") == unknown + 1
+                # PostgreSQL finishes the COMMIT it was given once the gate opens: the rows are stored.
+                await db.execute("SELECT pg_advisory_unlock($1)", lock_key)
+                await eventually(
+                    lambda: db.fetchval("SELECT count(*) = 3 FROM wt_doubt"), what="the orphaned COMMIT to land"
+                )
+                proxy.restore()
+                await asyncio.wait_for(writer.submit([(stmt, (4, "after"))]), 10)  # the writer goes on
+            rows = await db.fetch("SELECT id, count(*) AS n FROM wt_doubt GROUP BY id ORDER BY id")
+            assert [(r["id"], r["n"]) for r in rows] == [(1, 1), (2, 1), (3, 1), (4, 1)]  # nothing written twice
+        finally:
+            await db.execute("SELECT pg_advisory_unlock_all()")
+            await db.execute("DROP FUNCTION IF EXISTS wt_doubt_gate() CASCADE")
+
+
 # ---------------------------------------------------------------- stop
 
 
@@ -437,7 +386,7 @@ async def test_stop_flushes_queued_and_refuses_later_submissions(pool: asyncpg.P
 
 
 async def test_stop_during_outage_fails_every_unflushed_submission(
-    proxied_pool: asyncpg.Pool, proxy: PgProxy, db: asyncpg.Connection
+    proxied_pool: asyncpg.Pool, proxy: TcpProxy, db: asyncpg.Connection
 ) -> None:
     ddl = "CREATE TABLE wt_stop_cut (id int NOT NULL, v text)"
     stmt = insert("wt_stop_cut")

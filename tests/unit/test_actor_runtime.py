@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from engine.errors import EngineError
-from engine.runtime.actor import ActorSystem
+from engine.runtime.actor import ActorSystem, Pending
 from tests.helpers import eventually
 from tests.unit.actor_support import (
     MANUAL,
@@ -107,7 +107,7 @@ async def test_ask_timeout_and_the_actor_keeps_working(
     timer.fire()  # the deadline passes while the handler waits for a gate that never opens
     with pytest.raises(EngineError) as err:
         await asyncio.wait_for(stuck, 2.0)
-    assert err.value.code == "timeout"
+    assert err.value.code == "unavailable"  # cut short before it handed anything over: not applied
     assert journal.running["t"] == 0  # its handler was cut short, not left running
     assert await system.ask(PROBE, "t", Op("next")) == ("t", "next")
     assert await system.ask(PROBE, "t", Op("again"), timeout=0.5) == ("t", "again")
@@ -120,11 +120,26 @@ async def test_ask_timeout_while_queued_skips_the_message(system: ActorSystem, j
     await wait_event(entered)
     with pytest.raises(EngineError) as err:
         await system.ask(PROBE, "q", Op("gave-up"), timeout=0.05)
-    assert err.value.code == "timeout"
+    assert err.value.code == "unavailable"  # never handled: not applied
     gate.set()
     assert await head == ("q", "head")
     assert await system.ask(PROBE, "q", Op("after")) == ("q", "after")
     assert journal.handled("q") == ["head", "after"]  # the abandoned message was never handled
+
+
+async def test_ask_timing_out_while_its_write_commits_is_timeout(
+    system: ActorSystem, journal: Journal, timers: ManualTimers
+) -> None:
+    """The handler handed a write over (a Pending reply): past the deadline the outcome is not known."""
+    commit: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    asker = spawn(system.ask(PROBE, "w", Op("w", reply=Pending(commit, "done")), timeout=MANUAL))
+    await eventually(lambda: journal.handled("w") == ["w"])  # the handler returned its Pending
+    [deadline] = timers.armed
+    deadline.fire()
+    with pytest.raises(EngineError) as err:
+        await asyncio.wait_for(asker, 2.0)
+    assert err.value.code == "timeout"
+    commit.set_result(None)
 
 
 async def test_ask_timing_out_during_its_handler_does_not_break_the_drainer(
@@ -142,7 +157,7 @@ async def test_ask_timing_out_during_its_handler_does_not_break_the_drainer(
     a_deadline.fire()
     with pytest.raises(EngineError) as err:
         await asyncio.wait_for(a, 2.0)
-    assert err.value.code == "timeout"
+    assert err.value.code == "timeout"  # its handler goes on (another asker's drain): outcome unknown
     gate_a.set()
     assert await asyncio.wait_for(c, 2.0) == ("d", "c")
     assert await system.ask(PROBE, "d", Op("after")) == ("d", "after")
