@@ -26,7 +26,6 @@ from datetime import timedelta
 from typing import Any
 
 import asyncpg
-import orjson
 
 from adapters import webhooks as wh
 from adapters.flutterwave import FlutterwaveClient
@@ -46,6 +45,7 @@ from pocho_rt.logs import request_id
 from pocho_rt.metrics import PAYMENT_INBOX, PAYMENT_RECONCILED, PAYMENT_REVIEWS, PAYMENT_TRANSITIONS, PAYMENT_WEBHOOKS
 from pocho_rt.order_service import OrderService
 from pocho_rt.tasks import Supervisor
+from pocho_rt.validation import decode_json
 
 log = logging.getLogger("pocho.payments")
 
@@ -270,9 +270,12 @@ class PaymentService:
         changes). Raises ApiError `invalid` for a body we cannot read, `unavailable` when storage
         is down (the provider retries)."""
         try:
-            parsed = orjson.loads(raw)
+            parsed = decode_json(raw, dict[str, Any])  # the one parser for untrusted JSON (NUL, depth)
             delivery = wh.paystack_delivery(parsed) if provider == "PAYSTACK" else wh.flutterwave_delivery(parsed)
-        except (orjson.JSONDecodeError, wh.BadDelivery) as exc:
+        except ApiError:
+            PAYMENT_WEBHOOKS.labels(provider, "invalid").inc()
+            raise
+        except wh.BadDelivery as exc:
             PAYMENT_WEBHOOKS.labels(provider, "invalid").inc()
             raise ApiError("invalid", f"invalid webhook body: {exc}", {"body": str(exc)}) from None
         try:

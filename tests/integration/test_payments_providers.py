@@ -10,15 +10,11 @@ import aiohttp
 import asyncpg
 import orjson
 import pytest
-from aiohttp import web
-from redis.asyncio import Redis
 
 from adapters.flutterwave import FlutterwaveClient
 from adapters.paystack import PaystackClient
 from engine import payments as pay
 from engine.ports import CheckoutRequest, ProviderError
-from pocho_rt.app import build_app, open_services
-from pocho_rt.config import Settings
 from tests.conftest import Server, StartServer
 from tests.fakes.flutterwave import FakeFlutterwave
 from tests.fakes.paystack import FakePaystack
@@ -33,7 +29,7 @@ from tests.integration.payments_support import (
     provider_settings,
     sample,
 )
-from tests.integration.test_writer import PgProxy, pg_target, via_proxy
+from tests.proxy import TcpProxy, pg_target, via_proxy
 
 CHECKOUT = CheckoutRequest("pocho-test-1", 300_050, "ada@example.com", "Ada Obi", "order-1")
 
@@ -160,8 +156,8 @@ async def test_lost_webhook_is_found_by_the_reconcile_job(
 
 
 @pytest.fixture
-async def proxy(database_url: str) -> AsyncIterator[PgProxy]:
-    p = PgProxy(pg_target(database_url))
+async def proxy(database_url: str) -> AsyncIterator[TcpProxy]:
+    p = TcpProxy(pg_target(database_url))
     await p.start()
     try:
         yield p
@@ -172,30 +168,22 @@ async def proxy(database_url: str) -> AsyncIterator[PgProxy]:
 @pytest.fixture
 async def proxied_server(
     database_url: str,
-    redis_url: str,
-    redis: Redis,
-    proxy: PgProxy,
+    proxy: TcpProxy,  # before start_server: set up first, torn down after the node stopped
+    start_server: StartServer,
     paystack: FakePaystack,
     flutterwave: FakeFlutterwave,
 ) -> AsyncIterator[Server]:
     """A node whose PostgreSQL connections go through a proxy the test can cut."""
-    settings = Settings(port=0, host="127.0.0.1", db_pool_size=3, **provider_settings(paystack, flutterwave))
-    svc = await open_services(settings, via_proxy(database_url, proxy.port), redis_url)
-    runner = web.AppRunner(build_app(svc), access_log=None, handle_signals=False)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    server = Server(svc, runner, f"http://127.0.0.1:{port}")
+    settings = provider_settings(paystack, flutterwave)
+    server = await start_server(via_db=via_proxy(database_url, proxy.port), **settings)
     try:
         yield server
     finally:
-        proxy.restore()
-        await server.stop()
+        proxy.restore()  # the node stops (start_server's teardown) with storage reachable
 
 
 async def test_storage_outage_answers_503_then_the_retry_applies(
-    proxied_server: Server, proxy: PgProxy, paystack: FakePaystack, db: asyncpg.Connection
+    proxied_server: Server, proxy: TcpProxy, paystack: FakePaystack, db: asyncpg.Connection
 ) -> None:
     async with aiohttp.ClientSession(base_url=proxied_server.url) as session:
         c = Client(session, proxied_server)

@@ -118,7 +118,9 @@ async def test_size_bound_and_unreadable_bodies(pc: Client, db: asyncpg.Connecti
     big = b'{"event":"charge.success","data":{"pad":"' + b"x" * 70_000 + b'"}}'
     status, err, _ = await post_raw(pc, "/webhooks/paystack", big, paystack_headers(big))
     assert status == 413 and err["error"]["code"] == "payload_too_large"
-    for raw in (b"not json", b"[]", b'{"event":"charge.success"}', b'{"data":{}}'):
+    nul = b'{"event":"charge.success","data":{"reference":"r\\u0000x"}}'  # jsonb refuses NUL: invalid, not 500
+    deep = b'{"event":"charge.success","data":' + b'{"a":' * 200 + b"1" + b"}" * 201
+    for raw in (b"not json", b"[]", b'{"event":"charge.success"}', b'{"data":{}}', nul, deep):
         status, err, _ = await post_raw(pc, "/webhooks/paystack", raw, paystack_headers(raw))
         assert status == 400 and err["error"]["code"] == "invalid", raw
     status, _, _ = await post_raw(pc, "/webhooks/flutterwave", b"{", {"verif-hash": FLW_HASH})
