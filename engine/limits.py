@@ -72,3 +72,13 @@ RATING_MAX: Final = 5
 REVIEW_COMMENT_MAX_LENGTH: Final = 1000
 ORDER_LIST_DEFAULT: Final = 20  # GET /api/v1/orders page size
 ORDER_LIST_MAX: Final = 100
+
+# ---------------------------------------------------------------- analytics and AI (issue 11)
+
+ANALYTICS_MAX_DAYS: Final = 366  # the longest analytics window, in local days
+ANALYTICS_DEFAULT_DAYS: Final = 30  # the window without from/to
+ANALYTICS_TOP_CATEGORIES: Final = 5  # categories listed in an overview
+AUTOBID_MAX_RULES: Final = 20  # standing auto-bid rules per vendor (one per category)
+AUTOBID_MAX_RADIUS_KM: Final = 50.0  # a rule's radius
+AUTOBID_QUEUE_MAX: Final = 10_000  # new requests waiting for auto-bid; past it the newest are skipped
+AI_ETA_TRACKED_MAX: Final = 50_000  # trips whose AI ETA a node keeps

@@ -24,11 +24,13 @@ from persistence import outbox
 from persistence.db import create_pool
 from persistence.migrate import migrate
 from persistence.writer import Writer
+from pocho_rt.analytics_service import AnalyticsService
 from pocho_rt.auth.sessions import SessionEnder
 from pocho_rt.auth.tokens import TokenService
 from pocho_rt.config import Settings
 from pocho_rt.context import SERVICES, Services
 from pocho_rt.http import accounts, admin, catalogue, health, meal_requests, orders
+from pocho_rt.http import analytics as analytics_http
 from pocho_rt.http.middleware import observe
 from pocho_rt.negotiation_service import NegotiationService
 from pocho_rt.order_service import OrderService
@@ -108,6 +110,8 @@ async def open_services(settings: Settings, database_url: str, redis_url: str) -
         orders=OrderService(settings, pool, sio, writer, actors, riders),
         # payments (issue 8) services below this line
         # users (issue 15) services below this line
+        # analytics and AI (issue 11)
+        analytics=AnalyticsService(pool, settings.analytics_refresh_seconds),
     )
 
 
@@ -148,6 +152,9 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
 
     # users (issue 15) loops below this line
 
+    # analytics and AI (issue 11)
+    sup.loop("analytics-refresh", svc.analytics.run)
+
     await svc.sessions.ready.wait()
     yield
     await sup.stop()
@@ -181,6 +188,8 @@ def build_app(svc: Services) -> web.Application:
         orders,
         # payments (issue 8) route modules below this line
         # users (issue 15) route modules below this line
+        # analytics and AI (issue 11)
+        analytics_http,
     ):
         module.setup(app)
     for ns in (CustomerNamespace("/customer", svc), VendorNamespace("/vendor", svc), RiderNamespace("/rider", svc)):

@@ -24,6 +24,7 @@ from pocho_rt.sockets.server import GuardedServer
 from pocho_rt.tasks import Supervisor
 
 if TYPE_CHECKING:
+    from pocho_rt.analytics_service import AnalyticsService
     from pocho_rt.auth.sessions import SessionEnder
     from pocho_rt.negotiation_service import NegotiationService
     from pocho_rt.order_service import OrderService
@@ -52,6 +53,9 @@ class Services:
     # payments (issue 8) services below this line
 
     # users (issue 15) services below this line
+
+    # analytics and AI (issue 11)
+    analytics: AnalyticsService  # keeps the analytics rollups current
 
 
 SERVICES = web.AppKey("services", Services)
