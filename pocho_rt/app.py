@@ -24,6 +24,7 @@ from persistence import outbox
 from persistence.db import create_pool
 from persistence.migrate import migrate
 from persistence.writer import Writer
+from pocho_rt.ai_service import AiServices
 from pocho_rt.analytics_service import AnalyticsService
 from pocho_rt.auth.sessions import SessionEnder
 from pocho_rt.auth.tokens import TokenService
@@ -31,6 +32,7 @@ from pocho_rt.config import Settings
 from pocho_rt.context import SERVICES, Services
 from pocho_rt.http import accounts, admin, catalogue, health, meal_requests, orders
 from pocho_rt.http import analytics as analytics_http
+from pocho_rt.http import autobid as autobid_http
 from pocho_rt.http.middleware import observe
 from pocho_rt.negotiation_service import NegotiationService
 from pocho_rt.order_service import OrderService
@@ -77,7 +79,8 @@ async def open_services(settings: Settings, database_url: str, redis_url: str) -
     )
     geo = GeoIndex(redis)
     sio = create_sio(settings, supervisor)
-    riders = RiderService(settings, pool, redis, sio, actors)
+    ai = AiServices(settings, pool)  # analytics and AI (issue 11)
+    riders = RiderService(settings, pool, redis, sio, actors, eta=ai.eta)
     search: SearchIndex
     search_outbox: outbox.OutboxWorker | None = None
     if settings.meilisearch_url:
@@ -112,11 +115,13 @@ async def open_services(settings: Settings, database_url: str, redis_url: str) -
         # users (issue 15) services below this line
         # analytics and AI (issue 11)
         analytics=AnalyticsService(pool, settings.analytics_refresh_seconds),
+        ai=ai,
     )
 
 
 async def close_services(svc: Services) -> None:
     await svc.supervisor.stop()  # normally already stopped with the app; a no-op then
+    await svc.ai.close()
     if isinstance(svc.search, MeiliSearchIndex):
         await svc.search.close()
     await svc.redis.aclose()
@@ -154,6 +159,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
 
     # analytics and AI (issue 11)
     sup.loop("analytics-refresh", svc.analytics.run)
+    svc.ai.start(sup, svc.negotiation)
 
     await svc.sessions.ready.wait()
     yield
@@ -190,6 +196,7 @@ def build_app(svc: Services) -> web.Application:
         # users (issue 15) route modules below this line
         # analytics and AI (issue 11)
         analytics_http,
+        autobid_http,
     ):
         module.setup(app)
     for ns in (CustomerNamespace("/customer", svc), VendorNamespace("/vendor", svc), RiderNamespace("/rider", svc)):

@@ -24,6 +24,7 @@ from pocho_rt.sockets.server import GuardedServer
 from pocho_rt.tasks import Supervisor
 
 if TYPE_CHECKING:
+    from pocho_rt.ai_service import AiServices
     from pocho_rt.analytics_service import AnalyticsService
     from pocho_rt.auth.sessions import SessionEnder
     from pocho_rt.negotiation_service import NegotiationService
@@ -56,6 +57,7 @@ class Services:
 
     # analytics and AI (issue 11)
     analytics: AnalyticsService  # keeps the analytics rollups current
+    ai: AiServices  # the ML clients (auto-bid, recommendations, ETA) behind their flags
 
 
 SERVICES = web.AppKey("services", Services)
