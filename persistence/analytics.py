@@ -14,6 +14,10 @@ Medians and p90 come from sparse histograms (log-spaced bins about 5% wide, SQL 
 `pocho_analytics_bin` / `pocho_analytics_bin_value`), kept per hour and per UTC day: a
 window reads the day rows of its whole UTC days and the hour rows of its two edges.
 
+Every lookup of the recompute is an index probe per row of the hours asked for: the LATERAL
+subqueries carry `OFFSET 0` so the planner cannot flatten them into hash joins over whole
+tables (which it otherwise picks, not knowing how few hours are asked for).
+
 Style: hand-written SQL text (CTEs, FILTER, GROUPING SETS and window functions, which
 pypika renders poorly), constants built once at import; functions return plain values or
 asyncpg Records and never aggregate in Python.
@@ -101,7 +105,7 @@ req AS (
 ),
 off AS (
     SELECT f.vendor_id, f.request_id, f.status, req.status AS request_status, req.hour
-      FROM req JOIN offers f ON f.request_id = req.id
+      FROM req CROSS JOIN LATERAL (SELECT * FROM offers f WHERE f.request_id = req.id OFFSET 0) f
 ),
 ord AS (
     SELECT o.vendor_id, o.status, o.amount_kobo, h.hour FROM h JOIN orders o ON {_IN_HOUR.format(t="o")}
@@ -135,7 +139,8 @@ _INSERT_CATEGORIES = f"""
 {_HOURS},
 ord AS (
     SELECT o.vendor_id, o.status, o.amount_kobo, r.category, h.hour
-      FROM h JOIN orders o ON {_IN_HOUR.format(t="o")} JOIN meal_requests r ON r.id = o.request_id
+      FROM h JOIN orders o ON {_IN_HOUR.format(t="o")}
+      CROSS JOIN LATERAL (SELECT category FROM meal_requests r WHERE r.id = o.request_id OFFSET 0) r
 )
 INSERT INTO analytics_category_hourly (scope, hour, category, orders, gross_kobo)
 SELECT coalesce(vendor_id, {_NIL}), hour, category, count(*), coalesce(sum(amount_kobo) FILTER (WHERE {_PAID}), 0)
@@ -149,7 +154,12 @@ req AS (
 ),
 firsts AS (
     SELECT req.hour, req.id, f.vendor_id, min(f.created_at) - req.created_at AS wait
-      FROM req JOIN offers f ON f.request_id = req.id GROUP BY req.hour, req.id, req.created_at, f.vendor_id
+      FROM req CROSS JOIN LATERAL (SELECT vendor_id, created_at FROM offers f WHERE f.request_id = req.id OFFSET 0) f
+     GROUP BY req.hour, req.id, req.created_at, f.vendor_id
+),
+delivered AS MATERIALIZED (
+    SELECT o.id, o.vendor_id, coalesce(o.confirmed_at, o.created_at) AS paid_at, h.hour
+      FROM h JOIN orders o ON {_IN_HOUR.format(t="o")} AND o.status = 'DELIVERED'
 ),
 samples AS (
     SELECT {_NIL} AS scope, hour, {TTFO} AS metric, pocho_analytics_bin(extract(epoch FROM min(wait))) AS bin
@@ -158,15 +168,16 @@ samples AS (
     SELECT vendor_id, hour, {TTFO}, pocho_analytics_bin(extract(epoch FROM wait)) FROM firsts
     UNION ALL
     SELECT s.scope, req.hour, {ROUNDS}, f.round
-      FROM req JOIN offers f ON f.id = req.accepted_offer_id
+      FROM req CROSS JOIN LATERAL (SELECT round, vendor_id FROM offers f WHERE f.id = req.accepted_offer_id OFFSET 0) f
       CROSS JOIN LATERAL (VALUES ({_NIL}), (f.vendor_id)) AS s(scope)
     UNION ALL
-    SELECT s.scope, h.hour, {DELIVERY},
-           pocho_analytics_bin(extract(epoch FROM
-               (e.payload -> 'event' ->> 'at')::timestamptz - coalesce(o.confirmed_at, o.created_at)))
-      FROM h JOIN orders o ON {_IN_HOUR.format(t="o")} AND o.status = 'DELIVERED'
-      JOIN order_events e ON e.order_id = o.id AND e.kind = 'status'
-                         AND e.payload -> 'event' ->> 'status' = 'DELIVERED'
+    SELECT s.scope, o.hour, {DELIVERY},
+           pocho_analytics_bin(extract(epoch FROM (e.payload -> 'event' ->> 'at')::timestamptz - o.paid_at))
+      FROM delivered o
+      CROSS JOIN LATERAL (
+          SELECT payload FROM order_events e
+           WHERE e.order_id = o.id AND e.kind = 'status' AND e.payload -> 'event' ->> 'status' = 'DELIVERED' OFFSET 0
+      ) e
       CROSS JOIN LATERAL (VALUES ({_NIL}), (o.vendor_id)) AS s(scope)
 )
 INSERT INTO analytics_hist_hourly (scope, hour, metric, bin, n)
@@ -183,6 +194,9 @@ SELECT x.scope, d.day, x.metric, x.bin, sum(x.n)
  GROUP BY x.scope, d.day, x.metric, x.bin
 """
 
+# These statements touch few rows, but their estimated cost is high enough for PostgreSQL to JIT
+# compile them, which costs far more (0.1-1 s) than running them.
+_NO_JIT = "SET LOCAL jit = off"
 _WATERMARK = "SELECT refreshed_at FROM analytics_refresh"
 _SET_WATERMARK = """
 INSERT INTO analytics_refresh (id, refreshed_at) VALUES (true, $1)
@@ -197,6 +211,7 @@ async def recompute(conn: asyncpg.Connection, hours: list[datetime]) -> None:
         chunk = hours[i : i + CHUNK_HOURS]
         days = sorted({h.astimezone(UTC).date() for h in chunk})
         async with conn.transaction():
+            await conn.execute(_NO_JIT)
             for sql in _DELETE_HOURS:
                 await conn.execute(sql, chunk)
             for sql in (_INSERT_HOURLY, _INSERT_CATEGORIES, _INSERT_HIST):
@@ -296,7 +311,8 @@ async def overview(
         end_full = first_full
     full_from = datetime.combine(first_full, datetime.min.time(), UTC)
     full_to = datetime.combine(end_full, datetime.min.time(), UTC)
-    async with pool.acquire() as conn:
+    async with pool.acquire() as conn, conn.transaction(readonly=True):
+        await conn.execute(_NO_JIT)
         days = await conn.fetch(_DAYS, scope, start, end, tz, first, last)
         cats = await conn.fetch(_TOP_CATEGORIES, scope, start, end, top)
         quantiles = await conn.fetch(_QUANTILES, scope, start, end, first_full, end_full, full_from, full_to)
