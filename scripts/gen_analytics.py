@@ -112,7 +112,11 @@ class Generator:
             for _ in range(rng.randint(1, 4)):
                 t = t + timedelta(seconds=max(5.0, rng.gauss(90, 60)))
                 v = self._vendor()
-                offers.append([_uuid(rng), rid, self.vendor_ids[v], f"Vendor {v}", rng.randrange(150_000, budget_max, 500), "EXPIRED" if status == "EXPIRED" else "REJECTED", rng.choice((0, 0, 0, 1, 1, 2, 3)), t])  # fmt: skip
+                oid = _uuid(rng)
+                price = rng.randrange(150_000, budget_max, 500)
+                lost = "EXPIRED" if status == "EXPIRED" else "REJECTED"
+                rounds = rng.choice((0, 0, 0, 1, 1, 2, 3))
+                offers.append([oid, rid, self.vendor_ids[v], f"Vendor {v}", price, lost, rounds, t])
                 nev.append((rid, len(nev) + 1, "offer:new", '{"k":1}', "[]", t))
             accepted_offer = order_id = None
             closed = t + timedelta(seconds=rng.randint(30, 600))
