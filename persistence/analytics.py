@@ -36,7 +36,6 @@ TTFO, ROUNDS, DELIVERY = 1, 2, 3  # histogram metrics
 REFRESH_MARGIN: Final = timedelta(seconds=60)  # an event's created_at is its transaction's start
 CHUNK_HOURS: Final = 24  # hours recomputed per transaction
 _LOCK_KEY: Final = 0x706F63686F_11  # one refresh at a time across nodes
-_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _NIL = "'00000000-0000-0000-0000-000000000000'::uuid"
 _PAID = "status NOT IN ('PENDING_PAYMENT', 'CANCELED')"
 STATUS_COLUMNS: Final = {
@@ -231,12 +230,11 @@ async def refresh(pool: asyncpg.Pool, *, full: bool = False) -> int:
         await conn.execute("SELECT pg_advisory_lock($1)", _LOCK_KEY)
         try:
             started: datetime = await conn.fetchval("SELECT now()")
-            if full:
+            last: datetime | None = None if full else await conn.fetchval(_WATERMARK)
+            if last is None:  # everything (cheaper than reading every event since 1970)
                 rows = await conn.fetch(_ALL_HOURS)
             else:
-                last: datetime | None = await conn.fetchval(_WATERMARK)
-                since = _EPOCH if last is None else last - REFRESH_MARGIN
-                rows = await conn.fetch(_TOUCHED_HOURS, since)
+                rows = await conn.fetch(_TOUCHED_HOURS, last - REFRESH_MARGIN)
             hours = [r["hour"] for r in rows]
             await recompute(conn, hours)
             await conn.execute(_SET_WATERMARK, started)
