@@ -142,6 +142,19 @@ async def test_a_vendor_sees_only_its_own_rows(client: Client, history: dict[str
     }
 
 
+async def test_refreshing_again_counts_nothing_twice(client: Client, server: Server, history: dict[str, Any]) -> None:
+    def figures(body: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in body.items() if k != "refreshedAt"}
+
+    before = figures(await settled(client, history["admin"]))
+    await server.svc.analytics.refresh(full=True)  # every hour recomputed from the tables
+    await server.svc.analytics.refresh()
+    assert figures(await overview(client, history["admin"])) == before
+    mine = figures(await overview(client, history["a"].token))
+    await server.svc.analytics.refresh(full=True)
+    assert figures(await overview(client, history["a"].token)) == mine
+
+
 async def test_who_may_ask_and_bad_input(client: Client, history: dict[str, Any]) -> None:
     cust = await client.register("CUSTOMER")
     rider = await client.register("RIDER")
