@@ -12,7 +12,9 @@ events by at most the refresh interval.
 
 Medians and p90 come from sparse histograms (log-spaced bins about 5% wide, SQL functions
 `pocho_analytics_bin` / `pocho_analytics_bin_value`), kept per hour and per UTC day: a
-window reads the day rows of its whole UTC days and the hour rows of its two edges.
+window reads the day rows of its whole UTC days and the hour rows of its two edges. A
+recompute moves its hours' old histogram rows out of their day rows and the new ones in,
+inside the same transaction.
 
 Every lookup of the recompute is an index probe per row of the hours asked for: the LATERAL
 subqueries carry `OFFSET 0` so the planner cannot flatten them into hash joins over whole
@@ -183,14 +185,21 @@ INSERT INTO analytics_hist_hourly (scope, hour, metric, bin, n)
 SELECT scope, hour, metric, bin, count(*) FROM samples GROUP BY scope, hour, metric, bin
 """
 
-_DELETE_DAYS = "DELETE FROM analytics_hist_daily WHERE day = ANY($1::date[])"
-_INSERT_DAYS = """
-INSERT INTO analytics_hist_daily (scope, day, metric, bin, n)
-SELECT x.scope, d.day, x.metric, x.bin, sum(x.n)
-  FROM unnest($1::date[]) AS d(day)
-  JOIN analytics_hist_hourly x ON x.hour >= d.day::timestamp AT TIME ZONE 'UTC'
-                              AND x.hour < (d.day + 1)::timestamp AT TIME ZONE 'UTC'
- GROUP BY x.scope, d.day, x.metric, x.bin
+# The day rows are kept equal to the sum of their hours' rows: a recompute takes the hours' old
+# rows out of their days before deleting them and adds the new ones after (in the same
+# transaction), so it costs what the hours cost, not what their whole days hold. Bins that
+# drop to zero stay (reads skip them).
+_HOURS_BY_DAY = """
+SELECT scope, (hour AT TIME ZONE 'UTC')::date AS day, metric, bin, sum(n) AS n
+  FROM analytics_hist_hourly WHERE hour = ANY($1::timestamptz[]) GROUP BY 1, 2, 3, 4
+"""
+_SUBTRACT_DAYS = f"""
+UPDATE analytics_hist_daily d SET n = d.n - x.n FROM ({_HOURS_BY_DAY}) x
+ WHERE d.scope = x.scope AND d.day = x.day AND d.metric = x.metric AND d.bin = x.bin
+"""
+_ADD_DAYS = f"""
+INSERT INTO analytics_hist_daily (scope, day, metric, bin, n) {_HOURS_BY_DAY}
+ON CONFLICT (scope, day, metric, bin) DO UPDATE SET n = analytics_hist_daily.n + EXCLUDED.n
 """
 
 # These statements touch few rows, but their estimated cost is high enough for PostgreSQL to JIT
@@ -204,19 +213,18 @@ ON CONFLICT (id) DO UPDATE SET refreshed_at = EXCLUDED.refreshed_at
 
 
 async def recompute(conn: asyncpg.Connection, hours: list[datetime]) -> None:
-    """Rebuild every rollup row of `hours` (UTC hour starts) and of their UTC days, in chunks of
-    CHUNK_HOURS per transaction (a day's rows follow its hours in the same transaction)."""
+    """Rebuild every rollup row of `hours` (UTC hour starts), and their share of the day rows,
+    in chunks of CHUNK_HOURS per transaction."""
     for i in range(0, len(hours), CHUNK_HOURS):
         chunk = hours[i : i + CHUNK_HOURS]
-        days = sorted({h.astimezone(UTC).date() for h in chunk})
         async with conn.transaction():
             await conn.execute(_NO_JIT)
+            await conn.execute(_SUBTRACT_DAYS, chunk)
             for sql in _DELETE_HOURS:
                 await conn.execute(sql, chunk)
             for sql in (_INSERT_HOURLY, _INSERT_CATEGORIES, _INSERT_HIST):
                 await conn.execute(sql, chunk)
-            await conn.execute(_DELETE_DAYS, days)
-            await conn.execute(_INSERT_DAYS, days)
+            await conn.execute(_ADD_DAYS, chunk)
 
 
 async def refresh(pool: asyncpg.Pool, *, full: bool = False) -> int:
@@ -275,7 +283,7 @@ SELECT category, sum(orders)::bigint AS orders, sum(gross_kobo)::bigint AS gross
 _QUANTILES = f"""
 WITH bins AS (
     SELECT metric, bin, sum(n) AS n FROM (
-        SELECT metric, bin, n FROM analytics_hist_daily WHERE scope = $1 AND day >= $4 AND day < $5
+        SELECT metric, bin, n FROM analytics_hist_daily WHERE scope = $1 AND day >= $4 AND day < $5 AND n > 0
         UNION ALL
         SELECT metric, bin, n FROM analytics_hist_hourly
          WHERE scope = $1 AND hour >= $2 AND hour < $3 AND NOT (hour >= $6 AND hour < $7)
