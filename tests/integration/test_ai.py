@@ -17,6 +17,8 @@ from adapters.ai.client import AiClient, AiUnavailable
 from adapters.ai.services import EtaAnswer, EtaClient, EtaQuery, Point
 from engine.assignment import RIDER_KIND, Carrying
 from engine.geometry import distance_km
+from engine.tracking import SpeedEta
+from pocho_rt.ai_eta import AiEta
 from pocho_rt.ai_service import AiServices
 from pocho_rt.config import ConfigError, Settings, load_settings
 from pocho_rt.publisher import order_room
@@ -265,3 +267,27 @@ async def test_rider_location_uses_the_ai_eta_and_falls_back_to_speed(
             assert len(fake.calls[ETA]) == sent  # open: nothing more is sent
         finally:
             await client.close()
+
+
+async def test_ai_eta_cache_freshness_and_drift(fake: FakeAi) -> None:
+    """The estimator answers from its last refresh only while fresh and near the estimate's origin."""
+    clock = Clock()
+    raw, client = eta_client(fake, clock)
+    eta = AiEta(client, refresh_seconds=1.0, fresh_seconds=100.0, clock=clock)
+    here, drop = (6.5, 3.3), (6.6, 3.3)  # ~11 km
+    builtin = SpeedEta().eta_minutes(*here, *drop, 30.0)
+    try:
+        assert eta.eta_minutes(*here, *drop, 30.0) == builtin  # nothing fetched yet
+        assert await eta.refresh() == 1
+        assert fake.calls[ETA][-1]["origin"] == {"lat": 6.5, "lng": 3.3}
+        assert eta.eta_minutes(*here, *drop, 30.0) == 42
+        assert eta.eta_minutes(6.509, 3.3, *drop, 30.0) == SpeedEta().eta_minutes(6.509, 3.3, *drop, 30.0)  # 1 km off
+        clock.now = 60.0
+        assert eta.eta_minutes(*here, *drop, 30.0) == 41  # a minute later, a minute less
+        clock.now = 101.0
+        assert eta.eta_minutes(*here, *drop, 30.0) == builtin  # stale
+        fake.mode[ETA] = "error"
+        assert await eta.refresh() == 0  # the stale estimate is dropped, nothing new stored
+        assert eta.eta_minutes(*here, *drop, 30.0) == builtin
+    finally:
+        await raw.close()
