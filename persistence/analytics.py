@@ -203,8 +203,13 @@ ON CONFLICT (scope, day, metric, bin) DO UPDATE SET n = analytics_hist_daily.n +
 """
 
 # These statements touch few rows, but their estimated cost is high enough for PostgreSQL to JIT
-# compile them, which costs far more (0.1-1 s) than running them.
-_NO_JIT = "SET LOCAL jit = off"
+# compile them and to start parallel workers, each costing more (JIT 0.1-1 s, workers several
+# ms on a busy machine) than running them. And they are planned for their parameters every
+# time: a generic plan (what a prepared statement gets after five runs) cannot tell the
+# marketplace's thousands of rows from a small vendor's dozens.
+_SMALL = (
+    "SET LOCAL jit = off; SET LOCAL max_parallel_workers_per_gather = 0; SET LOCAL plan_cache_mode = force_custom_plan"
+)
 _WATERMARK = "SELECT refreshed_at FROM analytics_refresh"
 _SET_WATERMARK = """
 INSERT INTO analytics_refresh (id, refreshed_at) VALUES (true, $1)
@@ -218,7 +223,7 @@ async def recompute(conn: asyncpg.Connection, hours: list[datetime]) -> None:
     for i in range(0, len(hours), CHUNK_HOURS):
         chunk = hours[i : i + CHUNK_HOURS]
         async with conn.transaction():
-            await conn.execute(_NO_JIT)
+            await conn.execute(_SMALL)
             await conn.execute(_SUBTRACT_DAYS, chunk)
             for sql in _DELETE_HOURS:
                 await conn.execute(sql, chunk)
@@ -318,7 +323,7 @@ async def overview(
     full_from = datetime.combine(first_full, datetime.min.time(), UTC)
     full_to = datetime.combine(end_full, datetime.min.time(), UTC)
     async with pool.acquire() as conn, conn.transaction(readonly=True):
-        await conn.execute(_NO_JIT)
+        await conn.execute(_SMALL)
         days = await conn.fetch(_DAYS, scope, start, end, tz, first, last)
         cats = await conn.fetch(_TOP_CATEGORIES, scope, start, end, top)
         quantiles = await conn.fetch(_QUANTILES, scope, start, end, first_full, end_full, full_from, full_to)

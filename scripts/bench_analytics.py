@@ -4,8 +4,11 @@ Reported, per scope (the marketplace, the busiest vendor, a median vendor) and w
 30 and 7 local days ending today in Africa/Lagos): the time of `persistence.analytics.overview`
 plus the watermark read, i.e. every SQL statement GET /api/v1/analytics/overview runs, over
 `--runs` runs after `--warmup` runs: min, p50, p95, max in milliseconds. Then the refresh
-loop's cost: one round with nothing new, and one after `--fresh` new orders (with their
-requests, offers and events) were committed in the current hour.
+loop's cost: three rounds with nothing new, then three each after `--fresh` new orders (with
+their requests, offers and events) were committed in the current hour. Last, what the indexes the
+refresh needs cost the write path (`--write-cost`): rows inserted as the group-commit writer
+does (executemany, 2,000 rows per transaction) into copies of `negotiation_events` and
+`meal_requests` with and without those indexes, alternating, median microseconds per row.
 
     python -m scripts.bench_analytics
     python -m scripts.bench_analytics --runs 50
@@ -99,15 +102,77 @@ async def bench(args: argparse.Namespace) -> None:
             for days in (90, 30, 7):
                 samples = await _time_overview(pool, scope, days, args.runs, args.warmup)
                 print(f"overview {name:15s} ({n:>9,} orders) {days:2d} days: {_ms(samples)}")
-        t = time.perf_counter()
-        hours = await analytics.refresh(pool)
-        print(f"refresh, nothing new: {(time.perf_counter() - t) * 1000:.1f} ms ({hours} hours)")
-        await _fresh_orders(url, args.fresh)
-        t = time.perf_counter()
-        hours = await analytics.refresh(pool)
-        print(f"refresh after {args.fresh} new orders: {(time.perf_counter() - t) * 1000:.1f} ms ({hours} hours)")
+        for label in ("first", "second", "third"):
+            t = time.perf_counter()
+            hours = await analytics.refresh(pool)
+            took = (time.perf_counter() - t) * 1000
+            print(f"refresh, nothing new ({label}): {took:.1f} ms ({hours} hours recomputed)")
+        for _ in range(3):
+            await _fresh_orders(url, args.fresh)
+            t = time.perf_counter()
+            hours = await analytics.refresh(pool)
+            took = (time.perf_counter() - t) * 1000
+            print(f"refresh after {args.fresh} new orders: {took:.1f} ms ({hours} hours recomputed)")
+        if args.write_cost:
+            async with pool.acquire() as conn:
+                await _write_cost(conn)
     finally:
         await pool.close()
+
+
+async def _write_cost(conn: asyncpg.Connection, rounds: int = 5, rows: int = 20_000, batch: int = 2000) -> None:
+    """Per-row insert cost with and without the analytics indexes (BRIN on event time, B-tree
+    on request creation time), on scratch copies of the tables."""
+    setups = {
+        "negotiation_events": "CREATE INDEX ON {t} USING brin (created_at)",
+        "meal_requests": "CREATE INDEX ON {t} (created_at)",
+    }
+    now = datetime.now(UTC)
+    make = {
+        "negotiation_events": lambda i: (uuid.uuid4(), 1, "offer:new", '{"k":1}', "[]", now),
+        "meal_requests": lambda i: (
+            uuid.uuid4(), uuid.uuid4(), "suya", 1000, 2000, 6.5, 3.4, "x", "OPEN", now, 10, 0, 0, now, now
+        ),
+    }  # fmt: skip
+    cols = {
+        "negotiation_events": ("request_id", "seq", "kind", "payload", "targets", "created_at"),
+        "meal_requests": (
+            "id", "customer_id", "category", "budget_min_kobo", "budget_max_kobo", "delivery_lat", "delivery_lng",
+            "address_line", "status", "expires_at", "max_vendor_offers", "offer_count", "seq", "created_at",
+            "updated_at",
+        ),
+    }  # fmt: skip
+    for table, index in setups.items():
+        times: dict[str, list[float]] = {"without": [], "with": []}
+        for variant in ("without", "with"):
+            t = f"_bench_{table}_{variant}"
+            await conn.execute(f"DROP TABLE IF EXISTS {t}")
+            await conn.execute(f"CREATE TABLE {t} (LIKE {table} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)")
+            pk = "request_id, seq" if table == "negotiation_events" else "id"
+            await conn.execute(f"ALTER TABLE {t} ADD PRIMARY KEY ({pk})")
+            if table == "meal_requests":
+                await conn.execute(f"CREATE INDEX ON {t} (expires_at) WHERE status = 'OPEN'")
+                await conn.execute(f"CREATE INDEX ON {t} (customer_id, created_at DESC)")
+                await conn.execute(f"CREATE INDEX ON {t} (status, created_at DESC)")
+            if variant == "with":
+                await conn.execute(index.format(t=t))
+        sql = {
+            v: f"INSERT INTO _bench_{table}_{v} ({', '.join(cols[table])}) "
+            f"VALUES ({', '.join(f'${i + 1}' for i in range(len(cols[table])))})"
+            for v in times
+        }
+        for _ in range(rounds):
+            for variant in ("without", "with"):
+                records = [make[table](i) for i in range(rows)]
+                started = time.perf_counter()
+                for i in range(0, rows, batch):
+                    async with conn.transaction():
+                        await conn.executemany(sql[variant], records[i : i + batch])
+                times[variant].append((time.perf_counter() - started) / rows * 1e6)
+        for variant in times:
+            await conn.execute(f"DROP TABLE _bench_{table}_{variant}")
+        a, b = statistics.median(times["without"]), statistics.median(times["with"])
+        print(f"insert into {table}: {a:.1f} us/row without, {b:.1f} us/row with the analytics index ({b / a:.2f}x)")
 
 
 def main() -> None:
@@ -115,6 +180,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--fresh", type=int, default=500)
+    parser.add_argument("--write-cost", action="store_true", help="also time inserts with and without the indexes")
     asyncio.run(bench(parser.parse_args()))
 
 

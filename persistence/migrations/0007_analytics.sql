@@ -4,7 +4,9 @@
 -- id, or the nil uuid for the whole marketplace. They are recomputed (never incremented) for
 -- the hours touched by events since the last refresh (persistence/analytics.py), so a retried
 -- or repeated refresh cannot count anything twice. Distributions are sparse histograms of
--- log-spaced bins (about 5% wide); medians and p90 are read from them.
+-- log-spaced bins (about 5% wide); medians and p90 are read from them. Reads go by scope (the
+-- primary keys); the refresh deletes by hour, through BRIN indexes (rows arrive in hour order,
+-- and a B-tree on hour alone tempts the planner into scanning every scope of a short window).
 
 -- Bins of durations in seconds: floor(ln(1 + s) * 20). A bin's value is its geometric middle.
 CREATE FUNCTION pocho_analytics_bin(seconds double precision) RETURNS integer
@@ -37,7 +39,7 @@ CREATE TABLE analytics_hourly (
     orders_canceled          integer NOT NULL DEFAULT 0,
     PRIMARY KEY (scope, hour)
 );
-CREATE INDEX analytics_hourly_hour_idx ON analytics_hourly (hour);
+CREATE INDEX analytics_hourly_hour_brin ON analytics_hourly USING brin (hour);
 
 CREATE TABLE analytics_category_hourly (
     scope       uuid NOT NULL,
@@ -47,7 +49,7 @@ CREATE TABLE analytics_category_hourly (
     gross_kobo  bigint NOT NULL,
     PRIMARY KEY (scope, hour, category)
 );
-CREATE INDEX analytics_category_hourly_hour_idx ON analytics_category_hourly (hour);
+CREATE INDEX analytics_category_hourly_hour_brin ON analytics_category_hourly USING brin (hour);
 
 -- metric 1: seconds to first offer, 2: negotiation rounds (the bin is the count itself),
 -- 3: delivery seconds (payment to DELIVERED).
@@ -59,7 +61,7 @@ CREATE TABLE analytics_hist_hourly (
     n       integer NOT NULL,
     PRIMARY KEY (scope, hour, metric, bin)
 );
-CREATE INDEX analytics_hist_hourly_hour_idx ON analytics_hist_hourly (hour);
+CREATE INDEX analytics_hist_hourly_hour_brin ON analytics_hist_hourly USING brin (hour);
 
 -- The same per UTC day, so a long window reads one row per bin and day.
 CREATE TABLE analytics_hist_daily (
@@ -70,7 +72,6 @@ CREATE TABLE analytics_hist_daily (
     n       integer NOT NULL,
     PRIMARY KEY (scope, day, metric, bin)
 );
-CREATE INDEX analytics_hist_daily_day_idx ON analytics_hist_daily (day);
 
 -- Events up to this time (less a safety margin) are in the rollups.
 CREATE TABLE analytics_refresh (
