@@ -13,8 +13,8 @@ events by at most the refresh interval.
 Medians and p90 come from sparse histograms (log-spaced bins about 5% wide, SQL functions
 `pocho_analytics_bin` / `pocho_analytics_bin_value`), kept per hour and per UTC day: a
 window reads the day rows of its whole UTC days and the hour rows of its two edges. A
-recompute moves its hours' old histogram rows out of their day rows and the new ones in,
-inside the same transaction.
+recompute adds the difference between its hours' old and new histogram rows to their day
+rows, inside the same transaction.
 
 Every lookup of the recompute is an index probe per row of the hours asked for: the LATERAL
 subqueries carry `OFFSET 0` so the planner cannot flatten them into hash joins over whole
@@ -185,20 +185,23 @@ INSERT INTO analytics_hist_hourly (scope, hour, metric, bin, n)
 SELECT scope, hour, metric, bin, count(*) FROM samples GROUP BY scope, hour, metric, bin
 """
 
-# The day rows are kept equal to the sum of their hours' rows: a recompute takes the hours' old
-# rows out of their days before deleting them and adds the new ones after (in the same
-# transaction), so it costs what the hours cost, not what their whole days hold. Bins that
-# drop to zero stay (reads skip them).
+# The day rows are kept equal to the sum of their hours' rows: a recompute notes what the hours
+# held (a temporary table dropped at commit), rebuilds them, and adds the difference to the
+# day rows in the same transaction. Most bins of a recomputed hour do not change, so only the
+# few that did are written: a refresh costs what its hours hold, not what their days hold.
+# Bins that drop to zero stay (reads skip them).
 _HOURS_BY_DAY = """
 SELECT scope, (hour AT TIME ZONE 'UTC')::date AS day, metric, bin, sum(n) AS n
   FROM analytics_hist_hourly WHERE hour = ANY($1::timestamptz[]) GROUP BY 1, 2, 3, 4
 """
-_SUBTRACT_DAYS = f"""
-UPDATE analytics_hist_daily d SET n = d.n - x.n FROM ({_HOURS_BY_DAY}) x
- WHERE d.scope = x.scope AND d.day = x.day AND d.metric = x.metric AND d.bin = x.bin
-"""
-_ADD_DAYS = f"""
-INSERT INTO analytics_hist_daily (scope, day, metric, bin, n) {_HOURS_BY_DAY}
+_NOTE_OLD = f"CREATE TEMPORARY TABLE analytics_old_bins ON COMMIT DROP AS {_HOURS_BY_DAY}"
+_ADD_DIFFERENCE = f"""
+INSERT INTO analytics_hist_daily (scope, day, metric, bin, n)
+SELECT scope, day, metric, bin, sum(n) FROM (
+    SELECT scope, day, metric, bin, -n AS n FROM analytics_old_bins
+    UNION ALL
+    {_HOURS_BY_DAY}
+) x GROUP BY scope, day, metric, bin HAVING sum(n) <> 0
 ON CONFLICT (scope, day, metric, bin) DO UPDATE SET n = analytics_hist_daily.n + EXCLUDED.n
 """
 
@@ -224,12 +227,12 @@ async def recompute(conn: asyncpg.Connection, hours: list[datetime]) -> None:
         chunk = hours[i : i + CHUNK_HOURS]
         async with conn.transaction():
             await conn.execute(_SMALL)
-            await conn.execute(_SUBTRACT_DAYS, chunk)
+            await conn.execute(_NOTE_OLD, chunk)
             for sql in _DELETE_HOURS:
                 await conn.execute(sql, chunk)
             for sql in (_INSERT_HOURLY, _INSERT_CATEGORIES, _INSERT_HIST):
                 await conn.execute(sql, chunk)
-            await conn.execute(_ADD_DAYS, chunk)
+            await conn.execute(_ADD_DIFFERENCE, chunk)
 
 
 async def refresh(pool: asyncpg.Pool, *, full: bool = False) -> int:
@@ -244,10 +247,12 @@ async def refresh(pool: asyncpg.Pool, *, full: bool = False) -> int:
         try:
             started: datetime = await conn.fetchval("SELECT now()")
             last: datetime | None = None if full else await conn.fetchval(_WATERMARK)
-            if last is None:  # everything (cheaper than reading every event since 1970)
-                rows = await conn.fetch(_ALL_HOURS)
-            else:
-                rows = await conn.fetch(_TOUCHED_HOURS, last - REFRESH_MARGIN)
+            async with conn.transaction(readonly=True):
+                await conn.execute(_SMALL)
+                if last is None:  # everything (cheaper than reading every event since 1970)
+                    rows = await conn.fetch(_ALL_HOURS)
+                else:
+                    rows = await conn.fetch(_TOUCHED_HOURS, last - REFRESH_MARGIN)
             hours = [r["hour"] for r in rows]
             await recompute(conn, hours)
             await conn.execute(_SET_WATERMARK, started)
