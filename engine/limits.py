@@ -82,3 +82,13 @@ PAYMENT_INBOX_BATCH: Final = 100  # inbox events / INITIATED payments one reconc
 # ---------------------------------------------------------------- outages and abuse (issue 14)
 
 MAX_JSON_DEPTH: Final = 64  # nesting of an HTTP JSON body (sockets: orjson's own 1,024); no schema comes near it
+
+# ---------------------------------------------------------------- analytics and AI (issue 11)
+
+ANALYTICS_MAX_DAYS: Final = 366  # the longest analytics window, in local days
+ANALYTICS_DEFAULT_DAYS: Final = 30  # the window without from/to
+ANALYTICS_TOP_CATEGORIES: Final = 5  # categories listed in an overview
+AUTOBID_MAX_RULES: Final = 20  # standing auto-bid rules per vendor (one per category)
+AUTOBID_MAX_RADIUS_KM: Final = 50.0  # a rule's radius
+AUTOBID_QUEUE_MAX: Final = 10_000  # new requests waiting for auto-bid; past it the newest are skipped
+AI_ETA_TRACKED_MAX: Final = 50_000  # trips whose AI ETA a node keeps

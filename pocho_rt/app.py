@@ -24,6 +24,8 @@ from persistence.db import create_pool
 from persistence.migrate import migrate
 from persistence.pii import PiiCodec
 from persistence.writer import Writer
+from pocho_rt.ai_service import AiServices
+from pocho_rt.analytics_service import AnalyticsService
 from pocho_rt.auth.sessions import SessionEnder
 from pocho_rt.auth.tokens import TokenService
 from pocho_rt.config import Settings
@@ -40,6 +42,8 @@ from pocho_rt.http import (
     orders,
     recovery,
 )
+from pocho_rt.http import analytics as analytics_http
+from pocho_rt.http import autobid as autobid_http
 from pocho_rt.http import payments as payment_routes
 from pocho_rt.http.guard import make_runner
 from pocho_rt.http.middleware import observe
@@ -97,7 +101,8 @@ async def open_services(settings: Settings, database_url: str, redis_url: str) -
     geo = GeoIndex(redis)
     pii = PiiCodec.build(settings.pii_key, settings.pii_old_keys, settings.pii_index_key, settings.pii_old_index_key)
     sio = create_sio(settings, supervisor)
-    riders = RiderService(settings, pool, redis, sio, actors)
+    ai = AiServices(settings, pool)  # analytics and AI (issue 11)
+    riders = RiderService(settings, pool, redis, sio, actors, eta=ai.eta)
     search: SearchIndex
     search_outbox: outbox.OutboxWorker | None = None
     if settings.meilisearch_url:
@@ -132,12 +137,16 @@ async def open_services(settings: Settings, database_url: str, redis_url: str) -
         payments=PaymentService(settings, pool, build_providers(settings), pii),
         # users (issue 15) services below this line
         pii=pii,
+        # analytics and AI (issue 11)
+        analytics=AnalyticsService(pool, settings.analytics_refresh_seconds),
+        ai=ai,
     )
 
 
 async def close_services(svc: Services) -> None:
     await svc.supervisor.stop()  # normally already stopped with the app; a no-op then
     await svc.payments.close()
+    await svc.ai.close()
     if isinstance(svc.search, MeiliSearchIndex):
         await svc.search.close()
     await svc.redis.aclose()
@@ -173,6 +182,10 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     await svc.payments.start(sup, svc.orders)
 
     # users (issue 15) loops below this line
+
+    # analytics and AI (issue 11)
+    sup.loop("analytics-refresh", svc.analytics.run)
+    svc.ai.start(sup, svc.negotiation)
 
     await svc.sessions.ready.wait()
     yield
@@ -211,6 +224,9 @@ def build_app(svc: Services) -> web.Application:
         me,
         recovery,
         admin_users,
+        # analytics and AI (issue 11)
+        analytics_http,
+        autobid_http,
     ):
         module.setup(app)
     for ns in (CustomerNamespace("/customer", svc), VendorNamespace("/vendor", svc), RiderNamespace("/rider", svc)):

@@ -116,6 +116,22 @@ class Settings:
     # CPython collector thresholds for `serve` (docs/BENCHMARKS.md "Rider pings": the default
     # 700,10,10 stalls a process holding ~10,000 sockets for 0.8-1.8 s per full collection)
     gc_threshold: tuple[int, int, int] = (50_000, 20, 100)
+    # analytics and AI (issue 11)
+    analytics_refresh_seconds: float = 5.0  # rollups lag the events by at most this
+    feature_auto_bid: bool = False
+    auto_bid_url: str | None = None
+    auto_bid_key: str = ""
+    feature_ai_recommendations: bool = False
+    ai_recommendations_url: str | None = None
+    ai_recommendations_key: str = ""
+    feature_ai_eta: bool = False
+    ai_eta_url: str | None = None
+    ai_eta_key: str = ""
+    ai_timeout_ms: float = 300.0  # the most any ML call may take, connect to last byte
+    ai_breaker_failures: int = 5  # failures in a row that open a service's breaker
+    ai_breaker_reset_seconds: float = 30.0  # an open breaker lets one trial call through after this
+    ai_eta_refresh_ms: float = 2000.0  # AI ETAs of the trips in progress are fetched this often
+    ai_eta_fresh_seconds: float = 30.0  # an AI ETA older than this is not used (SpeedEta instead)
     # payments (issue 8): settings go below this line
     paystack_base_url: str = "https://api.paystack.co"
     flutterwave_secret_key: str = ""
@@ -224,6 +240,22 @@ _ENV: dict[str, tuple[str, Any]] = {
     "POCHO_RIDER_HEARTBEAT_SECONDS": ("rider_heartbeat_seconds", lambda n, r: _float(n, r, 0.1, 3600)),
     "POCHO_GC_THRESHOLD": ("gc_threshold", lambda n, r: _gc_threshold(n, r)),
     "POCHO_RIDER_LOCATION_FLUSH_MS": ("rider_location_flush_ms", lambda n, r: _float(n, r, 10, 60_000)),
+    # analytics and AI (issue 11)
+    "POCHO_ANALYTICS_REFRESH_SECONDS": ("analytics_refresh_seconds", lambda n, r: _float(n, r, 0.01, 3600)),
+    "FEATURE_AUTO_BID": ("feature_auto_bid", _bool),
+    "AUTO_BID_URL": ("auto_bid_url", lambda n, r: r or None),
+    "AUTO_BID_KEY": ("auto_bid_key", lambda n, r: r),
+    "FEATURE_AI_RECOMMENDATIONS": ("feature_ai_recommendations", _bool),
+    "AI_RECOMMENDATIONS_URL": ("ai_recommendations_url", lambda n, r: r or None),
+    "AI_RECOMMENDATIONS_KEY": ("ai_recommendations_key", lambda n, r: r),
+    "FEATURE_AI_ETA": ("feature_ai_eta", _bool),
+    "AI_ETA_URL": ("ai_eta_url", lambda n, r: r or None),
+    "AI_ETA_KEY": ("ai_eta_key", lambda n, r: r),
+    "AI_TIMEOUT_MS": ("ai_timeout_ms", lambda n, r: _float(n, r, 10, 10_000)),
+    "AI_BREAKER_FAILURES": ("ai_breaker_failures", lambda n, r: _int(n, r, 1, 1000)),
+    "AI_BREAKER_RESET_SECONDS": ("ai_breaker_reset_seconds", lambda n, r: _float(n, r, 0.01, 3600)),
+    "AI_ETA_REFRESH_MS": ("ai_eta_refresh_ms", lambda n, r: _float(n, r, 10, 60_000)),
+    "AI_ETA_FRESH_SECONDS": ("ai_eta_fresh_seconds", lambda n, r: _float(n, r, 0.1, 3600)),
     # payments (issue 8) variables go below this line
     "PAYSTACK_BASE_URL": ("paystack_base_url", lambda n, r: r),
     "FLUTTERWAVE_SECRET_KEY": ("flutterwave_secret_key", lambda n, r: r),

@@ -25,6 +25,8 @@ from pocho_rt.sockets.server import GuardedServer
 from pocho_rt.tasks import Supervisor
 
 if TYPE_CHECKING:
+    from pocho_rt.ai_service import AiServices
+    from pocho_rt.analytics_service import AnalyticsService
     from pocho_rt.auth.sessions import SessionEnder
     from pocho_rt.negotiation_service import NegotiationService
     from pocho_rt.order_service import OrderService
@@ -56,6 +58,10 @@ class Services:
 
     # users (issue 15) services below this line
     pii: PiiCodec  # seals personal columns at rest, blind indexes for lookups (persistence.pii)
+
+    # analytics and AI (issue 11)
+    analytics: AnalyticsService  # keeps the analytics rollups current
+    ai: AiServices  # the ML clients (auto-bid, recommendations, ETA) behind their flags
 
 
 SERVICES = web.AppKey("services", Services)

@@ -12,11 +12,13 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
+from collections.abc import Callable
 
 import orjson
 import socketio
 
 from adapters.geo import GeoIndex
+from engine.negotiation import MealRequest
 from engine.ports import NegotiationChange
 from pocho_rt.sockets.server import emit_frame, event_frame
 
@@ -52,6 +54,8 @@ class SocketPublisher:
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._running = False
+        # Called (never awaited) after each delivered `request:new`: the auto-bidder's hook.
+        self.request_listeners: list[Callable[[MealRequest, tuple[str, ...]], None]] = []
 
     def publish(self, change: NegotiationChange, nearby: tuple[str, ...]) -> None:
         if change.events:
@@ -103,5 +107,7 @@ class SocketPublisher:
                 await emit_frame(self.sio, event_frame(name, payload, ns), to, ns)
             if event.kind == "request:new":
                 await self.geo.put_request(req.id, req.delivery_lat, req.delivery_lng)
+                for listener in self.request_listeners:
+                    listener(req, nearby)
             elif event.kind == "request:closed":
                 await self.geo.remove_request(req.id)

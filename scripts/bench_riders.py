@@ -103,6 +103,7 @@ def serve_pocho(port: int, ready_file: str) -> None:
     from engine.rider_actor import RiderActor
     from pocho_rt.app import build_app, close_services, open_services
     from pocho_rt.config import load_settings
+    from pocho_rt.http.guard import make_runner
     from pocho_rt.logs import setup_logging
 
     settings = load_settings().with_(port=port, host="127.0.0.1")
@@ -119,7 +120,7 @@ def serve_pocho(port: int, ready_file: str) -> None:
             loop.add_signal_handler(sig, stop.set)
         assert settings.database_url and settings.redis_url
         svc = await open_services(settings, settings.database_url, settings.redis_url)
-        runner = web.AppRunner(build_app(svc), access_log=None, handle_signals=False)
+        runner = make_runner(build_app(svc), settings, access_log=None, handle_signals=False)  # as `serve`
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", port).start()
         rows = await svc.pool.fetch(
@@ -573,6 +574,9 @@ async def main() -> None:
             "JWT_SECRET": SECRET,
             "RATE_LIMIT_ENABLED": "false",
             "LOG_LEVEL": "WARNING",
+            # Every client of this run comes from 127.0.0.1: the per-address cap would refuse
+            # all but 256 of them (README: 0 behind a proxy, where all clients share one address).
+            "POCHO_HTTP_MAX_CONNECTIONS_PER_IP": "0",
         }
         env.update(kv.split("=", 1) for kv in args.server_env)
         cmd = [sys.executable, "-m", "scripts.bench_riders", "--serve", target, "--port", str(port)]

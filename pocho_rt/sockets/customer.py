@@ -52,7 +52,7 @@ class CustomerNamespace(BaseNamespace):
     async def on_request_watch(self, sid: str, data: Any) -> dict[str, Any]:
         p = await self.principal(sid)
         c = convert(data, s.RequestWatch)
-        snapshot = await self.negotiation.watch(c.request_id, p.user_id)
+        snapshot = await self.svc.ai.ranked(await self.negotiation.watch(c.request_id, p.user_id), p.user_id)
         await self.enter_room(sid, request_room(c.request_id))
         events = await self.negotiation.missed_events(c.request_id, c.since_seq, "room")
         return ok({**snapshot, "events": events, "vendorsViewing": self.negotiation.presence.count(c.request_id)})
