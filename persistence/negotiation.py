@@ -9,8 +9,13 @@ Style: every statement is pypika, rendered to SQL once at import (no query build
 call). The stored columns come from ONE definition, the engine dataclasses' fields
 (`REQUEST_COLUMNS`, `OFFER_COLUMNS`, `ORDER_COLUMNS`): the insert statements, the row
 tuples (`attrgetter` over the same names) and the loaders all follow
-them, so a new engine field needs a migration adding its column. Reads return asyncpg Records; the
-camelCase views are built at the edge (`pocho_rt.views`).
+them, so a new engine field needs a migration adding its column. Reads return rows (dicts with
+the address line and notes opened); the camelCase views are built at the edge (`pocho_rt.views`).
+
+Personal data at rest (docs/USERS.md "Encryption at rest"): a request's address line and notes
+are sealed at this boundary only, the same ciphertext in the row, in the `request` view of its
+stored `request:new` payload and in stored replies holding that view. The actor's state and
+everything published stay plaintext; a payload is encoded twice only when it holds the view.
 """
 
 from __future__ import annotations
@@ -29,9 +34,10 @@ from pypika import functions as fn
 from pypika.dialects import PostgreSQLQueryBuilder
 
 from engine.meal_request_actor import MEAL_REQUEST_KIND
-from engine.negotiation import Event, MealRequest, NewOrder, Offer
+from engine.negotiation import OPEN, Event, MealRequest, NewOrder, Offer
 from engine.ports import Loaded, NegotiationChange
 from persistence.db import RawJson
+from persistence.pii import PiiCodec
 from persistence.shards import Fence
 from persistence.sql import NOW, any_of, limit_param, param, params, postgres
 from persistence.writer import Statement, Writer
@@ -64,8 +70,15 @@ _offer_row: Callable[[Offer], tuple[Any, ...]] = attrgetter(*OFFER_COLUMNS)
 _order_fields = attrgetter(*ORDER_COLUMNS[:-1])
 
 
-def _request_row(r: MealRequest, offer_count: int) -> tuple[Any, ...]:
-    return (*_request_fields(r), offer_count)
+_ADDRESS_AT = REQUEST_FIELDS.index("address_line")
+assert REQUEST_FIELDS[_ADDRESS_AT + 1] == "notes"  # adjacent: _request_row replaces both at once
+_SEALS_MAX = 100_000  # requests whose sealed address and notes a store remembers
+
+
+def _request_row(r: MealRequest, offer_count: int, address: str | None, notes: str | None) -> tuple[Any, ...]:
+    """The row with the address line and notes as sealed (`address`, `notes`)."""
+    f = _request_fields(r)
+    return (*f[:_ADDRESS_AT], address, notes, *f[_ADDRESS_AT + 2 :], offer_count)
 
 
 def _order_row(o: NewOrder) -> tuple[Any, ...]:
@@ -189,11 +202,47 @@ def offer_from_row(row: asyncpg.Record) -> Offer:
     return Offer(**{name: _plain(row[name]) for name in OFFER_COLUMNS})
 
 
+class _Seals:
+    """Each live request's sealed address line and notes. They never change after creation, and
+    every write of a request rewrites its whole row: sealing them once per request instead of
+    once per write keeps AES-GCM off the hot path (a fresh nonce per write would buy nothing).
+    Dropped when the request closes; the oldest goes first past `_SEALS_MAX`."""
+
+    def __init__(self, pii: PiiCodec) -> None:
+        self.pii = pii
+        self._by_id: dict[str, tuple[str, str | None, str | None, str | None]] = {}
+
+    def of(self, request_id: str, address: str, notes: str | None) -> tuple[str | None, str | None]:
+        hit = self._by_id.get(request_id)
+        if hit is not None and hit[0] == address and hit[1] == notes:
+            return hit[2], hit[3]
+        sealed = self.pii.seal("address_line", address), self.pii.seal("notes", notes)
+        if len(self._by_id) >= _SEALS_MAX:
+            del self._by_id[next(iter(self._by_id))]
+        self._by_id[request_id] = (address, notes, *sealed)
+        return sealed
+
+    def drop(self, request_id: str) -> None:
+        self._by_id.pop(request_id, None)
+
+
+def _sealed_holder(
+    holder: dict[str, Any], req: MealRequest, sealed: tuple[str | None, str | None], pii: PiiCodec
+) -> Any:
+    """A copy of `holder` (event payload, reply) whose `request` view carries the sealed values."""
+    view = holder["request"]
+    if view.get("addressLine") != req.address_line or view.get("notes") != req.notes:  # not this request's
+        sealed = pii.seal("address_line", view.get("addressLine")), pii.seal("notes", view.get("notes"))
+    return {**holder, "request": {**view, "addressLine": sealed[0], "notes": sealed[1]}}
+
+
 class NegotiationStore:
-    def __init__(self, pool: asyncpg.Pool, writer: Writer, fence: Fence | None = None) -> None:
+    def __init__(self, pool: asyncpg.Pool, writer: Writer, fence: Fence | None = None, *, pii: PiiCodec) -> None:
         self.pool = pool
         self.writer = writer
+        self.pii = pii
         self.fence = fence  # None on a single node: nothing to fence
+        self._seals = _Seals(pii)
 
     def record(self, change: NegotiationChange, after: asyncio.Future[None] | None = None) -> asyncio.Future[None]:
         """Encode the change now and queue it for the next group commit."""
@@ -201,15 +250,23 @@ class NegotiationStore:
         rows: list[tuple[Statement, tuple[Any, ...]]] = []
         if self.fence is not None:  # first: a node that does not serve this shard writes nothing
             rows.extend(self.fence.rows(MEAL_REQUEST_KIND, req.id))
-        rows.append((UPSERT_REQUEST, _request_row(req, change.offer_count)))
+        sealed = self._seals.of(req.id, req.address_line, req.notes)
+        if req.status != OPEN:
+            self._seals.drop(req.id)  # its last write, or nearly
+        rows.append((UPSERT_REQUEST, _request_row(req, change.offer_count, *sealed)))
         rows.extend((UPSERT_OFFER, _offer_row(o)) for o in change.offers)
         if change.order is not None:
             rows.append((INSERT_ORDER, _order_row(change.order)))
         encoded = [RawJson(orjson.dumps(e.payload).decode()) for e in change.events]
-        change.payload_json = list(encoded)
+        change.payload_json = list(encoded)  # plaintext: what the publisher sends
+        for i, e in enumerate(change.events):
+            if "request" in e.payload:
+                encoded[i] = RawJson(orjson.dumps(_sealed_holder(e.payload, req, sealed, self.pii)).decode())
         rows.extend((INSERT_EVENT, _event_row(req.id, e, p)) for e, p in zip(change.events, encoded, strict=True))
         if change.reply is not None:
             user_id, client_msg_id, reply = change.reply
+            if isinstance(reply, dict) and "request" in reply:
+                reply = _sealed_holder(reply, req, sealed, self.pii)
             rows.append((INSERT_REPLY, (f"meal_request:{req.id}", user_id, client_msg_id, reply)))
         commit = self.writer.submit(rows, after=after)
         if self.fence is not None:
@@ -227,14 +284,18 @@ class NegotiationStore:
                 return None
             offer_rows = await conn.fetch(_OFFERS_OF_REQUEST, rid)
             reply_rows = await conn.fetch(_RECENT_REPLIES, f"meal_request:{request_id}", reply_limit)
-        req = request_from_row(row, {str(o["id"]): offer_from_row(o) for o in offer_rows})
-        recent = {(str(r["user_id"]), r["client_msg_id"]): r["reply"] for r in reversed(reply_rows)}
+        req = request_from_row(self.pii.open_request(row), {str(o["id"]): offer_from_row(o) for o in offer_rows})
+        recent = {(str(r["user_id"]), r["client_msg_id"]): self.pii.open_view(r["reply"]) for r in reversed(reply_rows)}
         return Loaded(req, recent)
 
     async def events_since(self, request_id: str, since_seq: int, limit: int) -> list[dict[str, Any]]:
-        """Stored events after `since_seq`, oldest first (what a reconnecting watcher missed)."""
+        """Stored events after `since_seq`, oldest first (what a reconnecting watcher missed),
+        payloads opened."""
         rows = await self.pool.fetch(_EVENTS_SINCE, uuid.UUID(request_id), since_seq, limit)
-        return [dict(r) for r in rows]
+        out = [dict(r) for r in rows]
+        for r in out:
+            self.pii.open_view(r["payload"])
+        return out
 
     async def due_for_expiry(self, limit: int = 500) -> list[str]:
         """Open requests whose deadline passed (the sweeper hands them to their actors)."""
@@ -244,10 +305,10 @@ class NegotiationStore:
 # ---------------------------------------------------------------- committed-state reads
 
 
-async def open_requests_by_ids(pool: asyncpg.Pool, ids: list[str]) -> list[asyncpg.Record]:
+async def open_requests_by_ids(pool: asyncpg.Pool, pii: PiiCodec, ids: list[str]) -> list[dict[str, Any]]:
     """The still open (not yet expired) requests among `ids`, in the order of `ids`."""
     by_id = {str(r["id"]): r for r in await pool.fetch(_OPEN_BY_IDS, ids)}
-    return [by_id[i] for i in ids if i in by_id]
+    return [pii.open_request(by_id[i]) for i in ids if i in by_id]
 
 
 async def count_open_requests(pool: asyncpg.Pool, customer_id: str, excluding_request_id: str) -> int:
@@ -280,21 +341,27 @@ async def request_id_of_offer(pool: asyncpg.Pool, offer_id: str) -> str | None:
 
 
 async def list_requests(
-    pool: asyncpg.Pool, *, customer_id: str | None, statuses: tuple[str, ...], limit: int, before: Any = None
-) -> list[asyncpg.Record]:
+    pool: asyncpg.Pool,
+    pii: PiiCodec,
+    *,
+    customer_id: str | None,
+    statuses: tuple[str, ...],
+    limit: int,
+    before: Any = None,
+) -> list[dict[str, Any]]:
     """Stored requests (REQUEST_COLUMNS), newest first; `customer_id` None lists everyone's (ops)."""
     args: list[Any] = [list(statuses), limit]
     if customer_id is not None:
         args.append(uuid.UUID(customer_id))
     if before is not None:
         args.append(before)
-    rows: list[asyncpg.Record] = await pool.fetch(_LIST[customer_id is not None, before is not None], *args)
-    return rows
+    rows = await pool.fetch(_LIST[customer_id is not None, before is not None], *args)
+    return [pii.open_request(r) for r in rows]
 
 
 async def request_with_offers(
-    pool: asyncpg.Pool, request_id: str
-) -> tuple[asyncpg.Record, list[asyncpg.Record]] | None:
+    pool: asyncpg.Pool, pii: PiiCodec, request_id: str
+) -> tuple[dict[str, Any], list[asyncpg.Record]] | None:
     """A stored request and its offers (oldest first); None when unknown or not a uuid."""
     try:
         rid = uuid.UUID(request_id)
@@ -305,4 +372,4 @@ async def request_with_offers(
         if row is None:
             return None
         offer_rows: list[asyncpg.Record] = await conn.fetch(_OFFERS_OF_REQUEST, rid)
-    return row, offer_rows
+    return pii.open_request(row), offer_rows

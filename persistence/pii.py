@@ -24,7 +24,7 @@ import hmac
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from cryptography.exceptions import InvalidTag
@@ -37,6 +37,13 @@ KEY_BYTES = 32
 
 # Users' personal columns and the blind index each one feeds.
 USER_PII_COLUMNS = ("phone", "first_name", "last_name", "email")
+# Meal requests' personal columns and their names in a request view (engine.negotiation's
+# request_view). The same sealed value goes into `meal_requests`, into the `request` object of
+# stored event payloads and into stored command replies: the column name is its associated data
+# wherever it is stored.
+REQUEST_PII_FIELDS = (("address_line", "addressLine"), ("notes", "notes"))
+# The phone an SMS went to (`notifications_outbox.recipient`, channel 'sms').
+RECIPIENT = "recipient"
 
 
 class PiiError(ValueError):
@@ -86,6 +93,11 @@ class PiiCodec:
     current: str  # key id new values are sealed with
     keys: Mapping[str, bytes]  # every key id that may still be read
     index_keys: tuple[bytes, ...]  # current blind-index key first, then the previous one
+    # One AES-GCM object per key, built once: building it costs as much as sealing a value.
+    _ciphers: dict[str, AESGCM] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_ciphers", {kid: AESGCM(key) for kid, key in self.keys.items()})
 
     @classmethod
     def build(cls, key: str, old_keys: str = "", index_key: str = "", old_index_key: str = "") -> PiiCodec:
@@ -107,7 +119,7 @@ class PiiCodec:
         if value is None:
             return None
         nonce = os.urandom(_NONCE)
-        sealed = AESGCM(self.keys[self.current]).encrypt(nonce, value.encode(), column.encode())
+        sealed = self._ciphers[self.current].encrypt(nonce, value.encode(), column.encode())
         return f"{PREFIX}{self.current}.{base64.urlsafe_b64encode(nonce + sealed).decode().rstrip('=')}"
 
     def open(self, column: str, stored: str | None) -> str | None:
@@ -115,12 +127,12 @@ class PiiCodec:
         if stored is None or not stored.startswith(PREFIX):
             return stored
         kid, _, body = stored[len(PREFIX) :].partition(".")
-        key = self.keys.get(kid)
-        if key is None:
+        cipher = self._ciphers.get(kid)
+        if cipher is None:
             raise PiiError(f"no key with id {kid!r} is configured (POCHO_PII_OLD_KEYS?)")
         raw = _b64decode(body)
         try:
-            return AESGCM(key).decrypt(raw[:_NONCE], raw[_NONCE:], column.encode()).decode()
+            return cipher.decrypt(raw[:_NONCE], raw[_NONCE:], column.encode()).decode()
         except InvalidTag:
             raise PiiError(f"a {column} value does not open with key {kid!r}") from None
 
@@ -169,3 +181,23 @@ class PiiCodec:
         for column in ("phone_index", "email_index", "name_index"):
             out.pop(column, None)
         return out
+
+    # ---------------------------------------------------------------- meal requests
+
+    def open_request(self, row: Any) -> dict[str, Any]:
+        """A meal_requests row (Record or dict) with its address line and notes opened."""
+        out = dict(row)
+        for column, _ in REQUEST_PII_FIELDS:
+            if column in out:
+                out[column] = self.open(column, out[column])
+        return out
+
+    def open_view(self, holder: Any) -> Any:
+        """A stored JSON object (an event payload, a command reply) with the address line and
+        notes of its `request` view opened, in place; anything else is returned as it is."""
+        view = holder.get("request") if isinstance(holder, dict) else None
+        if isinstance(view, dict):
+            for column, key in REQUEST_PII_FIELDS:
+                if key in view:
+                    view[key] = self.open(column, view[key])
+        return holder

@@ -17,7 +17,7 @@ from typing import Any
 import asyncpg
 import orjson
 
-from persistence.pii import USER_PII_COLUMNS, PiiCodec
+from persistence.pii import PREFIX, RECIPIENT, USER_PII_COLUMNS, PiiCodec
 
 # Never exported: secrets, and columns that say nothing about the person.
 _HIDDEN = (
@@ -129,6 +129,9 @@ async def export_rows(
     for user in out["user"]:
         for column in USER_PII_COLUMNS:
             user[column] = pii.open(column, user.get(column))
+    out["meal_requests"] = [pii.open_request(r) for r in out["meal_requests"]]
+    for note in out["notifications"]:
+        note[RECIPIENT] = pii.open(RECIPIENT, note[RECIPIENT])
     return out
 
 
@@ -177,6 +180,21 @@ async def actor_keys(conn: asyncpg.Connection, user_id: str) -> tuple[list[str],
 _ROUND = "round(({col})::numeric, 2)::double precision"
 
 
+async def _delete_unowned_texts(conn: asyncpg.Connection, pii: PiiCodec, phone: str | None) -> None:
+    """Texts to `phone` stored without a user: their sealed recipient matches no SQL equality,
+    so they are opened here. Every sender names the user today, so this finds next to nothing."""
+    if phone is None:
+        return
+    rows = await conn.fetch(
+        """SELECT id, recipient FROM notifications_outbox
+            WHERE user_id IS NULL AND channel = 'sms' AND starts_with(recipient, $1)""",
+        PREFIX,
+    )
+    ids = [r["id"] for r in rows if pii.open(RECIPIENT, r["recipient"]) == phone]
+    if ids:
+        await conn.execute("DELETE FROM notifications_outbox WHERE id = ANY($1::bigint[])", ids)
+
+
 async def erase(conn: asyncpg.Connection, pii: PiiCodec, user_id: str) -> str | None:
     """Tombstone the user and everything that names them (call inside a transaction, with the
     user row locked). Returns the user's vendor id, if any."""
@@ -197,6 +215,7 @@ async def erase(conn: asyncpg.Connection, pii: PiiCodec, user_id: str) -> str | 
     await conn.execute("DELETE FROM verification_codes WHERE user_id = $1::uuid", uid)
     await conn.execute("DELETE FROM account_codes WHERE user_id = $1::uuid", uid)
     await conn.execute("DELETE FROM notifications_outbox WHERE user_id = $1::uuid OR recipient = $2", uid, phone)
+    await _delete_unowned_texts(conn, pii, phone)
     await conn.execute("DELETE FROM command_replies WHERE user_id = $1::uuid", uid)
     # As a customer: where food went, and what they wrote.
     requests = "(SELECT id FROM meal_requests WHERE customer_id = $1::uuid)"

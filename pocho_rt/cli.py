@@ -182,12 +182,18 @@ def cmd_pii_keygen(args: argparse.Namespace) -> None:
 
 async def _pii_rotate(svc: object, batch: int) -> None:
     """users (issue 15): re-seal personal columns under the current keys (docs/USERS.md)."""
+    from persistence.pii_rotation import rotate_codes, rotate_requests, rotate_texts
     from persistence.users import rotate_pii
     from pocho_rt.context import Services
 
     assert isinstance(svc, Services)
     seen, changed = await rotate_pii(svc.pool, svc.pii, batch)
     print(f"pii-rotate: {seen} users seen, {changed} re-sealed under key {svc.pii.current!r}")
+    seen, changed = await rotate_requests(svc.pool, svc.pii, batch)
+    print(f"pii-rotate: {seen} meal requests seen, {changed} stored values re-sealed (rows, events, replies)")
+    seen, changed = await rotate_texts(svc.pool, svc.pii, batch)
+    print(f"pii-rotate: {seen} texts seen, {changed} recipients re-sealed")
+    print(f"pii-rotate: {await rotate_codes(svc.pool, svc.pii)} pending phone-change codes re-sealed")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -28,6 +28,7 @@ from engine.negotiation import RequestView
 from engine.runtime.actor import ActorSystem
 from persistence import catalogue as catalogue_db
 from persistence import negotiation as negotiation_db
+from persistence.pii import PiiCodec
 from persistence.writer import Writer
 from pocho_rt.config import Settings
 from pocho_rt.presence import Presence
@@ -63,10 +64,11 @@ class NegotiationService:
         writer: Writer,
         actors: ActorSystem,
         geo: GeoIndex,
+        pii: PiiCodec,
     ) -> None:
         self.settings = settings
         self.pool = pool
-        self.store = negotiation_db.NegotiationStore(pool, writer)
+        self.store = negotiation_db.NegotiationStore(pool, writer, pii=pii)
         self.geo = geo
         self.publisher = SocketPublisher(sio, geo)
         self.actors = actors
@@ -203,7 +205,7 @@ class NegotiationService:
         ids = await self.geo.requests_near(vendor.lat, vendor.lng, vendor.km)
         if not ids:
             return []
-        return [request_row_view(r) for r in await negotiation_db.open_requests_by_ids(self.pool, ids)]
+        return [request_row_view(r) for r in await negotiation_db.open_requests_by_ids(self.pool, self.store.pii, ids)]
 
     async def vendor_disabled(self, user_id: str) -> int:
         """An account disabled by ops (or erased): stop matching its vendor, so it gets no more

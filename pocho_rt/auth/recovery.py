@@ -128,7 +128,8 @@ async def request_phone_change(svc: Services, user_id: str, phone: str) -> int:
             raise ApiError("conflict", "this phone number is already registered", {"phone": "already registered"})
         code = _new_code()
         digest = hash_code(svc.settings.jwt_secret, PHONE_CHANGE, user_id, code)
-        await users_db.insert_account_code(conn, user_id, PHONE_CHANGE, phone, digest, rules.CODE_TTL_SECONDS)
+        target = svc.pii.seal("target", phone)  # a phone at rest, like users.phone
+        await users_db.insert_account_code(conn, user_id, PHONE_CHANGE, target, digest, rules.CODE_TTL_SECONDS)
     await svc.sms.send(
         phone,
         f"Your Pocho code to use this number is {code}. It expires in {rules.CODE_TTL_SECONDS // 60} minutes.",
@@ -156,7 +157,7 @@ async def confirm_phone_change(svc: Services, user_id: str, code: str) -> str:
             out.error = ApiError("invalid", "no usable code: request a new one", {"code": "no pending code"})
         elif verdict is rules.Code.ACCEPT:
             await users_db.consume_account_code(conn, row["id"])
-            new_phone = str(row["target"])
+            new_phone = str(svc.pii.open("target", row["target"]))
             if await users_db.set_phone(conn, svc.pii, user_id, new_phone) is None:
                 out.error = ApiError(
                     "conflict", "this phone number was registered meanwhile", {"phone": "already registered"}

@@ -58,6 +58,7 @@ async def list_meal_requests(request: web.Request) -> web.Response:
         return json_response({"requests": (await svc.negotiation.requests_near(vendor))[:limit]})
     rows = await list_requests(
         svc.pool,
+        svc.pii,
         customer_id=None if p.role == "ADMIN" else p.user_id,
         statuses=_STATUSES[status],
         limit=limit,
@@ -70,7 +71,7 @@ async def list_meal_requests(request: web.Request) -> web.Response:
 async def get_meal_request(request: web.Request) -> web.Response:
     p = await require_user(request, "CUSTOMER", "VENDOR", "ADMIN")
     svc = services(request)
-    found = await request_with_offers(svc.pool, request.match_info["id"])
+    found = await request_with_offers(svc.pool, svc.pii, request.match_info["id"])
     if found is None:
         raise _not_found()
     req, offers = found

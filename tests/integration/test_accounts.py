@@ -17,6 +17,7 @@ from jwt.warnings import InsecureKeyLengthWarning
 
 from pocho_rt.auth import totp
 from tests.helpers import PASSWORD, Client, new_phone
+from tests.integration.users_support import latest_code
 
 REGISTER = "/api/v1/auth/register"
 LOGIN = "/api/v1/auth/login"
@@ -399,12 +400,7 @@ async def test_session_end_reaches_sockets_on_another_node(start_server: Any, cl
 
 
 async def _latest_code(db: asyncpg.Connection, phone: str) -> str:
-    body = await db.fetchval(
-        "SELECT body FROM notifications_outbox WHERE recipient = $1 AND kind = 'verify_code' ORDER BY id DESC LIMIT 1",
-        phone,
-    )
-    assert body
-    return next(w for w in str(body).replace(".", " ").split() if w.isdigit() and len(w) == 6)
+    return await latest_code(db, phone, "verify_code")
 
 
 async def test_phone_verification(client: Client, db: asyncpg.Connection) -> None:

@@ -13,7 +13,7 @@ import asyncpg
 from persistence import users as users_db
 from tests.e2e.util import Party, accepted_order, customer, request_payload, vendor
 from tests.helpers import Client
-from tests.integration.users_support import ME, RESET_REQUEST, watch
+from tests.integration.users_support import ME, RESET_REQUEST, texts, watch
 
 EXPORT = "/api/v1/me/export"
 
@@ -154,11 +154,12 @@ async def test_erasure_leaves_only_tombstones(client: Client, db: asyncpg.Connec
         "Lekki",
         "extra pepper",
     )
-    # The footprint is really there: in plaintext where the person typed free text (notes,
-    # address, review) or a text went out, and sealed in the users row.
-    for needle in (phone, "Zebulonia", "Pinwheel", "Lekki", "extra pepper"):
+    # The footprint is really there: in plaintext where the person typed free text (review,
+    # counter-offer message, cancel reason), sealed in the users row, in the requests' address
+    # and notes and in the texts' recipient.
+    for needle in ("Zebulonia", "extra pepper"):
         assert await _find(db, needle), needle
-    for needle in ("Quartermaine", "zebulonia.q@example.org"):
+    for needle in ("Quartermaine", "zebulonia.q@example.org", "Pinwheel", "Lekki", phone):
         assert await _find(db, needle) == [], needle  # never stored in the clear
     raw = await db.fetchrow("SELECT phone, first_name, last_name, email FROM users WHERE id = $1", uid)
     assert all(str(v).startswith("pii1.dev.") for v in raw.values())
@@ -179,6 +180,15 @@ async def test_erasure_leaves_only_tombstones(client: Client, db: asyncpg.Connec
 
     for needle in needles:
         assert await _find(db, needle) == [], needle
+    # Sealed values were replaced, not just hidden: tombstones in rows and stored payloads.
+    stored = await db.fetch(
+        """SELECT r.address_line, r.notes,
+                  e.payload #>> '{request,addressLine}' AS a, e.payload #>> '{request,notes}' AS n
+             FROM meal_requests r JOIN negotiation_events e ON e.request_id = r.id AND e.kind = 'request:new'
+            WHERE r.customer_id = $1""",
+        uid,
+    )
+    assert len(stored) == 2 and all(tuple(r.values()) == ("[erased]", None, "[erased]", None) for r in stored)
     assert await users_db.user_by_phone(svc.pool, svc.pii, phone) is None
     assert (
         await db.fetchval(
@@ -214,7 +224,7 @@ async def test_erasure_leaves_only_tombstones(client: Client, db: asyncpg.Connec
         0
     ] == 401
     assert (await client.call("POST", RESET_REQUEST, {"phone": phone}))[0] == 202
-    assert await db.fetchval("SELECT count(*) FROM notifications_outbox WHERE recipient = $1", phone) == 0
+    assert await texts(db, phone) == []
     again = await client.register(phone=phone)
     assert again["user"]["id"] != str(uid)
     # Ops see the tombstone and cannot bring it back.

@@ -10,6 +10,8 @@ import asyncpg
 import jwt
 import socketio
 
+from persistence.pii import RECIPIENT, PiiCodec
+from pocho_rt.config import DEV_PII_INDEX_KEY, DEV_PII_KEY
 from tests.helpers import PASSWORD, Client
 
 ME = "/api/v1/me"
@@ -28,12 +30,18 @@ async def login(client: Client, phone: str, password: str = PASSWORD) -> tuple[i
     return await client.call("POST", LOGIN, {"phone": phone, "password": password})
 
 
-async def texts(db: asyncpg.Connection, phone: str, kind: str) -> list[str]:
-    """Bodies of the texts of `kind` sent to `phone`, oldest first (the dev SMS sender's outbox)."""
+DEV_PII = PiiCodec.build(DEV_PII_KEY, "", DEV_PII_INDEX_KEY)  # the test servers' keys
+
+
+async def texts(db: asyncpg.Connection, phone: str, kind: str | None = None) -> list[str]:
+    """Bodies of the texts (of `kind`, or all) sent to `phone`, oldest first (the dev SMS
+    sender's outbox; the recipient is stored sealed)."""
     rows = await db.fetch(
-        "SELECT body FROM notifications_outbox WHERE recipient = $1 AND kind = $2 ORDER BY id", phone, kind
+        """SELECT recipient, body FROM notifications_outbox
+            WHERE channel = 'sms' AND kind = coalesce($1, kind) ORDER BY id""",
+        kind,
     )
-    return [r["body"] for r in rows]
+    return [r["body"] for r in rows if DEV_PII.open(RECIPIENT, r["recipient"]) == phone]
 
 
 async def latest_code(db: asyncpg.Connection, phone: str, kind: str) -> str:

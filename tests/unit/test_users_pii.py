@@ -99,3 +99,16 @@ def test_settings_validate_and_production_refuses_default_keys() -> None:
     key = new_key_text("k1")
     ok = load_settings({**prod, "POCHO_PII_KEY": key, "POCHO_PII_INDEX_KEY": INDEX2, "POCHO_PII_OLD_KEYS": DEV_PII_KEY})
     assert (ok.pii_key, ok.pii_index_key, ok.pii_old_keys) == (key, INDEX2, DEV_PII_KEY)
+
+
+def test_requests_open_in_rows_and_in_stored_views() -> None:
+    c = _codec()
+    sealed = {"id": "r1", "address_line": c.seal("address_line", "1 Lane"), "notes": c.seal("notes", "hi")}
+    assert c.open_request(sealed) == {"id": "r1", "address_line": "1 Lane", "notes": "hi"}
+    legacy = {"address_line": "1 Old Lane", "notes": None}  # from before sealing
+    assert c.open_request(legacy) == legacy
+    view = {"request": {"addressLine": sealed["address_line"], "notes": None, "seq": 1}, "seq": 1}
+    assert c.open_view(view) == {"request": {"addressLine": "1 Lane", "notes": None, "seq": 1}, "seq": 1}
+    assert c.open_view({"offer": {"id": "o1"}}) == {"offer": {"id": "o1"}} and c.open_view([1]) == [1]
+    with pytest.raises(PiiError):  # a note moved into the address column does not open
+        c.open_request({"address_line": sealed["notes"]})
