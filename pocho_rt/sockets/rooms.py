@@ -38,6 +38,48 @@ def _key(namespace: str, room: str) -> str:
     return f"{namespace}{_SEP}{room}"
 
 
+async def _channel_loop(
+    redis: Redis,
+    channel: str,
+    on_message: Callable[[bytes], Awaitable[None]],
+    wake: asyncio.Event,
+    send: Callable[[], Awaitable[None]],
+    ready: asyncio.Event,
+    prepare: Callable[[], Awaitable[None]] | None = None,
+) -> None:
+    """Subscribe to `channel` and hand each message to `on_message`; whenever `wake` is set,
+    `send` what is queued. Ends (for the supervisor to restart it) if either side fails."""
+    pubsub = redis.pubsub()
+    try:
+        await pubsub.subscribe(channel)
+        if prepare is not None:
+            await prepare()
+        ready.set()
+
+        async def _listen() -> None:
+            while True:
+                msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=None)
+                if msg is not None and msg["type"] == "message":
+                    await on_message(msg["data"])
+
+        listener = asyncio.ensure_future(_listen())
+        try:
+            while True:
+                waker = asyncio.ensure_future(wake.wait())
+                done, _ = await asyncio.wait({waker, listener}, return_when=asyncio.FIRST_COMPLETED)
+                if listener in done:
+                    waker.cancel()
+                    listener.result()  # re-raise; a listener never ends otherwise
+                wake.clear()
+                await send()
+        finally:
+            listener.cancel()
+            await asyncio.gather(listener, return_exceptions=True)
+    finally:
+        ready.clear()
+        await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+
 class RoomDirectory:
     """Which other nodes have members of which rooms."""
 
@@ -108,36 +150,20 @@ class RoomDirectory:
 
     async def run(self, live: Iterable[str] = ()) -> None:
         """Announce this node's changes and apply everyone else's (a supervisor loop)."""
-        pubsub = self.redis.pubsub()
-        try:
-            await pubsub.subscribe(ROOMS_CHANNEL)
+
+        async def _prepare() -> None:
             await self.redis.delete(ROOMS_OF + self.node_id)  # a restart under the same id starts empty
             await self.load(live)
-            self.ready.set()
-            listener = asyncio.ensure_future(self._listen(pubsub))
-            try:
-                while True:
-                    await self._wake.wait()
-                    self._wake.clear()
-                    await self._announce()
-                    if listener.done():
-                        listener.result()  # re-raise: the supervisor restarts the loop
-            finally:
-                listener.cancel()
-                await asyncio.gather(listener, return_exceptions=True)
-        finally:
-            self.ready.clear()
-            await pubsub.aclose()  # type: ignore[no-untyped-call]
 
-    async def _listen(self, pubsub: Any) -> None:
-        while True:
-            msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=None)
-            if msg is None or msg["type"] != "message":
-                continue
-            node, _, body = msg["data"].decode().partition("\n")
-            for line in body.split("\n"):
-                if line:
-                    self._apply(node, line[0], line[1:])
+        await _channel_loop(
+            self.redis, ROOMS_CHANNEL, self._on_message, self._wake, self._announce, self.ready, _prepare
+        )
+
+    async def _on_message(self, data: bytes) -> None:
+        node, _, body = data.decode().partition("\n")
+        for line in body.split("\n"):
+            if line:
+                self._apply(node, line[0], line[1:])
 
     async def _announce(self) -> None:
         changes, self._pending = self._pending, []
@@ -217,24 +243,7 @@ class FrameRelay:
 
     async def run(self) -> None:
         """Publish queued frames and deliver incoming ones (a supervisor loop)."""
-        pubsub = self.redis.pubsub()
-        try:
-            await pubsub.subscribe(FRAMES + self.node_id)
-            self.ready.set()
-            listener = asyncio.ensure_future(self._listen(pubsub))
-            try:
-                while True:
-                    await self._wake.wait()
-                    self._wake.clear()
-                    await self._flush()
-                    if listener.done():
-                        listener.result()
-            finally:
-                listener.cancel()
-                await asyncio.gather(listener, return_exceptions=True)
-        finally:
-            self.ready.clear()
-            await pubsub.aclose()  # type: ignore[no-untyped-call]
+        await _channel_loop(self.redis, FRAMES + self.node_id, self._on_message, self._wake, self._flush, self.ready)
 
     async def _flush(self) -> None:
         out, self._out, self._buffered = self._out, defaultdict(list), 0
@@ -246,16 +255,12 @@ class FrameRelay:
                 self.sent += len(frames)
             await pipe.execute()
 
-    async def _listen(self, pubsub: Any) -> None:
-        while True:
-            msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=None)
-            if msg is None or msg["type"] != "message":
-                continue
-            try:
-                frames = orjson.loads(msg["data"])
-            except orjson.JSONDecodeError:
-                log.warning("undecodable frames from another node")
-                continue
-            for namespace, room, data in frames:
-                self.received += 1
-                await self.deliver(namespace, room, data)
+    async def _on_message(self, data: bytes) -> None:
+        try:
+            frames = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            log.warning("undecodable frames from another node")
+            return
+        for namespace, room, text in frames:
+            self.received += 1
+            await self.deliver(namespace, room, text)

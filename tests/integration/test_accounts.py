@@ -17,7 +17,7 @@ from jwt.warnings import InsecureKeyLengthWarning
 
 from pocho_rt.auth import totp
 from tests.helpers import PASSWORD, Client, new_phone
-from tests.integration.users_support import latest_code
+from tests.integration.users_support import latest_code, watch
 
 REGISTER = "/api/v1/auth/register"
 LOGIN = "/api/v1/auth/login"
@@ -44,25 +44,6 @@ async def _login(client: Client, phone: str, password: str = PASSWORD, **extra: 
 async def _count(db: asyncpg.Connection, table: str) -> int:
     n: int = await db.fetchval(f"SELECT count(*) FROM {table}")
     return n
-
-
-def _watch(sock: socketio.AsyncClient, namespace: str) -> tuple[asyncio.Future[Any], asyncio.Future[Any]]:
-    """Futures resolved by `session:revoked` and by the disconnect of `sock`."""
-    loop = asyncio.get_running_loop()
-    revoked: asyncio.Future[Any] = loop.create_future()
-    gone: asyncio.Future[Any] = loop.create_future()
-
-    def on_revoked(data: Any) -> None:
-        if not revoked.done():
-            revoked.set_result(data)
-
-    def on_disconnect(*_: Any) -> None:
-        if not gone.done():
-            gone.set_result(True)
-
-    sock.on("session:revoked", on_revoked, namespace=namespace)
-    sock.on("disconnect", on_disconnect, namespace=namespace)
-    return revoked, gone
 
 
 # ---------------------------------------------------------------- register
@@ -303,7 +284,7 @@ async def test_refresh_rotates_and_reuse_revokes_family(client: Client, db: asyn
     newest = body["tokens"]
     assert (await client.call("POST", SETUP, token=newest["accessToken"]))[0] == 200
     sock = await client.connect("/customer", newest["accessToken"])
-    revoked, gone = _watch(sock, "/customer")
+    revoked, gone = watch(sock, "/customer")
 
     # An old, rotated token comes back: the whole family dies.
     status, body = await client.call("POST", REFRESH, {"refreshToken": first["refreshToken"]})
@@ -359,8 +340,8 @@ async def test_logout_revokes_session_and_ends_its_sockets(client: Client, db: a
     other = (await _login(client, reg["user"]["phone"]))[1]["tokens"]
     sock = await client.connect("/customer", tokens["accessToken"])
     other_sock = await client.connect("/customer", other["accessToken"])
-    revoked, gone = _watch(sock, "/customer")
-    other_revoked, _ = _watch(other_sock, "/customer")
+    revoked, gone = watch(sock, "/customer")
+    other_revoked, _ = watch(other_sock, "/customer")
 
     status, body = await client.call("POST", LOGOUT, {"refreshToken": tokens["refreshToken"]})
     assert status == 204 and body is None
@@ -388,7 +369,7 @@ async def test_session_end_reaches_sockets_on_another_node(start_server: Any, cl
         c2 = Client(session, node2)
         try:
             sock = await c2.connect("/customer", reg["tokens"]["accessToken"])
-            revoked, gone = _watch(sock, "/customer")
+            revoked, gone = watch(sock, "/customer")
             assert (await client.call("POST", LOGOUT, {"refreshToken": reg["tokens"]["refreshToken"]}))[0] == 204
             assert await asyncio.wait_for(revoked, 5) == {"reason": "logout"}
             await asyncio.wait_for(gone, 5)

@@ -29,7 +29,7 @@ from tests.integration.payments_support import (
     provider_settings,
     sample,
 )
-from tests.proxy import TcpProxy, pg_target, via_proxy
+from tests.proxy import TcpProxy, via_proxy
 
 CHECKOUT = CheckoutRequest("pocho-test-1", 300_050, "ada@example.com", "Ada Obi", "order-1")
 
@@ -153,16 +153,6 @@ async def test_lost_webhook_is_found_by_the_reconcile_job(
         )
         assert source == "reconcile"
         await c.close()
-
-
-@pytest.fixture
-async def proxy(database_url: str) -> AsyncIterator[TcpProxy]:
-    p = TcpProxy(pg_target(database_url))
-    await p.start()
-    try:
-        yield p
-    finally:
-        await p.close()
 
 
 @pytest.fixture

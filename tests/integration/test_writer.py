@@ -21,7 +21,7 @@ from engine.runtime.metrics import REGISTRY
 from persistence.db import create_pool
 from persistence.writer import Statement, Writer
 from tests.helpers import eventually
-from tests.proxy import TcpProxy, pg_target, via_proxy
+from tests.proxy import TcpProxy, via_proxy
 
 Rows = Sequence[tuple[Statement, tuple[Any, ...]]]
 
@@ -33,16 +33,6 @@ def sample(name: str, labels: dict[str, str] | None = None) -> float:
 
 def failures(reason: str) -> float:
     return sample("pocho_writer_failures_total", {"reason": reason})
-
-
-@pytest.fixture
-async def proxy(database_url: str) -> AsyncIterator[TcpProxy]:
-    p = TcpProxy(pg_target(database_url))
-    await p.start()
-    try:
-        yield p
-    finally:
-        await p.close()
 
 
 @pytest.fixture
