@@ -229,6 +229,8 @@ async def test_success_after_cancel_is_refunded(pc: Client, paystack: FakePaysta
     await payment_status_is(db, ref, "REFUND_PENDING")
     row = await payment_row(db, ref)
     assert row["paid_status"] == "PAID_AFTER_CANCEL" and row["refund_pending_kobo"] == 300_000
+    # The refund is recorded pending first, then asked of the provider (after that commit).
+    await eventually(lambda: bool(paystack.calls("POST", "/refund")), what="the automatic refund call")
     refund_calls = paystack.calls("POST", "/refund")
     assert refund_calls == [
         {"transaction": ref, "amount": 300_000, "merchant_note": "order cancelled before the payment arrived"}
@@ -276,6 +278,8 @@ async def test_order_cancelled_between_read_and_confirm(
         ("SUCCESS", "PAID_AFTER_CANCEL"),
         ("PAID_AFTER_CANCEL", "REFUND_PENDING"),
     ]
+    # Recorded pending first, then asked of the provider: exactly once.
+    await eventually(lambda: bool(paystack.calls("POST", "/refund")), what="the automatic refund call")
     assert len(paystack.calls("POST", "/refund")) == 1
 
 
