@@ -63,18 +63,20 @@ async def _channel_loop(
                     await on_message(msg["data"])
 
         listener = asyncio.ensure_future(_listen())
+        waker: asyncio.Future[Any] | None = None
         try:
             while True:
                 waker = asyncio.ensure_future(wake.wait())
                 done, _ = await asyncio.wait({waker, listener}, return_when=asyncio.FIRST_COMPLETED)
                 if listener in done:
-                    waker.cancel()
                     listener.result()  # re-raise; a listener never ends otherwise
                 wake.clear()
                 await send()
         finally:
-            listener.cancel()
-            await asyncio.gather(listener, return_exceptions=True)
+            pending = [t for t in (listener, waker) if t is not None]
+            for t in pending:
+                t.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
     finally:
         ready.clear()
         await pubsub.aclose()  # type: ignore[no-untyped-call]

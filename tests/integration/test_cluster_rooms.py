@@ -106,6 +106,8 @@ async def test_frames_reach_the_other_node_in_order_in_batches(redis: Redis) -> 
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+    # Stopped loops leave no task behind (a pending one would be destroyed later, logging).
+    assert [t for t in asyncio.all_tasks() if t.get_coro().__qualname__ == "Event.wait"] == []
 
 
 async def _record(into: list[tuple[str, str, str]], ns: str, room: str, data: str) -> None:
