@@ -6,6 +6,7 @@ Adapters (`adapters/`) and persistence implement these; nothing here does I/O it
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -16,6 +17,15 @@ class SmsSender(Protocol):
     """Sends one text message (phone verification codes, order notices)."""
 
     async def send(self, phone: str, body: str, *, user_id: str | None, kind: str) -> None: ...
+
+
+class PushSender(Protocol):
+    """Sends one push notification to one device token (adapters.fcm).
+
+    Returns the provider's message id; raises adapters.delivery.DeliveryError whose kind says
+    whether to retry, give up, or delete the device token."""
+
+    async def send(self, token: str, title: str, body: str, data: Mapping[str, str]) -> str: ...
 
 
 class SearchIndex(Protocol):
