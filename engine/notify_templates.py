@@ -1,4 +1,5 @@
-"""Notification texts per event type and locale, from data files (notifications/templates/<locale>.json).
+"""Notification texts per event type and locale, from data files shipped as package data
+(engine/templates/<locale>.json).
 
 Each file maps every event type of `EVENTS` to
     {"push": {"title": "...", "body": "..."}, "sms": "..."}      ("sms" only for SMS events)
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_LOCALE = "en"
-TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "notifications" / "templates"
+TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"  # package data (pyproject)
 
 # Event type -> the variables the event supplies (the only ones its templates may use).
 EVENTS: Mapping[str, frozenset[str]] = {

@@ -1,4 +1,4 @@
-"""The notification templates shipped in notifications/templates: every one renders with the
+"""The notification templates shipped in engine/templates: every one renders with the
 variables its event declares; a template using a variable its event does not supply fails when
 loaded, naming the locale, event, field and variable."""
 
