@@ -206,6 +206,8 @@ class _Seals:
     """Each live request's sealed address line and notes. They never change after creation, and
     every write of a request rewrites its whole row: sealing them once per request instead of
     once per write keeps AES-GCM off the hot path (a fresh nonce per write would buy nothing).
+    Every snapshot must carry them although an existing row keeps its own: the writer keeps
+    only the newest snapshot of a request per group, which may be the one that inserts it.
     Dropped when the request closes; the oldest goes first past `_SEALS_MAX`."""
 
     def __init__(self, pii: PiiCodec) -> None:

@@ -46,6 +46,7 @@ from pocho_rt.metrics import PAYMENT_INBOX, PAYMENT_RECONCILED, PAYMENT_REVIEWS,
 from pocho_rt.order_service import OrderService
 from pocho_rt.tasks import Supervisor
 from pocho_rt.validation import decode_json
+from pocho_rt.views import payment_view, refund_view
 
 log = logging.getLogger("pocho.payments")
 
@@ -76,46 +77,6 @@ def provider_failure(exc: ProviderError) -> ApiError:
     if exc.kind == "unavailable":
         return ApiError("unavailable", "the payment provider is unavailable, retry")
     return ApiError("provider_error", f"the payment provider refused the request ({exc.kind})", status=502)
-
-
-def payment_view(row: asyncpg.Record, refunds: list[asyncpg.Record] | None = None) -> dict[str, Any]:
-    view: dict[str, Any] = {
-        "id": str(row["id"]),
-        "orderId": str(row["order_id"]),
-        "provider": row["provider"],
-        "reference": row["reference"],
-        "amountKobo": row["amount_kobo"],
-        "currency": row["currency"],
-        "status": row["status"],
-        "paidKobo": row["paid_kobo"],
-        "refundedKobo": row["refunded_kobo"],
-        "refundPendingKobo": row["refund_pending_kobo"],
-        "reviewReason": row["review_reason"],
-        "split": None
-        if row["subaccount"] is None
-        else {
-            "subaccount": row["subaccount"],
-            "commissionKobo": row["commission_kobo"],
-            "commissionBps": row["commission_bps"],
-        },
-        "createdAt": iso(row["created_at"]),
-        "updatedAt": iso(row["updated_at"]),
-    }
-    if refunds is not None:
-        view["refunds"] = [refund_view(r) for r in refunds]
-    return view
-
-
-def refund_view(row: asyncpg.Record) -> dict[str, Any]:
-    return {
-        "id": str(row["id"]),
-        "paymentId": str(row["payment_id"]),
-        "amountKobo": row["amount_kobo"],
-        "reason": row["reason"],
-        "status": row["status"],
-        "automatic": row["automatic"],
-        "createdAt": iso(row["created_at"]),
-    }
 
 
 class PaymentService:

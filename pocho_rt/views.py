@@ -159,3 +159,46 @@ def ops_event_view(row: Any) -> dict[str, Any]:
         "details": row["details"],
         "createdAt": iso(row["created_at"]),
     }
+
+
+# ---------------------------------------------------------------- payments (admin API)
+
+
+def payment_view(row: Any, refunds: Sequence[Any] | None = None) -> dict[str, Any]:
+    view: dict[str, Any] = {
+        "id": str(row["id"]),
+        "orderId": str(row["order_id"]),
+        "provider": row["provider"],
+        "reference": row["reference"],
+        "amountKobo": row["amount_kobo"],
+        "currency": row["currency"],
+        "status": row["status"],
+        "paidKobo": row["paid_kobo"],
+        "refundedKobo": row["refunded_kobo"],
+        "refundPendingKobo": row["refund_pending_kobo"],
+        "reviewReason": row["review_reason"],
+        "split": None
+        if row["subaccount"] is None
+        else {
+            "subaccount": row["subaccount"],
+            "commissionKobo": row["commission_kobo"],
+            "commissionBps": row["commission_bps"],
+        },
+        "createdAt": iso(row["created_at"]),
+        "updatedAt": iso(row["updated_at"]),
+    }
+    if refunds is not None:
+        view["refunds"] = [refund_view(r) for r in refunds]
+    return view
+
+
+def refund_view(row: Any) -> dict[str, Any]:
+    return {
+        "id": str(row["id"]),
+        "paymentId": str(row["payment_id"]),
+        "amountKobo": row["amount_kobo"],
+        "reason": row["reason"],
+        "status": row["status"],
+        "automatic": row["automatic"],
+        "createdAt": iso(row["created_at"]),
+    }

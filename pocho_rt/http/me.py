@@ -158,19 +158,26 @@ async def confirm_phone(request: web.Request) -> web.Response:
     return json_response(profile_view(await _user(request, principal.user_id)))
 
 
+async def _check_password(request: web.Request, user_id: str, password: str, field: str) -> None:
+    """The caller's own password, for changes that need it (`invalid` naming `field` if wrong).
+    Like login, the limit's slot is taken before the check and handed back on success, so
+    only wrong passwords count."""
+    svc = services(request)
+    await ratelimit.hit(svc, ratelimit.PASSWORD_CHANGE_PER_USER, user_id)
+    user = await _user(request, user_id)
+    if not await verify_password(user["password_hash"], password):
+        what = "the current password" if field == "current" else "the password"
+        raise ApiError("invalid", f"{what} is wrong", {field: "wrong password"})
+    await ratelimit.release(svc, ratelimit.PASSWORD_CHANGE_PER_USER, user_id)
+
+
 @routes.post("/api/v1/me/password")
 async def change_password(request: web.Request) -> web.Response:
     """Needs the current password; ends every session but the caller's."""
     principal = await require_user(request)
     data = await body(request, PasswordIn)
     svc = services(request)
-    # Like login: the slot is taken before the check and handed back on success, so only
-    # wrong current passwords count.
-    await ratelimit.hit(svc, ratelimit.PASSWORD_CHANGE_PER_USER, principal.user_id)
-    user = await _user(request, principal.user_id)
-    if not await verify_password(user["password_hash"], data.current):
-        raise ApiError("invalid", "the current password is wrong", {"current": "wrong password"})
-    await ratelimit.release(svc, ratelimit.PASSWORD_CHANGE_PER_USER, principal.user_id)
+    await _check_password(request, principal.user_id, data.current, "current")
     new_hash = await hash_password(data.new)
     async with svc.pool.acquire() as conn, conn.transaction():
         await users_db.set_password(conn, principal.user_id, new_hash)
@@ -247,11 +254,7 @@ async def erase(request: web.Request) -> web.Response:
     principal = await require_user(request)
     data = await body(request, EraseIn)
     svc = services(request)
-    await ratelimit.hit(svc, ratelimit.PASSWORD_CHANGE_PER_USER, principal.user_id)
-    user = await _user(request, principal.user_id)
-    if not await verify_password(user["password_hash"], data.password):
-        raise ApiError("invalid", "the password is wrong", {"password": "wrong password"})
-    await ratelimit.release(svc, ratelimit.PASSWORD_CHANGE_PER_USER, principal.user_id)
+    await _check_password(request, principal.user_id, data.password, "password")
     await user_data.erase(svc, principal.user_id)
     return web.Response(status=204)
 

@@ -22,6 +22,8 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.fakes.local import serve
+
 SUGGEST = "/v1/suggest-price"
 RANK = "/v1/rank-offers"
 ETA = "/v1/eta"
@@ -46,12 +48,7 @@ class FakeAi:
         app = web.Application()
         for path in (SUGGEST, RANK, ETA):
             app.router.add_post(path, self._handle)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.url = f"http://127.0.0.1:{port}"
+        self._runner, self.url = await serve(app, shutdown_timeout=0.1)
         return self
 
     async def stop(self) -> None:

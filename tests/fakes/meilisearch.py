@@ -34,6 +34,8 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.fakes.local import serve
+
 _GEO_SORT = re.compile(r"^_geoPoint\(\s*(-?[\d.]+)\s*,\s*(-?[\d.]+)\s*\):(asc|desc)$")
 _WORD = re.compile(r"\w+", re.UNICODE)
 
@@ -102,12 +104,7 @@ class FakeMeilisearch:
         r.add_get("/indexes/{uid}/documents/{id}", self.get_document)
         r.add_post("/indexes/{uid}/search", self.search)
         r.add_get("/tasks/{task_uid}", self.get_task)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.url = f"http://127.0.0.1:{port}"
+        self._runner, self.url = await serve(app)
         return self.url
 
     async def stop(self) -> None:

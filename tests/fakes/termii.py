@@ -20,6 +20,8 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.fakes.local import serve
+
 
 class FakeTermii:
     def __init__(self, api_key: str = "termii-test-key", sender_ids: tuple[str, ...] = ("Pocho",)) -> None:
@@ -37,12 +39,7 @@ class FakeTermii:
     async def start(self) -> str:
         app = web.Application()
         app.router.add_post("/api/sms/send", self.send)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.url = f"http://127.0.0.1:{port}"
+        self._runner, self.url = await serve(app)
         return self.url
 
     async def stop(self) -> None:
