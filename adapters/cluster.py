@@ -20,7 +20,8 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, cast
 
 import orjson
 from redis.asyncio import Redis
@@ -57,6 +58,22 @@ end
 return out
 """
 
+# KEYS: shard keys; ARGV[1] node id, ARGV[2] lease ms. Returns 1/0 per key: ours now.
+_ACQUIRE = """
+local out = {}
+for i, key in ipairs(KEYS) do
+    if redis.call('SET', key, ARGV[1], 'NX', 'PX', ARGV[2]) then
+        out[i] = 1
+    elseif redis.call('GET', key) == ARGV[1] then
+        redis.call('PEXPIRE', key, ARGV[2])
+        out[i] = 1
+    else
+        out[i] = 0
+    end
+end
+return out
+"""
+
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
     return redis.call('DEL', KEYS[1])
@@ -76,6 +93,7 @@ class NodeInfo:
     node_id: str
     address: str
     started: str
+    heartbeat: str  # when its lease was last renewed (ISO 8601, by Redis's clock)
 
 
 class Membership:
@@ -85,7 +103,7 @@ class Membership:
         self.redis = redis
         self.node_id = node_id
         self.lease_ms = lease_ms
-        self._info = orjson.dumps({"address": address, "started": started})
+        self._info = orjson.dumps({"address": address, "started": started, "leaseMs": lease_ms})
         self._heartbeat = redis.register_script(_HEARTBEAT)
         self._leave = redis.register_script(_LEAVE)
 
@@ -103,14 +121,23 @@ class Membership:
     async def nodes(self) -> list[NodeInfo]:
         """Live nodes with what they registered (for ops)."""
         now = _redis_ms(await self.redis.time())
-        ids = sorted(_text(m) for m in await self.redis.zrangebyscore(NODES, now, "+inf"))
-        if not ids:
+        live = cast(list[tuple[bytes, float]], await self.redis.zrangebyscore(NODES, now, "+inf", withscores=True))
+        scored = sorted((_text(member), int(expiry)) for member, expiry in live)
+        if not scored:
             return []
-        raw = await self.redis.mget([NODE_INFO + i for i in ids])
+        raw = await self.redis.mget([NODE_INFO + i for i, _ in scored])
         out = []
-        for node_id, blob in zip(ids, raw, strict=True):
+        for (node_id, expiry), blob in zip(scored, raw, strict=True):
             info = orjson.loads(blob) if blob else {}
-            out.append(NodeInfo(node_id, str(info.get("address", "")), str(info.get("started", ""))))
+            beat = datetime.fromtimestamp((expiry - int(info.get("leaseMs", self.lease_ms))) / 1000, UTC)
+            out.append(
+                NodeInfo(
+                    node_id,
+                    str(info.get("address", "")),
+                    str(info.get("started", "")),
+                    beat.isoformat(timespec="milliseconds"),
+                )
+            )
         return out
 
 
@@ -134,6 +161,7 @@ class ShardLeases:
         self.margin_ms = margin_ms
         self.valid_until: dict[int, float] = {}  # shard -> monotonic deadline for serving it
         self._renew = redis.register_script(_RENEW)
+        self._acquire = redis.register_script(_ACQUIRE)
         self._release = redis.register_script(_RELEASE)
 
     def _deadline(self, sent_at: float) -> float:
@@ -146,15 +174,20 @@ class ShardLeases:
 
     async def acquire(self, shard: int) -> bool:
         """Take a free shard's lease (False if another node holds it)."""
+        return shard in await self.acquire_many([shard])
+
+    async def acquire_many(self, shards: Iterable[int]) -> set[int]:
+        """Take the free ones of `shards` (and those this node already holds) in one round
+        trip; return the shards now held."""
+        wanted = sorted(shards)
+        if not wanted:
+            return set()
         sent_at = time.monotonic()
-        if await self.redis.set(SHARD + str(shard), self.node_id, nx=True, px=self.lease_ms):
+        got = await self._acquire(keys=[SHARD + str(s) for s in wanted], args=[self.node_id, self.lease_ms])
+        taken = {shard for shard, ok in zip(wanted, got, strict=True) if ok}
+        for shard in taken:
             self.valid_until[shard] = self._deadline(sent_at)
-            return True
-        holder = await self.redis.get(SHARD + str(shard))
-        if holder is not None and _text(holder) == self.node_id:  # ours already (a retried take)
-            self.valid_until[shard] = self._deadline(sent_at)
-            return True
-        return False
+        return taken
 
     async def renew(self, shards: Iterable[int] | None = None) -> set[int]:
         """Extend the leases of `shards` (default: all held); return the shards lost (another

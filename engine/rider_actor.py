@@ -379,6 +379,7 @@ class RiderActor(Actor):
         if self.held is not None or self.carrying is not None:
             raise EngineError("conflict", "the rider already has an active assignment")
         if not self.online:
+            self.deps.index.withdraw(self.id)  # an entry left by a node that died with this rider online
             raise EngineError("conflict", "the rider is offline")
         self.held = order_id
         self.offers.pop(order_id, None)

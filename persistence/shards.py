@@ -19,10 +19,10 @@ import asyncpg
 from persistence.writer import Statement
 
 _TAKE = """
-INSERT INTO shard_owners (shard, node_id, epoch) VALUES ($1, $2, 1)
+INSERT INTO shard_owners (shard, node_id, epoch) SELECT s, $2, 1 FROM unnest($1::integer[]) AS s
 ON CONFLICT (shard) DO UPDATE
     SET node_id = EXCLUDED.node_id, epoch = shard_owners.epoch + 1, acquired_at = now()
-RETURNING epoch
+RETURNING shard, epoch
 """
 
 STALE_EPOCH = "PF001"  # SQLSTATE of a fenced-out write (migration 0008)
@@ -33,8 +33,13 @@ FENCE = Statement("fence", "SELECT pocho_fence($1::integer, $2::bigint)", order=
 
 async def take(pool: asyncpg.Pool | asyncpg.Connection, shard: int, node_id: str) -> int:
     """Record `node_id` as the shard's owner under a new, larger epoch and return it."""
-    epoch: int = await pool.fetchval(_TAKE, shard, node_id)
-    return epoch
+    return (await take_many(pool, [shard], node_id))[shard]
+
+
+async def take_many(pool: asyncpg.Pool | asyncpg.Connection, shards: list[int], node_id: str) -> dict[int, int]:
+    """`take` for several shards in one statement (a node starting takes its whole share)."""
+    rows = await pool.fetch(_TAKE, sorted(shards), node_id)
+    return {r["shard"]: r["epoch"] for r in rows}
 
 
 async def owners(pool: asyncpg.Pool | asyncpg.Connection) -> dict[int, tuple[str, int]]:

@@ -28,6 +28,7 @@ from pocho_rt.ai_service import AiServices
 from pocho_rt.analytics_service import AnalyticsService
 from pocho_rt.auth.sessions import SessionEnder
 from pocho_rt.auth.tokens import TokenService
+from pocho_rt.cluster_runtime import ClusterRuntime
 from pocho_rt.config import Settings
 from pocho_rt.context import SERVICES, Services
 from pocho_rt.errors import storage_failure
@@ -50,6 +51,7 @@ from pocho_rt.http.middleware import observe
 from pocho_rt.negotiation_service import NegotiationService
 from pocho_rt.order_service import OrderService
 from pocho_rt.payment_service import PaymentService, build_providers
+from pocho_rt.presence import PresenceBoard
 from pocho_rt.redis_client import connect_redis
 from pocho_rt.rider_service import RiderService
 from pocho_rt.sockets.customer import CustomerNamespace
@@ -100,7 +102,9 @@ async def open_services(settings: Settings, database_url: str, redis_url: str) -
     )
     geo = GeoIndex(redis)
     pii = PiiCodec.build(settings.pii_key, settings.pii_old_keys, settings.pii_index_key, settings.pii_old_index_key)
-    sio = create_sio(settings, supervisor)
+    cluster = ClusterRuntime(settings, node_id, redis, pool)
+    sio = create_sio(settings, supervisor, cluster.manager())
+    cluster.attach(actors, sio)
     ai = AiServices(settings, pool)  # analytics and AI (issue 11)
     riders = RiderService(settings, pool, redis, sio, actors, eta=ai.eta)
     search: SearchIndex
@@ -115,7 +119,7 @@ async def open_services(settings: Settings, database_url: str, redis_url: str) -
         search_outbox = outbox.OutboxWorker(pool, outbox.SEARCH_OUTBOX, _sync, prepare=meili.configure)
     else:
         search = PgSearchIndex(pool)
-    return Services(
+    services = Services(
         settings=settings,
         node_id=node_id,
         pool=pool,
@@ -130,9 +134,12 @@ async def open_services(settings: Settings, database_url: str, redis_url: str) -
         writer=writer,
         actors=actors,
         geo=geo,
-        negotiation=NegotiationService(settings, pool, sio, writer, actors, geo, pii),
+        negotiation=NegotiationService(
+            settings, pool, sio, writer, actors, geo, pii, cluster.node, PresenceBoard(redis, node_id, cluster.live)
+        ),
         riders=riders,
-        orders=OrderService(settings, pool, sio, writer, actors, riders),
+        orders=OrderService(settings, pool, sio, writer, actors, riders, cluster.node),
+        cluster=cluster,
         # payments (issue 8) services below this line
         payments=PaymentService(settings, pool, build_providers(settings), pii),
         # users (issue 15) services below this line
@@ -141,6 +148,9 @@ async def open_services(settings: Settings, database_url: str, redis_url: str) -
         analytics=AnalyticsService(pool, settings.analytics_refresh_seconds),
         ai=ai,
     )
+    cluster.on_taken(services.negotiation.sweep_now.set)
+    cluster.on_taken(services.orders.sweep_now.set)
+    return services
 
 
 async def close_services(svc: Services) -> None:
@@ -175,8 +185,9 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
         sup.loop("search-outbox-prune", lambda: _prune_search_outbox(svc.pool))
     sup.loop("writer", svc.writer.run)
     sup.loop("actor-passivation", svc.actors.run_passivation)
+    await svc.cluster.start(sup)  # takes this node's shards before anything is served
     await svc.negotiation.start(sup)
-    await svc.riders.start(sup)
+    await svc.riders.start(sup, clear_index=svc.cluster.alone())
     await svc.orders.start(sup)
     # payments (issue 8) loops below this line
     await svc.payments.start(sup, svc.orders)
@@ -197,6 +208,7 @@ async def _drain(app: web.Application) -> None:
     flight get their acks, new ones `unavailable`), deliver its events, then hang up every
     socket so no connection holds the process open."""
     svc = app[SERVICES]
+    await svc.cluster.leave()  # hands every shard over: its actors' writes commit first
     await svc.writer.stop()
     await svc.negotiation.stop()
     await svc.orders.stop()

@@ -51,7 +51,12 @@ class ClusterTiming:
     node_lease_ms: int = 6000
     shard_lease_ms: int = 6000
     margin_ms: int = 1500  # stop serving this long before a shard lease could pass elsewhere
-    handoffs_per_round: int = 16  # gradual rebalancing: shards handed off per round at most
+    handoffs_per_round: int = 64  # gradual rebalancing: shards handed off per round at most
+
+    @property
+    def evict_seconds(self) -> float:
+        """How long a shard handed off waits for its actors' writes: half a round."""
+        return self.tick / 2
 
     @property
     def tick(self) -> float:
@@ -87,6 +92,7 @@ class ClusterNode:
         self.live: list[str] = []
         self.settled = asyncio.Event()  # set once this node holds every shard it should
         self._fenced: set[int] = set()  # shards a stale-epoch write just told us we lost
+        self.draining: set[int] = set()  # being handed off: writes still fenced, no new messages
         self.leaving = False
 
     # ---------------------------------------------------------------- what the runtime asks
@@ -97,6 +103,10 @@ class ClusterNode:
     def serves(self, shard: int) -> bool:
         """Whether this node may run actors of `shard` now (lease valid, epoch taken)."""
         return shard in self.epochs and self.leases.valid(shard)
+
+    def accepts(self, shard: int) -> bool:
+        """Whether new messages for `shard`'s actors may start here (not while handing it off)."""
+        return shard not in self.draining and self.serves(shard)
 
     def epoch_of(self, shard: int) -> int | None:
         """The epoch every write of `shard` is fenced with (None: not ours, write nothing)."""
@@ -146,39 +156,48 @@ class ClusterNode:
         """One round of membership, renewal, takes and handoffs."""
         self.live = await self.membership.heartbeat()
         fenced, self._fenced = self._fenced, set()
-        for shard in sorted(fenced):
-            SHARD_MOVES.labels("fenced").inc()
-            await self.on_release(shard)
-        for shard in await self.leases.renew(list(self.epochs)):
-            await self._lost(shard, "lost")
+        SHARD_MOVES.labels("fenced").inc(len(fenced))
+        # Shards move concurrently: a round must end well inside the lease it renews.
+        await asyncio.gather(*(self.on_release(shard) for shard in sorted(fenced)))
+        lost = await self.leases.renew(list(self.epochs))
+        await asyncio.gather(*(self._lost(shard, "lost") for shard in sorted(lost)))
         if self.leaving:
             return
         wanted = shards_for(self.node_id, self.live, self.timing.shards)
-        for shard in sorted(wanted - set(self.epochs)):
-            await self._take(shard)
+        await self._take(sorted(wanted - set(self.epochs)))
         moving = sorted(set(self.epochs) - wanted)[: self.timing.handoffs_per_round]
-        for shard in moving:
-            await self.hand_off(shard)
+        await asyncio.gather(*(self.hand_off(shard) for shard in moving))
         if wanted <= set(self.epochs):
             self.settled.set()
         else:
             self.settled.clear()
 
-    async def _take(self, shard: int) -> None:
-        if not await self.leases.acquire(shard):
-            return  # its old owner still holds it: it hands it off, or its lease runs out
+    async def _take(self, shards: list[int]) -> None:
+        """Take the free ones of `shards`: leases first, then new epochs, then re-arm.
+        Shards another node still holds stay with it until it hands them off or its lease
+        runs out."""
+        got = sorted(await self.leases.acquire_many(shards))
+        if not got:
+            return
         try:
-            self.epochs[shard] = await shards_db.take(self.pool, shard, self.node_id)
+            epochs = await shards_db.take_many(self.pool, got, self.node_id)
         except BaseException:
-            await self.leases.release(shard)
+            for shard in got:
+                await self.leases.release(shard)
             raise
-        SHARD_MOVES.labels("taken").inc()
-        await self.on_acquire(shard)
+        self.epochs.update(epochs)
+        SHARD_MOVES.labels("taken").inc(len(epochs))
+        for shard in got:
+            await self.on_acquire(shard)
 
     async def hand_off(self, shard: int) -> None:
         """Flush and passivate the shard's actors, then release it for its rightful owner."""
-        await self.on_release(shard)
-        self.epochs.pop(shard, None)
+        self.draining.add(shard)
+        try:
+            await self.on_release(shard)
+        finally:
+            self.epochs.pop(shard, None)
+            self.draining.discard(shard)
         await self.leases.release(shard)
         SHARD_MOVES.labels("handed_off").inc()
 
@@ -200,6 +219,5 @@ class ClusterNode:
     async def leave(self) -> None:
         """Clean shutdown: hand every shard off, then drop out of the live set."""
         self.leaving = True
-        for shard in self.held():
-            await self.hand_off(shard)
+        await asyncio.gather(*(self.hand_off(shard) for shard in self.held()))
         await self.membership.leave()

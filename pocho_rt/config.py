@@ -74,6 +74,13 @@ class Settings:
     data_dir: Path = Path(".pocho")
     node_id: str = ""
     workers: int = 1
+    # cluster (issue 9): see docs/CLUSTER.md
+    advertise_address: str = ""  # how ops reach this node (default host:port)
+    cluster_shards: int = 256  # fixed for the life of a deployment: every node must agree
+    cluster_node_lease_ms: int = 6000
+    cluster_shard_lease_ms: int = 6000
+    cluster_margin_ms: int = 1500  # stop serving a shard this long before its lease could pass on
+    cluster_handoffs_per_round: int = 64
     env: str = "development"
     jwt_secret: str = DEV_JWT_SECRET
     jwt_access_ttl: int = 900
@@ -204,6 +211,12 @@ _ENV: dict[str, tuple[str, Any]] = {
     "POCHO_DATA_DIR": ("data_dir", lambda n, r: Path(r)),
     "POCHO_NODE_ID": ("node_id", lambda n, r: r),
     "WORKERS": ("workers", lambda n, r: _int(n, r, 1, 256)),
+    "POCHO_ADVERTISE_ADDRESS": ("advertise_address", lambda n, r: r),
+    "POCHO_CLUSTER_SHARDS": ("cluster_shards", lambda n, r: _int(n, r, 1, 65536)),
+    "POCHO_CLUSTER_NODE_LEASE_MS": ("cluster_node_lease_ms", lambda n, r: _int(n, r, 300, 600_000)),
+    "POCHO_CLUSTER_SHARD_LEASE_MS": ("cluster_shard_lease_ms", lambda n, r: _int(n, r, 300, 600_000)),
+    "POCHO_CLUSTER_MARGIN_MS": ("cluster_margin_ms", lambda n, r: _int(n, r, 50, 300_000)),
+    "POCHO_CLUSTER_HANDOFFS_PER_ROUND": ("cluster_handoffs_per_round", lambda n, r: _int(n, r, 1, 65536)),
     "POCHO_ENV": ("env", _env_name),
     "JWT_SECRET": ("jwt_secret", lambda n, r: r),
     "JWT_ACCESS_TTL": ("jwt_access_ttl", lambda n, r: _int(n, r, 10, 7 * 24 * 3600)),
@@ -301,8 +314,15 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         if raw is not None:
             values[attr] = parse(var, raw)
     settings = Settings(**values)
+    _check_cluster(settings)
     _check_secrets(settings, env)
     return settings
+
+
+def _check_cluster(settings: Settings) -> None:
+    """A node must stop serving a shard before its lease can pass on, with time to renew."""
+    if settings.cluster_margin_ms * 2 >= settings.cluster_shard_lease_ms:
+        raise ConfigError("POCHO_CLUSTER_MARGIN_MS must be under half of POCHO_CLUSTER_SHARD_LEASE_MS")
 
 
 def _check_secrets(settings: Settings, env: Mapping[str, str]) -> None:

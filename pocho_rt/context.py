@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from pocho_rt.ai_service import AiServices
     from pocho_rt.analytics_service import AnalyticsService
     from pocho_rt.auth.sessions import SessionEnder
+    from pocho_rt.cluster_runtime import ClusterRuntime
     from pocho_rt.negotiation_service import NegotiationService
     from pocho_rt.order_service import OrderService
     from pocho_rt.payment_service import PaymentService
@@ -53,6 +54,7 @@ class Services:
     negotiation: NegotiationService  # meal-request actors and the lookups namespaces need
     riders: RiderService  # rider-session actors, available-rider index, location history
     orders: OrderService  # order actors: status, dispatch, SLA timers
+    cluster: ClusterRuntime  # shards, routing to other nodes, rooms across nodes (issue 9)
     # payments (issue 8) services below this line
     payments: PaymentService  # initialise, webhooks inbox and worker, reconcile, refunds, settlement
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
+import orjson
 import socketio
 
 from adapters.geo import GeoIndex
@@ -29,11 +30,13 @@ from engine.runtime.actor import ActorSystem
 from persistence import catalogue as catalogue_db
 from persistence import negotiation as negotiation_db
 from persistence.pii import PiiCodec
+from persistence.shards import Fence
 from persistence.writer import Writer
 from pocho_rt.config import Settings
-from pocho_rt.presence import Presence
+from pocho_rt.presence import Presence, PresenceBoard
 from pocho_rt.publisher import SocketPublisher, request_room
-from pocho_rt.tasks import Supervisor
+from pocho_rt.sockets.server import emit_frame, event_frame
+from pocho_rt.tasks import Supervisor, wake_or_sleep
 from pocho_rt.views import ReplayItem, request_row_view
 
 log = logging.getLogger("pocho.negotiation")
@@ -65,16 +68,20 @@ class NegotiationService:
         actors: ActorSystem,
         geo: GeoIndex,
         pii: PiiCodec,
+        fence: Fence | None = None,
+        board: PresenceBoard | None = None,
     ) -> None:
         self.settings = settings
         self.pool = pool
-        self.store = negotiation_db.NegotiationStore(pool, writer, pii=pii)
+        self.store = negotiation_db.NegotiationStore(pool, writer, fence, pii=pii)
         self.geo = geo
         self.publisher = SocketPublisher(sio, geo)
         self.actors = actors
         deps = Deps(self.store, self.publisher, geo)
         actors.register(MealRequestActor.kind, functools.partial(MealRequestActor, deps=deps))
         self.presence = Presence()
+        self.board = board  # counts viewers on every node; None: this node's alone
+        self.sweep_now = asyncio.Event()  # set when this node takes shards: their deadlines are due here now
         self._offer_request: dict[str, str] = {}
 
     # ------------------------------------------------------------------ lifecycle
@@ -95,10 +102,11 @@ class NegotiationService:
         while True:
             try:
                 for request_id in await self.store.due_for_expiry():
-                    self.actors.tell(MealRequestActor.kind, request_id, Expire())
+                    if self.actors.local(MealRequestActor.kind, request_id):  # others sweep their own
+                        self.actors.tell(MealRequestActor.kind, request_id, Expire())
             except Exception as exc:  # storage away: try again next round, the loop must not die
                 log.warning("deadline sweep failed", extra={"error": type(exc).__name__})
-            await asyncio.sleep(self.settings.sweep_seconds)
+            await wake_or_sleep(self.sweep_now, self.settings.sweep_seconds)
 
     # ------------------------------------------------------------------ ids
 
@@ -166,9 +174,17 @@ class NegotiationService:
         return out
 
     async def presence_changed(self, request_id: str) -> None:
-        """Tell the request's customer how many vendors are viewing it now."""
-        payload = {"requestId": request_id, "vendorsViewing": self.presence.count(request_id)}
-        await self.publisher.sio.emit("presence", payload, to=request_room(request_id), namespace="/customer")
+        """Tell the request's customer (on any node) how many vendors are viewing it now."""
+        vendors = self.presence.vendors(request_id)
+        count = len(vendors) if self.board is None else await self.board.publish(request_id, vendors)
+        payload = orjson.dumps({"requestId": request_id, "vendorsViewing": count}).decode()
+        room = request_room(request_id)
+        await emit_frame(self.publisher.sio, event_frame("presence", payload, "/customer"), room, "/customer")
+
+    async def viewing(self, request_id: str) -> int:
+        """Distinct vendors viewing the request now, on every node."""
+        vendors = self.presence.vendors(request_id)
+        return len(vendors) if self.board is None else await self.board.count(request_id, vendors)
 
     # ------------------------------------------------------------------ lookups
 

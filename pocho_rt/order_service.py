@@ -39,12 +39,13 @@ from engine.order_actor import Deps, Envelope, OrderActor, OrderChange, Tick, Wa
 from engine.runtime.actor import ActorSystem
 from engine.runtime.metrics import REGISTRY
 from persistence import orders as orders_db
+from persistence.shards import Fence
 from persistence.writer import Writer
 from pocho_rt.config import Settings
 from pocho_rt.publisher import rider_room, vendor_room
 from pocho_rt.rider_service import RiderService
 from pocho_rt.sockets.server import emit_frame, event_frame
-from pocho_rt.tasks import Supervisor
+from pocho_rt.tasks import Supervisor, wake_or_sleep
 from pocho_rt.views import ReplayItem, order_event_view
 
 log = logging.getLogger("pocho.orders")
@@ -149,6 +150,7 @@ class OrderService:
         writer: Writer,
         actors: ActorSystem,
         riders: RiderService,
+        fence: Fence | None = None,
     ) -> None:
         self.settings = settings
         self.pool = pool
@@ -157,8 +159,9 @@ class OrderService:
         self.actors = actors
         self.riders = riders
         self.policy = policy_of(settings)
-        self.store = orders_db.OrderStore(pool, writer)
+        self.store = orders_db.OrderStore(pool, writer, fence)
         self.publisher = OrderPublisher(sio)
+        self.sweep_now = asyncio.Event()  # set when this node takes shards: their deadlines are due here now
         deps = Deps(self.store, self.publisher, riders, self.policy, actors.tell)
         actors.register(ORDER_KIND, functools.partial(OrderActor, deps=deps))
 
@@ -177,10 +180,11 @@ class OrderService:
         while True:
             try:
                 for order_id in await self.store.due(utcnow() - self.policy.unpaid_cancel):
-                    self.actors.tell(ORDER_KIND, order_id, Tick())
+                    if self.actors.local(ORDER_KIND, order_id):  # other nodes sweep their own shards
+                        self.actors.tell(ORDER_KIND, order_id, Tick())
             except Exception as exc:  # storage away: try again next round, the loop must not die
                 log.warning("order deadline sweep failed", extra={"error": type(exc).__name__})
-            await asyncio.sleep(self.settings.sweep_seconds)
+            await wake_or_sleep(self.sweep_now, self.settings.sweep_seconds)
 
     # ------------------------------------------------------------------ asking
 

@@ -101,11 +101,14 @@ class RiderService:
 
     # ------------------------------------------------------------------ lifecycle
 
-    async def start(self, supervisor: Supervisor) -> None:
-        """Empty the available-rider index (no rider actor of this node is online yet: one node
-        per Redis until sharding lands), then start the index writer and the history flusher.
+    async def start(self, supervisor: Supervisor, *, clear_index: bool) -> None:
+        """Empty the available-rider index when this node is the only one (no rider actor is
+        online anywhere yet), then start the index writer and the history flusher. With other
+        nodes live the index holds their riders: an entry left by a node that died is
+        withdrawn when dispatch next picks it (its rider is offline on its new node).
         Heartbeats are timers of the rider actors themselves: no sweep loop."""
-        await self.geo.clear_riders()
+        if clear_index:
+            await self.geo.clear_riders()
         supervisor.loop("rider-index", self.index.run)
         supervisor.loop("rider-locations", self.history.run)
 
@@ -155,7 +158,7 @@ class RiderService:
         no actor in memory has no known position: no actor is activated to say so. A busy or
         stopping actor also answers None after `LAST_LOCATION_TIMEOUT`: a watch does not wait
         on it."""
-        if self.actors.get(RIDER_KIND, rider_id) is None:
+        if self.actors.local(RIDER_KIND, rider_id) and self.actors.get(RIDER_KIND, rider_id) is None:
             return None
         try:
             result: dict[str, Any] | None = await self.actors.ask(

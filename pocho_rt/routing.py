@@ -42,7 +42,7 @@ class Router:
         self.dropped_tells = 0
 
     def here(self, kind: str, actor_id: str) -> bool:
-        return self.node.serves(self.node.shard(kind, actor_id))
+        return self.node.accepts(self.node.shard(kind, actor_id))
 
     async def _holder(self, kind: str, actor_id: str) -> str | None:
         """The node to send to now, or None (here after all, or nobody usable yet)."""

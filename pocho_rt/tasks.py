@@ -126,3 +126,12 @@ class Supervisor:
                 )
         for entry in self._loops.values():
             entry.state = "stopped"
+
+
+async def wake_or_sleep(wake: asyncio.Event, seconds: float) -> None:
+    """A periodic loop's pause: `seconds`, or less if `wake` is set meanwhile (then cleared)."""
+    try:
+        await asyncio.wait_for(wake.wait(), seconds)
+    except TimeoutError:
+        return
+    wake.clear()

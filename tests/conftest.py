@@ -175,6 +175,8 @@ async def start_server(database_url: str, redis_url: str, clean: None) -> AsyncI
 
     async def _start(*, via_db: str | None = None, via_redis: str | None = None, **overrides: Any) -> Server:
         """`via_db` / `via_redis`: reach storage at another URL (a proxy in front of the same servers)."""
+        # Each in-process node is a node of its own (the default id, host+pid, is the same for all).
+        overrides.setdefault("node_id", f"test-{uuid.uuid4().hex[:8]}")
         settings = Settings(port=0, host="127.0.0.1", db_pool_size=5, **overrides)
         svc = await open_services(settings, via_db or database_url, via_redis or redis_url)
         app = build_app(svc)

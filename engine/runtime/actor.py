@@ -318,6 +318,31 @@ class ActorSystem:
         metrics.PASSIVATIONS.labels(kind).inc()
         return True
 
+    def local(self, kind: str, actor_id: str) -> bool:
+        """Whether this node runs that actor (always, without placement)."""
+        return self.placement is None or self.placement.here(kind, actor_id)
+
+    async def evict(self, keys: list[tuple[str, str]], timeout: float) -> None:  # noqa: ASYNC109
+        """Passivate these actors as soon as each is idle (queued messages handled, writes
+        committed); past `timeout`, drop the rest anyway: their queued asks fail `unavailable`
+        and their writes, if any still come, are fenced. For a shard leaving this node."""
+        deadline = time.monotonic() + timeout
+        pending = [k for k in keys if not self.passivate(*k)]
+        while pending and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)  # writes in flight: their commits give no shared event to await
+            pending = [k for k in pending if f"{k[0]}:{k[1]}" in self._cells and not self.passivate(*k)]
+        for kind, actor_id in pending:
+            cell = self._cells.pop(f"{kind}:{actor_id}", None)
+            if cell is None:
+                continue
+            for _msg, fut in cell.mailbox:
+                if fut is not None and not fut.done():
+                    fut.set_exception(EngineError("unavailable", "that item is moving between servers, retry"))
+            cell.mailbox.clear()
+            cell.actor.on_passivate()
+            metrics.LIVE_ACTORS.labels(kind).dec()
+            log.warning("actor dropped while its shard moved", extra={"actor": f"{kind}:{actor_id}"})
+
     def passivate_idle(self) -> int:
         cutoff = time.monotonic() - self.idle_seconds
         idle = [(c.actor.kind, c.actor.id) for c in self._cells.values() if c.last_used < cutoff]

@@ -18,13 +18,15 @@ changes and records nothing and answers the same vendor. After commit
 `svc.negotiation.vendor_changed` is awaited (see pocho_rt.http.catalogue) so the vendor
 joins the geo index that matches meal requests.
 
-The actor routes look at this node's actors (`svc.actors`, every kind).
+The actor routes answer for every node: each question goes to the node that owns the actor
+(`svc.cluster`).
 """
 
 from __future__ import annotations
 
 from aiohttp import web
 
+from engine.runtime.ops import ActorState, PassivateActor
 from persistence import catalogue as cat
 from persistence import users as users_db
 from persistence.audit import audit
@@ -79,34 +81,36 @@ async def verify_vendor(request: web.Request) -> web.Response:
 
 @routes.get("/admin/actors")
 async def list_actors(request: web.Request) -> web.Response:
-    """Actors live in this node's memory: {actors: [{kind, id}], count}."""
+    """Actors in memory on every live node: {count, actors: [{kind, id, node}]}."""
     await require_admin(request)
-    actors = services(request).actors
     kind = request.query.get("kind") or None
     limit = limit_param(request, default=100, maximum=1000)
-    live = actors.live(kind)
-    return json_response({"count": len(live), "actors": [{"kind": a.kind, "id": a.id} for a in live[:limit]]})
+    count, actors = await services(request).cluster.list_actors(kind, limit)
+    return json_response({"count": count, "actors": actors})
 
 
 @routes.get("/admin/actors/{kind}/{id}")
 async def get_actor(request: web.Request) -> web.Response:
-    """The live in-memory state of one actor on this node (404 when it is not in memory)."""
+    """The live in-memory state of one actor, from whichever node owns it (404 when it is
+    not in memory there)."""
     await require_admin(request)
-    actor = services(request).actors.get(request.match_info["kind"], request.match_info["id"])
-    if actor is None:
-        raise ApiError("not_found", "actor not in memory on this node")
-    return json_response({"kind": actor.kind, "id": actor.id, "state": actor.snapshot()})
+    kind, actor_id = request.match_info["kind"], request.match_info["id"]
+    node, state = await services(request).cluster.ask_owner(kind, actor_id, ActorState(kind, actor_id))
+    if state is None:
+        raise ApiError("not_found", "actor not in memory on its node")
+    return json_response({"kind": kind, "id": actor_id, "node": node, "state": state})
 
 
 @routes.post("/admin/actors/{kind}/{id}/passivate")
 async def passivate_actor(request: web.Request) -> web.Response:
-    """Drop an idle actor from memory (409 while it is busy or has writes in flight)."""
+    """Drop an idle actor from its node's memory (409 while it is busy or has writes in flight)."""
     principal = await require_admin(request)
     svc = services(request)
     kind, actor_id = request.match_info["kind"], request.match_info["id"]
-    if svc.actors.get(kind, actor_id) is None:
-        raise ApiError("not_found", "actor not in memory on this node")
-    if not svc.actors.passivate(kind, actor_id):
+    node, done = await svc.cluster.ask_owner(kind, actor_id, PassivateActor(kind, actor_id))
+    if done is None:
+        raise ApiError("not_found", "actor not in memory on its node")
+    if not done:
         raise ApiError("conflict", "actor is busy, retry")
     await audit(
         svc.pool,
@@ -117,7 +121,21 @@ async def passivate_actor(request: web.Request) -> web.Response:
         target_id=actor_id,
         request_id=request_id.get(),
     )
-    return json_response({"passivated": True})
+    return json_response({"passivated": True, "node": node})
+
+
+@routes.get("/admin/nodes")
+async def list_nodes(request: web.Request) -> web.Response:
+    """The live nodes: {nodes: [{id, address, started, lastHeartbeat, shards, liveActors}]}."""
+    await require_admin(request)
+    return json_response({"nodes": await services(request).cluster.nodes()})
+
+
+@routes.get("/admin/shards")
+async def list_shards(request: web.Request) -> web.Response:
+    """Every shard: {shards: [{shard, node, epoch}]} (node null while the shard moves)."""
+    await require_admin(request)
+    return json_response({"shards": await services(request).cluster.shards()})
 
 
 def setup(app: web.Application) -> None:

@@ -40,6 +40,8 @@ async def readyz(request: web.Request) -> web.Response:
             checks[name] = f"down: {type(exc).__name__}"
     loops = svc.supervisor.status()
     checks["loops"] = "ok" if svc.supervisor.healthy() else "restarting"
+    # Every shard this node should own is held (none missing, none handed off half-way).
+    checks["shards"] = "ok" if svc.cluster.ready() else "moving"
     ready = all(v == "ok" for v in checks.values())
     return json_response(
         {"status": "ready" if ready else "unavailable", "checks": checks, "loops": loops}, 200 if ready else 503

@@ -55,7 +55,7 @@ class CustomerNamespace(BaseNamespace):
         snapshot = await self.svc.ai.ranked(await self.negotiation.watch(c.request_id, p.user_id), p.user_id)
         await self.enter_room(sid, request_room(c.request_id))
         events = await self.negotiation.missed_events(c.request_id, c.since_seq, "room")
-        return ok({**snapshot, "events": events, "vendorsViewing": self.negotiation.presence.count(c.request_id)})
+        return ok({**snapshot, "events": events, "vendorsViewing": await self.negotiation.viewing(c.request_id)})
 
     async def on_offer_counter(self, sid: str, data: Any) -> dict[str, Any]:
         p = await self.principal(sid)

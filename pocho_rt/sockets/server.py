@@ -8,7 +8,7 @@ import logging
 import math
 import re
 from collections import deque
-from typing import Any
+from typing import Any, Protocol
 
 import engineio.async_drivers.aiohttp as _eio_aiohttp
 import orjson
@@ -94,6 +94,14 @@ UNMETERED_EVENTS = frozenset({"location"})
 _HEADER = re.compile(r"^(\d)(?:\d+-)?(/[^,]*)?,?(\d+)?")
 
 
+class RemoteRooms(Protocol):
+    """Members of rooms on other nodes (pocho_rt.cluster_runtime)."""
+
+    def forward(self, namespace: str, to: str | list[str], text: str) -> None:
+        """Queue an emit's encoded frame for the other nodes with members of `to`."""
+        ...
+
+
 class GuardedServer(socketio.AsyncServer):  # type: ignore[misc]
     """python-socketio's server with the guards stock python-socketio/engine.io lack:
 
@@ -127,6 +135,7 @@ class GuardedServer(socketio.AsyncServer):  # type: ignore[misc]
         self.command_burst = command_burst
         self.backlog = backlog
         self._flows: dict[str, _Flow] = {}
+        self.remote: RemoteRooms | None = None  # rooms' members on other nodes (set by the cluster)
 
     async def _handle_eio_connect(self, eio_sid: str, environ: dict[str, Any]) -> Any:
         result = await super()._handle_eio_connect(eio_sid, environ)
@@ -268,7 +277,9 @@ class GuardedServer(socketio.AsyncServer):  # type: ignore[misc]
 _HANDLED = (_sio_packet.EVENT, _sio_packet.CONNECT, _sio_packet.DISCONNECT, _sio_packet.ACK)
 
 
-def create_sio(settings: Settings, supervisor: Supervisor) -> GuardedServer:
+def create_sio(
+    settings: Settings, supervisor: Supervisor, manager: socketio.AsyncManager | None = None
+) -> GuardedServer:
     _websocket_response(settings.ping_interval + settings.ping_timeout)
     server = GuardedServer(
         supervisor=supervisor,
@@ -278,6 +289,7 @@ def create_sio(settings: Settings, supervisor: Supervisor) -> GuardedServer:
         command_burst=settings.socket_command_burst,
         backlog=settings.socket_backlog,
         async_mode="aiohttp",
+        client_manager=manager,
         serializer=_TextPacket,
         json=_OrjsonModule,
         cors_allowed_origins="*",
@@ -308,11 +320,19 @@ def event_frame(event: str, payload_json: str, namespace: str) -> Any:
 
 
 async def emit_frame(sio: socketio.AsyncServer, frame: Any, to: str | list[str], namespace: str) -> int:
+    """Queue one encoded frame on every member of the rooms: here, and through the cluster on
+    the other nodes that have members. Returns the number of local recipients."""
+    remote = sio.remote if isinstance(sio, GuardedServer) else None
+    if remote is not None:
+        remote.forward(namespace, to, frame.data)
+    return await emit_local(sio, frame, to, namespace)
+
+
+async def emit_local(sio: socketio.AsyncServer, frame: Any, to: str | list[str], namespace: str) -> int:
     """Queue one encoded frame on every local member of the rooms; no task per recipient.
 
     python-socketio's manager creates a task per recipient and re-encodes per emit; each
     engine.io socket already has its own ordered send queue, so queuing directly is enough.
-    Returns the number of recipients.
     """
     n = 0
     for _sid, eio_sid in sio.manager.get_participants(namespace, to):

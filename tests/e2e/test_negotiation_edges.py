@@ -38,7 +38,7 @@ async def test_command_after_deadline_is_expired(start_server: StartServer, db: 
 async def test_slow_storage_refuses_past_the_bound_and_loses_nothing(
     start_server: StartServer, db: asyncpg.Connection, database_url: str
 ) -> None:
-    # One revision = 3 rows (request, offer, event): a queue of 8 rows holds two waiting revisions.
+    # One revision = 4 rows (shard fence, request, offer, event): a queue of 8 rows holds two waiting revisions.
     server = await start_server(writer_queue_max=8, writer_flush_ms=0)
     async with aiohttp.ClientSession(base_url=server.url) as session:
         client = Client(session, server)
@@ -90,7 +90,7 @@ async def test_slow_storage_refuses_past_the_bound_and_loses_nothing(
             )
             queued = [revise(1), revise(2)]
 
-            await eventually(lambda: writer.queued_rows() == 6, what="two revisions to queue")
+            await eventually(lambda: writer.queued_rows() == 8, what="two revisions to queue")
             refused = await vendors[3].call("offer:revise", {"offerId": offers[3], "priceKobo": 1})
             assert refused["ok"] is False and refused["error"]["code"] == "unavailable"
             assert not first.done() and not retry.done() and not any(q.done() for q in queued)  # no early ack

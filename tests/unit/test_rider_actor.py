@@ -232,9 +232,11 @@ async def test_pings_after_going_offline_are_recorded_but_make_nothing_available
 
 
 async def test_reserve_rules(world: World) -> None:
+    world.index.available[RID] = (LAT, LNG)  # left by a node that died with this rider online
     with pytest.raises(EngineError) as info:
         await world.ask(Reserve("o1"))
     assert info.value.code == "conflict" and "offline" in info.value.message
+    assert world.index.available == {}  # the stale entry is gone: dispatch will not pick it again
     await world.ask(GoOnline(LAT, LNG, utcnow()))
     await world.ask(AssignmentOffered("o1", later()))
     assert await world.ask(Reserve("o1")) is None
