@@ -60,17 +60,21 @@ def owner(holding: dict[int, str | None], kind: str, key: str) -> str | None:
 @dataclass
 class People:
     customers: list[str] = field(default_factory=list)  # tokens
-    vendor: str = ""
+    vendors: list[str] = field(default_factory=list)
+
+    @property
+    def vendor(self) -> str:
+        return self.vendors[0]
 
 
-async def people(db: asyncpg.Connection, customers: int) -> People:
-    """Customers and one verified vendor near Lagos, with access tokens."""
+async def people(db: asyncpg.Connection, customers: int, vendors: int = 1) -> People:
+    """Customers and verified vendors near Lagos, with access tokens."""
     tokens = TokenService(SECRET, 3600)
     pw = await hash_password("cluster-test-pass")
     out = People()
-    for i in range(customers + 1):
+    for i in range(customers + vendors):
         uid = uuid.uuid4()
-        role = "VENDOR" if i == customers else "CUSTOMER"
+        role = "VENDOR" if i >= customers else "CUSTOMER"
         await db.execute(
             "INSERT INTO users (id, phone, password_hash, role, first_name, last_name) "
             "VALUES ($1, $2, $3, $4, 'Cluster', 'Test')",
@@ -87,7 +91,7 @@ async def people(db: asyncpg.Connection, customers: int) -> People:
                 uid,
                 *LAGOS,
             )
-            out.vendor = token
+            out.vendors.append(token)
         else:
             out.customers.append(token)
     return out

@@ -31,7 +31,7 @@ def _collect(client: LiteClient, event: str) -> list[Any]:
 async def test_kill9_loses_nothing_acked_and_the_dead_nodes_items_answer_again(
     cluster: Any, db: asyncpg.Connection
 ) -> None:
-    ppl = await people(db, customers=4)
+    ppl = await people(db, customers=4, vendors=2)
     n1, n2, n3 = cluster(), cluster(), cluster()
     await start_all(n1, n2, n3)
     holding = await holders(n1)
@@ -70,6 +70,23 @@ async def test_kill9_loses_nothing_acked_and_the_dead_nodes_items_answer_again(
             for k in range(REVISIONS):
                 data, _ = await until_ok(vendor, "offer:revise", {"offerId": oid, "priceKobo": 290_000 - k})
                 price[oid] = data["offer"]["priceKobo"]
+        # One live actor per request, wherever asked from: the customers' node sees every price
+        # the vendor's node acked (with a live actor per node it saw older ones).
+        for cust, rid, oid in reqs:
+            snap, _ = await until_ok(customers[cust], "request:watch", {"requestId": rid})
+            assert [o["priceKobo"] for o in snap["offers"]] == [price[oid]]
+
+        # Presence counts viewers on every node: two vendors, on n2 and n3, view one request
+        # whose customer is on n1.
+        cust, rid, _ = reqs[0]
+        views = _collect(customers[cust], "presence")
+        other = await connected(s, n3, "/vendor", ppl.vendors[1])
+        await until_ok(vendor, "request:watch", {"requestId": rid})
+        await eventually(lambda: [p["vendorsViewing"] for p in views] == [1], what="presence from n2")
+        await until_ok(other, "request:watch", {"requestId": rid})
+        await eventually(lambda: [p["vendorsViewing"] for p in views] == [1, 2], what="presence from n3")
+        snap, _ = await until_ok(customers[cust], "request:watch", {"requestId": rid})
+        assert snap["vendorsViewing"] == 2
 
         # Two of n3's requests become orders; one of those is then cancelled: both statuses acked.
         orders: dict[str, tuple[int, str]] = {}  # order id -> (customer, acked status)
@@ -116,5 +133,5 @@ async def test_kill9_loses_nothing_acked_and_the_dead_nodes_items_answer_again(
         assert owner(after, ORDER_KIND, cancelled) in {"n1", "n2"}
         nodes = {n["id"] for n in (await admin_get(n2, "/admin/nodes"))["nodes"]}
         assert nodes == {"n1", "n2"}
-        for c in (*customers, vendor):
+        for c in (*customers, vendor, other):
             await c.close()
