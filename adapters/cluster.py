@@ -75,10 +75,12 @@ return out
 """
 
 _RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-    return redis.call('DEL', KEYS[1])
+for i, key in ipairs(KEYS) do
+    if redis.call('GET', key) == ARGV[1] then
+        redis.call('DEL', key)
+    end
 end
-return 0
+return 1
 """
 
 _LEAVE = """
@@ -208,8 +210,15 @@ class ShardLeases:
 
     async def release(self, shard: int) -> None:
         """Give a shard up (after its actors are flushed and passivated)."""
-        self.valid_until.pop(shard, None)
-        await self._release(keys=[SHARD + str(shard)], args=[self.node_id])
+        await self.release_many([shard])
+
+    async def release_many(self, shards: Iterable[int]) -> None:
+        """Give shards up in one round trip (those another node holds by now are left alone)."""
+        keys = [SHARD + str(s) for s in sorted(shards)]
+        for shard in shards:
+            self.valid_until.pop(shard, None)
+        if keys:
+            await self._release(keys=keys, args=[self.node_id])
 
     async def holder(self, shard: int) -> str | None:
         """The node holding `shard`'s lease in Redis now, if any."""

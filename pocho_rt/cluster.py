@@ -165,8 +165,7 @@ class ClusterNode:
             return
         wanted = shards_for(self.node_id, self.live, self.timing.shards)
         await self._take(sorted(wanted - set(self.epochs)))
-        moving = sorted(set(self.epochs) - wanted)[: self.timing.handoffs_per_round]
-        await asyncio.gather(*(self.hand_off(shard) for shard in moving))
+        await self.hand_off(sorted(set(self.epochs) - wanted)[: self.timing.handoffs_per_round])
         if wanted <= set(self.epochs):
             self.settled.set()
         else:
@@ -182,24 +181,27 @@ class ClusterNode:
         try:
             epochs = await shards_db.take_many(self.pool, got, self.node_id)
         except BaseException:
-            for shard in got:
-                await self.leases.release(shard)
+            await self.leases.release_many(got)
             raise
         self.epochs.update(epochs)
         SHARD_MOVES.labels("taken").inc(len(epochs))
         for shard in got:
             await self.on_acquire(shard)
 
-    async def hand_off(self, shard: int) -> None:
-        """Flush and passivate the shard's actors, then release it for its rightful owner."""
-        self.draining.add(shard)
+    async def hand_off(self, shards: list[int]) -> None:
+        """Flush and passivate the shards' actors, then release the shards for their rightful
+        owners (together: a round must end well inside the lease it renews)."""
+        if not shards:
+            return
+        self.draining.update(shards)
         try:
-            await self.on_release(shard)
+            await asyncio.gather(*(self.on_release(shard) for shard in shards))
         finally:
-            self.epochs.pop(shard, None)
-            self.draining.discard(shard)
-        await self.leases.release(shard)
-        SHARD_MOVES.labels("handed_off").inc()
+            for shard in shards:
+                self.epochs.pop(shard, None)
+            self.draining.difference_update(shards)
+        await self.leases.release_many(shards)
+        SHARD_MOVES.labels("handed_off").inc(len(shards))
 
     async def _lost(self, shard: int, why: str) -> None:
         """A shard this node may no longer serve: its actors go without a flush (their writes
@@ -219,5 +221,5 @@ class ClusterNode:
     async def leave(self) -> None:
         """Clean shutdown: hand every shard off, then drop out of the live set."""
         self.leaving = True
-        await asyncio.gather(*(self.hand_off(shard) for shard in self.held()))
+        await self.hand_off(self.held())
         await self.membership.leave()

@@ -117,7 +117,7 @@ class ClusterRuntime:
             await self.node.leave()
             await self.directory.leave()
         except Exception as exc:  # Redis away: the leases run out instead
-            log.warning("leaving the cluster failed", extra={"error": type(exc).__name__})
+            log.warning("leaving the cluster failed", extra={"error": type(exc).__name__}, exc_info=True)
 
     def ready(self) -> bool:
         """Holding every shard this node should hold (for /readyz)."""

@@ -277,9 +277,10 @@ async def test_admin_sees_and_passivates_live_actors(client: Client, db: asyncpg
     rid = (await cust.ok("request:create", request_payload()))["request"]["id"]
     admin = client.admin_headers()
     status, body = await client.call("GET", "/admin/actors?kind=meal_request", headers=admin)
-    assert status == 200 and {"kind": "meal_request", "id": rid} in body["actors"]
+    node = client.server.svc.node_id  # a node of its own: it owns every actor
+    assert status == 200 and {"kind": "meal_request", "id": rid, "node": node} in body["actors"]
     status, body = await client.call("GET", f"/admin/actors/meal_request/{rid}", headers=admin)
-    assert status == 200 and body["state"]["request"]["status"] == "OPEN"
+    assert status == 200 and body["state"]["request"]["status"] == "OPEN" and body["node"] == node
     assert (await client.call("GET", f"/admin/actors/meal_request/{rid}", token=cust.token))[0] == 403
     assert (await client.call("GET", "/admin/actors", headers={"X-Admin-Key": "wrong"}))[0] == 401
     status, _ = await client.call("POST", f"/admin/actors/meal_request/{rid}/passivate", headers=admin)
