@@ -1,0 +1,80 @@
+"""Two in-process nodes on one PostgreSQL and one Redis, their cluster rounds driven by the test
+(leases long enough that no round runs by itself): readiness while a node waits for its
+share, the ops routes answering for the whole cluster, and the metrics of the moves."""
+
+from __future__ import annotations
+
+import aiohttp
+
+from engine.meal_request_actor import MEAL_REQUEST_KIND
+from engine.runtime.placement import shards_for
+from tests.conftest import Server, StartServer
+from tests.e2e.util import customer, request_payload
+from tests.helpers import Client
+
+SLOW = {"cluster_node_lease_ms": 60_000, "cluster_shard_lease_ms": 60_000, "cluster_margin_ms": 5_000}
+
+
+async def _get(session: aiohttp.ClientSession, server: Server, path: str) -> tuple[int, dict]:  # type: ignore[type-arg]
+    headers = {"X-Admin-Key": server.svc.settings.admin_key}
+    async with session.get(server.url + path, headers=headers) as r:
+        return r.status, await r.json()
+
+
+async def test_a_node_is_ready_once_it_holds_its_share_and_ops_see_every_node(start_server: StartServer) -> None:
+    one = await start_server(node_id="one", **SLOW)
+    two = await start_server(node_id="two", **SLOW)  # every shard is held by `one`: nothing to take yet
+    async with aiohttp.ClientSession() as s:
+        status, body = await _get(s, two, "/readyz")
+        assert status == 503 and body["checks"]["shards"] == "moving"
+        assert (await _get(s, one, "/readyz"))[0] == 200
+
+        # Rounds: `one` sees `two` and hands over (64 shards per round), `two` takes them.
+        for _ in range(3):
+            await one.svc.cluster.node.round()
+            await two.svc.cluster.node.round()
+        status, body = await _get(s, two, "/readyz")
+        assert status == 200 and body["checks"]["shards"] == "ok"
+
+        wanted = {n: shards_for(n, ["one", "two"], 256) for n in ("one", "two")}
+        status, body = await _get(s, two, "/admin/shards")
+        assert status == 200 and len(body["shards"]) == 256
+        assert {x["shard"] for x in body["shards"] if x["node"] == "two"} == wanted["two"]
+        assert all(x["epoch"] >= 1 for x in body["shards"])
+        moved = [x for x in body["shards"] if x["node"] == "two"]
+        assert all(x["epoch"] == 2 for x in moved)  # taken by `one` at start, then by `two`
+
+        status, body = await _get(s, one, "/admin/nodes")
+        nodes = {n["id"]: n for n in body["nodes"]}
+        assert status == 200 and set(nodes) == {"one", "two"}
+        assert nodes["two"]["shards"] == len(wanted["two"]) and nodes["one"]["shards"] == len(wanted["one"])
+        assert nodes["one"]["address"] == "127.0.0.1:0" and nodes["one"]["lastHeartbeat"].endswith("+00:00")
+
+        # A request made through `one` whose actor lives on `two`: ops on `one` find it there.
+        async with aiohttp.ClientSession(base_url=one.url) as session:
+            client = Client(session, one)
+            try:
+                cust = await customer(client)
+                for _ in range(20):
+                    rid = (await cust.ok("request:create", request_payload()))["request"]["id"]
+                    if one.svc.cluster.node.shard(MEAL_REQUEST_KIND, rid) in wanted["two"]:
+                        break
+                assert one.svc.actors.get(MEAL_REQUEST_KIND, rid) is None  # not live on `one`
+                status, body = await _get(s, one, f"/admin/actors/{MEAL_REQUEST_KIND}/{rid}")
+                assert status == 200 and body["node"] == "two" and body["state"]["request"]["id"] == rid
+                status, body = await _get(s, one, f"/admin/actors?kind={MEAL_REQUEST_KIND}")
+                assert {"kind": MEAL_REQUEST_KIND, "id": rid, "node": "two"} in body["actors"]
+                async with s.post(
+                    f"{one.url}/admin/actors/{MEAL_REQUEST_KIND}/{rid}/passivate",
+                    headers={"X-Admin-Key": one.svc.settings.admin_key},
+                ) as r:
+                    assert r.status == 200 and (await r.json()) == {"passivated": True, "node": "two"}
+                assert two.svc.actors.get(MEAL_REQUEST_KIND, rid) is None
+            finally:
+                await client.close()
+
+        async with s.get(one.url + "/metrics") as r:
+            text = await r.text()
+        assert 'pocho_cluster_shard_moves_total{change="handed_off"}' in text
+        sent = [line for line in text.splitlines() if line.startswith('pocho_cluster_messages_total{direction="sent"}')]
+        assert sent and float(sent[0].split()[-1]) > 0  # request:create crossed to `two`
