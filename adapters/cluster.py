@@ -27,6 +27,7 @@ import orjson
 from redis.asyncio import Redis
 
 from adapters import wire
+from adapters.pubsub import next_message
 from engine.errors import EngineError
 
 log = logging.getLogger("pocho.cluster")
@@ -270,9 +271,9 @@ class Postman:
             await pubsub.subscribe(INBOX + self.node_id)
             self.ready.set()
             while True:
-                msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=None)
-                if msg is not None and msg["type"] == "message":
-                    self._dispatch(msg["data"])
+                data = await next_message(pubsub)
+                if data is not None:
+                    self._dispatch(data)
         finally:
             self.ready.clear()
             for task in list(self._tasks):

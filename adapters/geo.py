@@ -19,6 +19,7 @@ from typing import Any
 import asyncpg
 from redis.asyncio import Redis
 
+from adapters.pubsub import raise_if_cancelled
 from engine.assignment import RiderCandidate
 
 log = logging.getLogger("pocho.geo")
@@ -189,13 +190,15 @@ class RiderIndexWriter:
         """The write loop, owned by the process supervisor; a Redis error is retried next round."""
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._urgent.wait(), self.flush_seconds)
+                async with asyncio.timeout(self.flush_seconds):  # not wait_for: it can swallow a cancel
+                    await self._urgent.wait()
             self._urgent.clear()
             try:
                 await self.flush()
             except Exception as exc:
                 log.warning("rider index write failed", extra={"error": type(exc).__name__})
                 await asyncio.sleep(self.flush_seconds)
+            raise_if_cancelled()
 
     def release_waiters(self) -> None:
         """Shutdown: nobody will write any more; let waiting acks go."""

@@ -25,6 +25,7 @@ import asyncpg
 from prometheus_client import Counter
 
 from adapters.cluster import Membership, ShardLeases
+from adapters.pubsub import raise_if_cancelled
 from engine.errors import EngineError
 from engine.runtime.metrics import REGISTRY
 from engine.runtime.placement import shard_of, shards_for
@@ -150,6 +151,7 @@ class ClusterNode:
                 RENEW_FAILURES.inc()
                 log.warning("cluster round failed", extra={"error": type(exc).__name__})
                 self._drop_lapsed()
+            raise_if_cancelled()  # redis-py can swallow our owner's cancel (adapters/pubsub.py)
             await asyncio.sleep(max(0.0, self.timing.tick - (time.monotonic() - started)))
 
     async def round(self) -> None:

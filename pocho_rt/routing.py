@@ -18,6 +18,7 @@ from collections import deque
 from typing import Any
 
 from adapters.cluster import NotDelivered, Postman
+from adapters.pubsub import raise_if_cancelled
 from engine.errors import EngineError
 from engine.runtime.actor import ActorSystem
 from pocho_rt.cluster import ClusterNode
@@ -83,7 +84,9 @@ class Router:
             self._wake.clear()
             while self._tells:
                 give_up, kind, actor_id, msg = self._tells[0]
-                if await self._send_tell(kind, actor_id, msg):
+                sent = await self._send_tell(kind, actor_id, msg)
+                raise_if_cancelled()  # redis-py can swallow our owner's cancel (adapters/pubsub.py)
+                if sent:
                     self._tells.popleft()
                     continue
                 if time.monotonic() >= give_up:

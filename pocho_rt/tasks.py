@@ -131,7 +131,10 @@ class Supervisor:
 async def wake_or_sleep(wake: asyncio.Event, seconds: float) -> None:
     """A periodic loop's pause: `seconds`, or less if `wake` is set meanwhile (then cleared)."""
     try:
-        await asyncio.wait_for(wake.wait(), seconds)
+        # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that lands
+        # as the event is set, and the supervisor would wait forever for this loop to end.
+        async with asyncio.timeout(seconds):
+            await wake.wait()
     except TimeoutError:
         return
     wake.clear()

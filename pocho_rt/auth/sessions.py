@@ -22,6 +22,8 @@ import orjson
 import socketio
 from redis.asyncio import Redis
 
+from adapters.pubsub import next_message
+
 log = logging.getLogger("pocho.auth")
 NAMESPACES = ("/customer", "/vendor", "/rider")
 CHANNEL = "pocho:sessions:end"
@@ -80,11 +82,11 @@ class SessionEnder:
             await pubsub.subscribe(CHANNEL)
             self.ready.set()
             while True:
-                msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=5.0)
-                if msg is None:
+                raw = await next_message(pubsub)
+                if raw is None:
                     continue
                 try:
-                    data = orjson.loads(msg["data"])
+                    data = orjson.loads(raw)
                     if data.get("node") != self.origin:
                         await end_local_sockets(self.sio, str(data["room"]), str(data["reason"]))
                 except Exception:

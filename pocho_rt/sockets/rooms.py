@@ -27,6 +27,8 @@ import orjson
 import socketio
 from redis.asyncio import Redis
 
+from adapters.pubsub import next_message, raise_if_cancelled
+
 log = logging.getLogger("pocho.rooms")
 
 ROOMS_CHANNEL = "pocho:cluster:rooms"
@@ -48,38 +50,40 @@ async def _channel_loop(
     prepare: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
     """Subscribe to `channel` and hand each message to `on_message`; whenever `wake` is set,
-    `send` what is queued. Ends (for the supervisor to restart it) if either side fails."""
+    `send` what is queued. Ends (for the supervisor to restart it) if either side fails.
+
+    Both halves check for a cancellation redis-py swallowed (adapters/pubsub.py)."""
     pubsub = redis.pubsub()
+    sender: asyncio.Task[None] | None = None
     try:
         await pubsub.subscribe(channel)
         if prepare is not None:
             await prepare()
         ready.set()
 
-        async def _listen() -> None:
+        async def _send_loop() -> None:
             while True:
-                msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=None)
-                if msg is not None and msg["type"] == "message":
-                    await on_message(msg["data"])
-
-        listener = asyncio.ensure_future(_listen())
-        waker: asyncio.Future[Any] | None = None
-        try:
-            while True:
-                waker = asyncio.ensure_future(wake.wait())
-                done, _ = await asyncio.wait({waker, listener}, return_when=asyncio.FIRST_COMPLETED)
-                if listener in done:
-                    listener.result()  # re-raise; a listener never ends otherwise
+                await wake.wait()
                 wake.clear()
                 await send()
-        finally:
-            pending = [t for t in (listener, waker) if t is not None]
-            for t in pending:
-                t.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
+                raise_if_cancelled()
+
+        sender = asyncio.ensure_future(_send_loop())
+        me = asyncio.current_task()
+        assert me is not None
+        sender.add_done_callback(lambda t: t.cancelled() or me.cancel())  # a failed sender ends the loop
+        while True:
+            data = await next_message(pubsub)
+            if data is not None:
+                await on_message(data)
     finally:
         ready.clear()
+        if sender is not None and not sender.done():
+            sender.cancel()
+            await asyncio.gather(sender, return_exceptions=True)
         await pubsub.aclose()  # type: ignore[no-untyped-call]
+        if sender is not None and not sender.cancelled() and sender.exception() is not None:
+            raise sender.exception()  # type: ignore[misc]  # the supervisor sees why, not a cancel
 
 
 class RoomDirectory:
