@@ -19,7 +19,7 @@ from tests.helpers import Client
 async def test_health_ready_and_metrics(client: Client) -> None:
     assert (await client.call("GET", "/healthz"))[0] == 200
     status, body = await client.call("GET", "/readyz")
-    assert status == 200 and body["checks"] == {"postgres": "ok", "redis": "ok", "loops": "ok"}
+    assert status == 200 and body["checks"] == {"postgres": "ok", "redis": "ok", "loops": "ok", "shards": "ok"}
     async with client.session.get("/metrics") as resp:
         text = await resp.text()
     assert resp.status == 200
