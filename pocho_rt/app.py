@@ -191,7 +191,8 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     svc.ai.start(sup, svc.negotiation)
 
     # notifications (issue 10)
-    sup.loop("notify-dispatcher", svc.notify.run)
+    if svc.settings.notify_dispatch:
+        sup.loop("notify-dispatcher", svc.notify.run)
 
     await svc.sessions.ready.wait()
     yield

@@ -167,6 +167,7 @@ class Settings:
     http_keepalive_timeout: float = 75.0  # an idle keep-alive connection is closed after this
 
     # notifications (issue 10): settings go below this line
+    notify_dispatch: bool = True  # run this node's dispatcher (any number of nodes may)
     fcm_service_account_json: str = ""  # the service-account key (JSON text, or a path to it); empty: no push
     fcm_base_url: str = "https://fcm.googleapis.com"
     termii_api_key: str = ""  # empty: SMS go to the development recorder (refused in production)
@@ -310,6 +311,7 @@ _ENV: dict[str, tuple[str, Any]] = {
     "POCHO_HTTP_MAX_CONNECTIONS_PER_IP": ("http_max_connections_per_ip", lambda n, r: _int(n, r, 0, 1_000_000)),
     "POCHO_HTTP_KEEPALIVE_TIMEOUT": ("http_keepalive_timeout", lambda n, r: _float(n, r, 1, 3600)),
     # notifications (issue 10) variables go below this line
+    "NOTIFY_DISPATCH": ("notify_dispatch", _bool),
     "FCM_SERVICE_ACCOUNT_JSON": ("fcm_service_account_json", lambda n, r: _service_account(n, r)),
     "FCM_BASE_URL": ("fcm_base_url", lambda n, r: r),
     "TERMII_API_KEY": ("termii_api_key", lambda n, r: r.strip()),

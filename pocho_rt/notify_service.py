@@ -234,7 +234,9 @@ class NotifyService:
         except (KeyError, templates.TemplateError) as exc:
             out.fail(row, DeliveryError(PERMANENT, f"render: {exc}"), self.settings.notify_max_attempts)
             return
-        data = {"event": row["kind"], "notificationId": str(row["id"]), **(row["data"] or {})}
+        # FCM data values must be strings; the id lets the app drop a duplicate (at-least-once).
+        data = {k: str(v) for k, v in (row["data"] or {}).items()}
+        data |= {"event": row["kind"], "notificationId": str(row["id"])}
 
         async def one(token: str) -> DeliveryError | None:
             async with self._send_slots:
