@@ -9,13 +9,15 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-# Pushes the user is waiting for (their order, a code): sent during quiet hours too.
+# Pushes about an order in progress or a code the user asked for: sent during quiet hours and
+# past the per-user cap too.
 URGENT_PREFIXES = ("order.", "rider.", "verification.")
+_URGENT_KINDS = frozenset({"verify_code", "password_reset", "phone_change", "sla_breach"})
 MINUTES_PER_DAY = 24 * 60
 
 
 def urgent(kind: str) -> bool:
-    return kind.startswith(URGENT_PREFIXES) or kind in ("verify_code", "password_reset", "phone_change")
+    return kind.startswith(URGENT_PREFIXES) or kind in _URGENT_KINDS
 
 
 def valid_zone(name: str) -> bool:
