@@ -175,10 +175,10 @@ class Settings:
     termii_base_url: str = "https://api.ng.termii.com"
     termii_channel: str = "dnd"  # Termii route: dnd (transactional) or generic
     notify_provider_timeout: float = 5.0  # seconds per FCM/Termii call, connect to last byte
-    notify_batch_size: int = 50  # outbox rows one dispatcher claims at a time
+    notify_batch_size: int = 20  # outbox rows one dispatcher claims at a time
     notify_concurrency: int = 16  # provider calls in flight per node
     notify_poll_seconds: float = 1.0  # idle dispatcher looks for due rows this often
-    notify_lease_seconds: float = 60.0  # a claimed row is retried by any node after this
+    notify_lease_seconds: float = 120.0  # a claimed row is retried by any node after this (> a batch's worst time)
     notify_max_attempts: int = 8  # retryable failures before a row is dead
     notify_backoff_base: float = 2.0  # seconds; doubled per attempt, +-25% jitter
     notify_backoff_cap: float = 900.0  # the longest wait between attempts
