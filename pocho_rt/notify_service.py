@@ -36,6 +36,7 @@ from persistence import notifications as store
 from persistence import outbox
 from persistence.pii import RECIPIENT, PiiCodec
 from pocho_rt.config import Settings
+from pocho_rt.sockets.server import GuardedServer
 
 log = logging.getLogger("pocho.notify")
 
@@ -60,11 +61,11 @@ class SocketPresence:
     `user:<id>` in its namespace (pocho_rt.sockets.base). Sockets on other nodes are not seen
     yet (the cluster work makes presence span nodes)."""
 
-    def __init__(self, sio: object) -> None:
+    def __init__(self, sio: GuardedServer) -> None:
         self._sio = sio
 
     async def online(self, user_ids: Collection[str]) -> set[str]:
-        rooms = getattr(getattr(self._sio, "manager", None), "rooms", {})
+        rooms = self._sio.manager.rooms  # namespace -> room -> {sid: eio_sid}
         found: set[str] = set()
         for ns in _ROOM_NAMESPACES:
             members = rooms.get(ns, {})
@@ -291,7 +292,7 @@ class NotifyService:
         out.sent(row, self.sms_via)
 
 
-def build(settings: Settings, pool: asyncpg.Pool, pii: PiiCodec, sio: object) -> NotifyService:
+def build(settings: Settings, pool: asyncpg.Pool, pii: PiiCodec, sio: GuardedServer) -> NotifyService:
     """The node's dispatcher and its channels from the settings. Templates are loaded (and
     checked: engine.notify_templates.TemplateError) here, when the process starts."""
     sms: SmsSender

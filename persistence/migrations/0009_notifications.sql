@@ -37,3 +37,7 @@ CREATE TABLE notification_settings (
     updated_at   timestamptz NOT NULL DEFAULT now(),
     CHECK ((quiet_start IS NULL) = (quiet_end IS NULL))
 );
+
+-- Rows queued before a dispatcher existed (SLA and ops notices nothing ever drained): not
+-- sent now, days late.
+UPDATE notifications_outbox SET status = 'skipped', outcome = 'before_dispatcher' WHERE status = 'pending';

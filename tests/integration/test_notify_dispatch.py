@@ -15,6 +15,9 @@ import asyncpg
 import pytest
 
 from persistence.db import create_pool
+from persistence.pii import PiiCodec, new_key_text
+from persistence.pii_rotation import rotate_texts
+from pocho_rt.config import DEV_PII_INDEX_KEY, DEV_PII_KEY
 from tests.conftest import Server, StartServer
 from tests.fakes.fcm import FakeFcm
 from tests.fakes.termii import FakeTermii
@@ -317,3 +320,20 @@ async def test_a_dispatcher_killed_mid_call_leaves_the_row_to_the_other_after_it
     assert (await row(db, rid))["status"] == "sent" and (await row(db, rid))["attempts"] == 1
     assert fcm.dropped == 1
     assert len(pushed(fcm, rid)) == 1
+
+
+async def test_key_rotation_leaves_texts_that_name_the_user_alone(
+    client: Client, server: Server, db: asyncpg.Connection, termii: FakeTermii
+) -> None:
+    reg, _ = await with_device(client)
+    uid = reg["user"]["id"]
+    by_user = await queue(db, uid, "order.delivered", PREPARING, channel="sms")  # phone read at delivery
+    rotated = PiiCodec.build(new_key_text("k9"), DEV_PII_KEY, DEV_PII_INDEX_KEY)
+    await rotate_texts(server.svc.pool, rotated)
+    assert await db.fetchval("SELECT recipient FROM notifications_outbox WHERE id = $1", by_user) == f"user:{uid}"
+    d = dispatcher(server, server.svc.pool)
+    try:
+        await d.worker.run_once()
+    finally:
+        await d.close()
+    assert [s["to"] for s in termii.sent] == [reg["user"]["phone"].removeprefix("+")]
