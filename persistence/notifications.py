@@ -83,12 +83,17 @@ def _to_vendors(
     return (NOTIFY_VENDORS, (list(vendor_ids), event, _json(data), expires, lat, lng))
 
 
+_NEGOTIATION_KINDS = frozenset({"request:new", "offer:new", "offer:countered", "offer:accepted", "offer:rejected"})
+
+
 def negotiation_rows(change: NegotiationChange) -> list[Row]:
     """The notifications of one negotiation command: a new request to the vendors near it, a new
     offer to the customer, a counter, acceptance or rejection to the offer's vendor."""
     req = change.request
     rows: list[Row] = []
     for e in change.events:
+        if e.kind not in _NEGOTIATION_KINDS:  # most writes (revisions): nothing to tell, cheaply
+            continue
         if e.kind == "request:new":
             if change.nearby:
                 data = {"dish": req.category, "budget": t.budget(req.budget_min_kobo, req.budget_max_kobo)}

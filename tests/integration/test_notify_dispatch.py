@@ -77,12 +77,12 @@ async def test_retryable_answers_back_off_then_deliver_once(
     reg, _ = await with_device(client)
     rid = await queue(db, reg["user"]["id"], "order.preparing", PREPARING)
     fcm.fail_next = [503, 429]
-    d = dispatcher(server, server.svc.pool)
+    d = dispatcher(server, server.svc.pool, notify_backoff_base=60.0)
     try:
         await d.worker.run_once()
         first = await row(db, rid)
         assert (first["status"], first["attempts"]) == ("pending", 1) and "503" in first["last_error"]
-        assert first["next_attempt_at"] > datetime.now(UTC) - timedelta(seconds=1)
+        assert first["next_attempt_at"] > datetime.now(UTC) + timedelta(seconds=40)  # 60 s ± 25%
         assert await d.worker.run_once() == 0  # backing off: not due yet
         await make_due(db)
         await d.worker.run_once()
