@@ -1,31 +1,23 @@
-"""SMS providers behind `engine.ports.SmsSender`.
+"""The development SMS provider behind `engine.ports.SmsSender`.
 
-`DevSmsSender` is the development provider: it sends nothing and records each message in
-`notifications_outbox` (channel 'sms', status 'sent'), where developers and tests read it.
-A real provider would insert the row as 'pending' and let the outbox worker deliver it.
-The recipient phone is stored sealed (persistence.pii, column `recipient`), like users' phones.
+`DevSmsSender` sends nothing: the notification dispatcher marks the outbox row it was handed
+`sent` with outcome `recorded`, and that row (`notifications_outbox`, channel 'sms', the
+phone sealed in `recipient`, the text in `body` for codes) is where developers and tests read
+what would have gone out. Production refuses to start with it (pocho_rt.config.check_notify):
+set TERMII_API_KEY and the dispatcher uses adapters.termii instead.
 """
 
 from __future__ import annotations
 
-import asyncpg
+import logging
 
-from persistence.pii import RECIPIENT, PiiCodec
+log = logging.getLogger("pocho.sms.dev")
+
+NAME = "recorded"  # the outcome the dispatcher stores for rows this sender took
 
 
 class DevSmsSender:
-    """Records messages instead of sending them (implements engine.ports.SmsSender)."""
-
-    def __init__(self, pool: asyncpg.Pool, pii: PiiCodec) -> None:
-        self._pool = pool
-        self._pii = pii
+    """Records nothing itself and never fails (implements engine.ports.SmsSender)."""
 
     async def send(self, phone: str, body: str, *, user_id: str | None, kind: str) -> None:
-        await self._pool.execute(
-            """INSERT INTO notifications_outbox (user_id, channel, kind, recipient, body, status, sent_at)
-               VALUES ($1::uuid, 'sms', $2, $3, $4, 'sent', now())""",
-            user_id,
-            kind,
-            self._pii.seal(RECIPIENT, phone),
-            body,
-        )
+        log.debug("development SMS recorded", extra={"kind": kind})  # never the phone or the text

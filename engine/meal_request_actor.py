@@ -205,6 +205,7 @@ class MealRequestActor(Actor):
         change = NegotiationChange(
             new, n.offer_count(new), offers, events, order, (key[0], key[1], reply) if key else None
         )
+        change.nearby = self._nearby or ()
         commit = self.deps.store.record(change, after=self._writes.last)  # refused: raises, nothing changed
         self.req = new
         nearby = self._nearby or ()

@@ -30,15 +30,14 @@ EVENTS: Mapping[str, frozenset[str]] = {
     "offer.countered": frozenset({"counterparty", "dish", "price", "request_id", "offer_id"}),
     "offer.accepted": frozenset({"dish", "price", "request_id", "offer_id", "order_id"}),
     "offer.rejected": frozenset({"dish", "request_id", "offer_id"}),
-    "order.confirmed": frozenset({"order_id", "vendor_name", "dish", "total"}),
+    "order.confirmed": frozenset({"order_id", "vendor_name", "total"}),
     "order.preparing": frozenset({"order_id", "vendor_name"}),
     "order.ready": frozenset({"order_id", "vendor_name"}),
-    "order.picked_up": frozenset({"order_id", "rider_name"}),
-    "order.rider_arriving": frozenset({"order_id", "rider_name", "eta_minutes"}),
+    "order.picked_up": frozenset({"order_id", "vendor_name"}),
+    "order.rider_arriving": frozenset({"order_id", "vendor_name", "eta_minutes"}),
     "order.delivered": frozenset({"order_id", "vendor_name"}),
     "order.canceled": frozenset({"order_id", "reason"}),
-    "rider.assigned": frozenset({"order_id", "rider_name", "eta_minutes"}),
-    "sla.breach": frozenset({"order_id", "stage", "minutes_late"}),
+    "rider.assigned": frozenset({"order_id", "vendor_name"}),
     "verification.code": frozenset({"code", "minutes_valid"}),
 }
 
@@ -130,6 +129,16 @@ def load_dir(directory: Path = TEMPLATE_DIR) -> dict[str, dict[str, Template]]:
     if DEFAULT_LOCALE not in out:
         raise TemplateError(f"no {DEFAULT_LOCALE}.json in {directory}")
     return out
+
+
+def naira(kobo: int) -> str:
+    """Money as people read it in a text: "₦1,500" (kobo shown only when there are some)."""
+    whole, part = divmod(kobo, 100)
+    return f"₦{whole:,}" + (f".{part:02d}" if part else "")
+
+
+def budget(lo_kobo: int, hi_kobo: int) -> str:
+    return naira(hi_kobo) if lo_kobo == hi_kobo else f"{naira(lo_kobo)}–{naira(hi_kobo)}"
 
 
 def render(templates: Templates, event: str, locale: str | None, variables: Mapping[str, object]) -> Rendered:

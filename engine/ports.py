@@ -6,7 +6,7 @@ Adapters (`adapters/`) and persistence implement these; nothing here does I/O it
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -26,6 +26,13 @@ class PushSender(Protocol):
     whether to retry, give up, or delete the device token."""
 
     async def send(self, token: str, title: str, body: str, data: Mapping[str, str]) -> str: ...
+
+
+class UserPresence(Protocol):
+    """Which users have a live socket (they already got the socket event: no push for them).
+    Asked by the notification dispatcher; today this node's sockets (pocho_rt.notify_service)."""
+
+    async def online(self, user_ids: Collection[str]) -> set[str]: ...
 
 
 class SearchIndex(Protocol):
@@ -55,6 +62,8 @@ class NegotiationChange:
     reply: tuple[str, str, Any] | None = None  # (user id, clientMsgId, ack data)
     # Each event's payload as JSON, encoded once by the store and reused by the publisher.
     payload_json: list[str] | None = None
+    # Vendors covering the delivery point when the request was created (notifications, issue 10).
+    nearby: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)

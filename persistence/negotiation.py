@@ -37,6 +37,7 @@ from engine.meal_request_actor import MEAL_REQUEST_KIND
 from engine.negotiation import OPEN, Event, MealRequest, NewOrder, Offer
 from engine.ports import Loaded, NegotiationChange
 from persistence.db import RawJson
+from persistence.notifications import negotiation_rows as notification_rows
 from persistence.pii import PiiCodec
 from persistence.shards import Fence
 from persistence.sql import NOW, any_of, limit_param, param, params, postgres
@@ -270,6 +271,7 @@ class NegotiationStore:
             if isinstance(reply, dict) and "request" in reply:
                 reply = _sealed_holder(reply, req, sealed, self.pii)
             rows.append((INSERT_REPLY, (f"meal_request:{req.id}", user_id, client_msg_id, reply)))
+        rows.extend(notification_rows(change))  # notifications (issue 10): same transaction
         commit = self.writer.submit(rows, after=after)
         if self.fence is not None:
             self.fence.watch(commit)

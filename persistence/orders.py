@@ -33,6 +33,7 @@ from engine.dispatch import Dispatch
 from engine.order_actor import LoadedOrder, OrderChange
 from persistence.db import RawJson
 from persistence.negotiation import INSERT_REPLY
+from persistence.notifications import order_rows as notification_rows
 from persistence.shards import Fence
 from persistence.sql import NOW, any_of, limit_param, param, params, postgres
 from persistence.writer import Statement, Writer
@@ -340,6 +341,7 @@ class OrderStore:
         if change.reply is not None:
             user_id, client_msg_id, reply = change.reply
             rows.append((INSERT_REPLY, (f"order:{order.id}", user_id, client_msg_id, reply)))
+        rows.extend(notification_rows(change))  # notifications (issue 10): same transaction
         commit = self.writer.submit(rows, after=after)
         if self.fence is not None:
             self.fence.watch(commit)

@@ -153,6 +153,9 @@ async def prune(db: Executor, table: OutboxTable, older_than_seconds: float, *, 
 
 # The handler gets the claimed rows and returns {row id: error} for the rows that failed
 # (None or {} when all succeeded). Raising fails every row of the batch with that error.
+# A row mapped to SETTLED was settled by the handler itself (e.g. skipped, deferred): the
+# worker neither completes nor fails it.
+SETTLED = "\x00settled"
 Handler = Callable[[list[asyncpg.Record]], Awaitable[Mapping[int, str] | None]]
 
 
@@ -238,7 +241,9 @@ class OutboxWorker:
                 "outbox batch failed", extra={"table": self.table.name, "rows": len(rows), "error": repr(exc)[:300]}
             )
             failed = {r["id"]: f"{type(exc).__name__}: {exc}" for r in rows}
-        ok = [r["id"] for r in rows if r["id"] not in failed]
+        settled = {i for i, err in failed.items() if err == SETTLED}
+        failed = {i: err for i, err in failed.items() if i not in settled}
+        ok = [r["id"] for r in rows if r["id"] not in failed and r["id"] not in settled]
         await complete(self.pool, self.table, ok)
         OUTBOX_ROWS.labels(self.table.name, "done").inc(len(ok))
         changed = await fail(

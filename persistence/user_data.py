@@ -214,6 +214,14 @@ async def erase(conn: asyncpg.Connection, pii: PiiCodec, user_id: str) -> str | 
     await conn.execute("DELETE FROM refresh_tokens WHERE user_id = $1::uuid", uid)
     await conn.execute("DELETE FROM verification_codes WHERE user_id = $1::uuid", uid)
     await conn.execute("DELETE FROM account_codes WHERE user_id = $1::uuid", uid)
+    await conn.execute("DELETE FROM device_tokens WHERE user_id = $1::uuid", uid)  # notifications (issue 10)
+    await conn.execute("DELETE FROM notification_settings WHERE user_id = $1::uuid", uid)
+    await conn.execute(  # what others were told about the person's requests or kitchen (texts, names)
+        """DELETE FROM notifications_outbox
+            WHERE data->>'request_id' IN (SELECT id::text FROM meal_requests WHERE customer_id = $1::uuid)
+               OR data->>'vendor_id' IN (SELECT id::text FROM vendors WHERE user_id = $1::uuid)""",
+        uid,
+    )
     await conn.execute("DELETE FROM notifications_outbox WHERE user_id = $1::uuid OR recipient = $2", uid, phone)
     await _delete_unowned_texts(conn, pii, phone)
     await conn.execute("DELETE FROM command_replies WHERE user_id = $1::uuid", uid)

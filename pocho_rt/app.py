@@ -15,7 +15,6 @@ from aiohttp import web
 from adapters.geo import GeoIndex
 from adapters.meilisearch import MeiliSearchIndex
 from adapters.search_pg import PgSearchIndex
-from adapters.sms import DevSmsSender
 from engine.ports import SearchIndex
 from engine.runtime.actor import ActorSystem
 from persistence import catalogue as catalogue_db
@@ -24,6 +23,7 @@ from persistence.db import create_pool
 from persistence.migrate import migrate
 from persistence.pii import PiiCodec
 from persistence.writer import Writer
+from pocho_rt import notify_service
 from pocho_rt.ai_service import AiServices
 from pocho_rt.analytics_service import AnalyticsService
 from pocho_rt.auth.sessions import SessionEnder
@@ -45,6 +45,7 @@ from pocho_rt.http import (
 )
 from pocho_rt.http import analytics as analytics_http
 from pocho_rt.http import autobid as autobid_http
+from pocho_rt.http import notifications as notifications_http
 from pocho_rt.http import payments as payment_routes
 from pocho_rt.http.guard import make_runner
 from pocho_rt.http.middleware import observe
@@ -127,7 +128,6 @@ async def open_services(settings: Settings, database_url: str, redis_url: str) -
         tokens=TokenService(settings.jwt_secret, settings.jwt_access_ttl),
         sio=sio,
         supervisor=supervisor,
-        sms=DevSmsSender(pool, pii),
         search=search,
         search_outbox=search_outbox,
         sessions=SessionEnder(redis, sio, node_id),
@@ -147,6 +147,8 @@ async def open_services(settings: Settings, database_url: str, redis_url: str) -
         # analytics and AI (issue 11)
         analytics=AnalyticsService(pool, settings.analytics_refresh_seconds),
         ai=ai,
+        # notifications (issue 10)
+        notify=notify_service.build(settings, pool, pii, sio),
     )
     cluster.on_taken(services.negotiation.sweep_now.set)
     cluster.on_taken(services.orders.sweep_now.set)
@@ -157,6 +159,7 @@ async def close_services(svc: Services) -> None:
     await svc.supervisor.stop()  # normally already stopped with the app; a no-op then
     await svc.payments.close()
     await svc.ai.close()
+    await svc.notify.close()  # notifications (issue 10)
     if isinstance(svc.search, MeiliSearchIndex):
         await svc.search.close()
     await svc.redis.aclose()
@@ -198,6 +201,10 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     sup.loop("analytics-refresh", svc.analytics.run)
     svc.ai.start(sup, svc.negotiation)
 
+    # notifications (issue 10)
+    if svc.settings.notify_dispatch:
+        sup.loop("notify-dispatcher", svc.notify.run)
+
     await svc.sessions.ready.wait()
     yield
     await sup.stop()
@@ -216,6 +223,7 @@ async def _drain(app: web.Application) -> None:
     await svc.actors.stop()
     if svc.search_outbox is not None:
         await svc.search_outbox.stop()
+    await svc.notify.stop()  # notifications (issue 10)
     await svc.sio.hang_up_all()
 
 
@@ -239,6 +247,8 @@ def build_app(svc: Services) -> web.Application:
         # analytics and AI (issue 11)
         analytics_http,
         autobid_http,
+        # notifications (issue 10)
+        notifications_http,
     ):
         module.setup(app)
     for ns in (CustomerNamespace("/customer", svc), VendorNamespace("/vendor", svc), RiderNamespace("/rider", svc)):

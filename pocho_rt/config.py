@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from adapters.fcm import ServiceAccount
 from persistence.pii import PiiError, parse_index_key, parse_key
 
 DEV_JWT_SECRET = "dev-insecure-jwt-secret-change-me"
@@ -172,6 +173,26 @@ class Settings:
     http_max_connections_per_ip: int = 256  # concurrent HTTP/websocket connections per peer IP (0: no cap)
     http_keepalive_timeout: float = 75.0  # an idle keep-alive connection is closed after this
 
+    # notifications (issue 10): settings go below this line
+    notify_dispatch: bool = True  # run this node's dispatcher (any number of nodes may)
+    fcm_service_account_json: str = ""  # the service-account key (JSON text, or a path to it); empty: no push
+    fcm_base_url: str = "https://fcm.googleapis.com"
+    termii_api_key: str = ""  # empty: SMS go to the development recorder (refused in production)
+    termii_sender_id: str = "Pocho"
+    termii_base_url: str = "https://api.ng.termii.com"
+    termii_channel: str = "dnd"  # Termii route: dnd (transactional) or generic
+    notify_provider_timeout: float = 5.0  # seconds per FCM/Termii call, connect to last byte
+    notify_batch_size: int = 20  # outbox rows one dispatcher claims at a time
+    notify_concurrency: int = 16  # provider calls in flight per node
+    notify_poll_seconds: float = 1.0  # idle dispatcher looks for due rows this often
+    notify_lease_seconds: float = 120.0  # a claimed row is retried by any node after this (> a batch's worst time)
+    notify_max_attempts: int = 8  # retryable failures before a row is dead
+    notify_backoff_base: float = 2.0  # seconds; doubled per attempt, +-25% jitter
+    notify_backoff_cap: float = 900.0  # the longest wait between attempts
+    notify_push_cap: int = 3  # pushes per user per window; more wait and collapse into one
+    notify_push_window_seconds: float = 60.0
+    notify_max_devices: int = 5  # device tokens per user (PUT /api/v1/me/devices)
+
     @property
     def production(self) -> bool:
         return self.env == "production"
@@ -302,6 +323,25 @@ _ENV: dict[str, tuple[str, Any]] = {
     "POCHO_HTTP_BODY_TIMEOUT": ("http_body_timeout", lambda n, r: _float(n, r, 0.1, 3600)),
     "POCHO_HTTP_MAX_CONNECTIONS_PER_IP": ("http_max_connections_per_ip", lambda n, r: _int(n, r, 0, 1_000_000)),
     "POCHO_HTTP_KEEPALIVE_TIMEOUT": ("http_keepalive_timeout", lambda n, r: _float(n, r, 1, 3600)),
+    # notifications (issue 10) variables go below this line
+    "NOTIFY_DISPATCH": ("notify_dispatch", _bool),
+    "FCM_SERVICE_ACCOUNT_JSON": ("fcm_service_account_json", lambda n, r: _service_account(n, r)),
+    "FCM_BASE_URL": ("fcm_base_url", lambda n, r: r),
+    "TERMII_API_KEY": ("termii_api_key", lambda n, r: r.strip()),
+    "TERMII_SENDER_ID": ("termii_sender_id", lambda n, r: _text(n, r, 3, 11)),
+    "TERMII_BASE_URL": ("termii_base_url", lambda n, r: r),
+    "TERMII_CHANNEL": ("termii_channel", lambda n, r: _choice(n, r, ("dnd", "generic"))),
+    "NOTIFY_PROVIDER_TIMEOUT": ("notify_provider_timeout", lambda n, r: _float(n, r, 0.1, 60)),
+    "NOTIFY_BATCH_SIZE": ("notify_batch_size", lambda n, r: _int(n, r, 1, 1000)),
+    "NOTIFY_CONCURRENCY": ("notify_concurrency", lambda n, r: _int(n, r, 1, 1000)),
+    "NOTIFY_POLL_SECONDS": ("notify_poll_seconds", lambda n, r: _float(n, r, 0.01, 3600)),
+    "NOTIFY_LEASE_SECONDS": ("notify_lease_seconds", lambda n, r: _float(n, r, 1, 3600)),
+    "NOTIFY_MAX_ATTEMPTS": ("notify_max_attempts", lambda n, r: _int(n, r, 1, 100)),
+    "NOTIFY_BACKOFF_BASE": ("notify_backoff_base", lambda n, r: _float(n, r, 0.01, 3600)),
+    "NOTIFY_BACKOFF_CAP": ("notify_backoff_cap", lambda n, r: _float(n, r, 0.01, 86400)),
+    "NOTIFY_PUSH_CAP": ("notify_push_cap", lambda n, r: _int(n, r, 1, 1000)),
+    "NOTIFY_PUSH_WINDOW_SECONDS": ("notify_push_window_seconds", lambda n, r: _float(n, r, 1, 86400)),
+    "NOTIFY_MAX_DEVICES": ("notify_max_devices", lambda n, r: _int(n, r, 1, 100)),
 }
 
 
@@ -316,6 +356,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     settings = Settings(**values)
     _check_cluster(settings)
     _check_secrets(settings, env)
+    check_notify(settings)  # notifications (issue 10)
     return settings
 
 
@@ -338,3 +379,43 @@ def _check_secrets(settings: Settings, env: Mapping[str, str]) -> None:
             raise ConfigError(f"{var} must be set to a non-default secret when POCHO_ENV=production")
         if len(value) < min_len:
             raise ConfigError(f"{var} must be at least {min_len} characters when POCHO_ENV=production")
+
+
+# ---------------------------------------------------------------- notifications (issue 10)
+
+
+def _text(name: str, raw: str, lo: int, hi: int) -> str:
+    if not lo <= len(raw.strip()) <= hi:
+        raise ConfigError(f"{name} must be {lo} to {hi} characters")
+    return raw.strip()
+
+
+def _choice(name: str, raw: str, allowed: tuple[str, ...]) -> str:
+    if raw not in allowed:
+        raise ConfigError(f"{name} must be one of {', '.join(allowed)}, got {raw!r}")
+    return raw
+
+
+def _service_account(name: str, raw: str) -> str:
+    """The key file's JSON (given inline or as a path), checked now; the key is never echoed."""
+    text = raw.strip()
+    if text and not text.startswith("{"):
+        try:
+            text = Path(text).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"{name}: cannot read {raw!r} ({exc.strerror})") from None
+    if text:
+        try:
+            ServiceAccount.from_json(text)
+        except ValueError as exc:
+            raise ConfigError(f"{name}: {exc}") from None
+    return text
+
+
+def check_notify(settings: Settings) -> None:
+    """Production never sends verification codes to the development recorder."""
+    if settings.production and not settings.termii_api_key:
+        raise ConfigError(
+            "TERMII_API_KEY must be set when POCHO_ENV=production: "
+            "verification SMS would otherwise go to the development recorder"
+        )

@@ -14,7 +14,7 @@ from aiohttp import web
 from redis.asyncio import Redis
 
 from adapters.geo import GeoIndex
-from engine.ports import SearchIndex, SmsSender
+from engine.ports import SearchIndex
 from engine.runtime.actor import ActorSystem
 from persistence.outbox import OutboxWorker
 from persistence.pii import PiiCodec
@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from pocho_rt.auth.sessions import SessionEnder
     from pocho_rt.cluster_runtime import ClusterRuntime
     from pocho_rt.negotiation_service import NegotiationService
+    from pocho_rt.notify_service import NotifyService
     from pocho_rt.order_service import OrderService
     from pocho_rt.payment_service import PaymentService
     from pocho_rt.rider_service import RiderService
@@ -44,7 +45,6 @@ class Services:
     tokens: TokenService
     sio: GuardedServer
     supervisor: Supervisor  # owns every background loop of this process
-    sms: SmsSender
     search: SearchIndex
     search_outbox: OutboxWorker | None  # drains search_outbox into Meilisearch; None without it
     sessions: SessionEnder  # ends live sockets of a session or user on every node
@@ -64,6 +64,9 @@ class Services:
     # analytics and AI (issue 11)
     analytics: AnalyticsService  # keeps the analytics rollups current
     ai: AiServices  # the ML clients (auto-bid, recommendations, ETA) behind their flags
+
+    # notifications (issue 10)
+    notify: NotifyService  # the outbox dispatcher (push, SMS) and what producers queue with it
 
 
 SERVICES = web.AppKey("services", Services)

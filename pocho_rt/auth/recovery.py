@@ -69,13 +69,12 @@ async def request_reset(svc: Services, phone: str) -> None:
         digest = hash_code(svc.settings.jwt_secret, RESET, user_id, code)
         await users_db.insert_account_code(conn, user_id, RESET, None, digest, rules.CODE_TTL_SECONDS)
         await audit(conn, "auth.password_reset_requested", actor_id=user_id, request_id=request_id.get())
-    await svc.sms.send(
-        phone,
-        f"Your Pocho password reset code is {code}. It expires in {rules.CODE_TTL_SECONDS // 60} minutes. "
-        "If you did not ask for it, ignore this message.",
-        user_id=user_id,
-        kind="password_reset",
-    )
+        text = (
+            f"Your Pocho password reset code is {code}. It expires in {rules.CODE_TTL_SECONDS // 60} minutes. "
+            "If you did not ask for it, ignore this message."
+        )
+        await svc.notify.queue_sms(conn, user_id, "password_reset", phone, text)  # same transaction
+    svc.notify.wakeup()
 
 
 async def confirm_reset(svc: Services, phone: str, code: str, new_password: str) -> None:
@@ -130,12 +129,9 @@ async def request_phone_change(svc: Services, user_id: str, phone: str) -> int:
         digest = hash_code(svc.settings.jwt_secret, PHONE_CHANGE, user_id, code)
         target = svc.pii.seal("target", phone)  # a phone at rest, like users.phone
         await users_db.insert_account_code(conn, user_id, PHONE_CHANGE, target, digest, rules.CODE_TTL_SECONDS)
-    await svc.sms.send(
-        phone,
-        f"Your Pocho code to use this number is {code}. It expires in {rules.CODE_TTL_SECONDS // 60} minutes.",
-        user_id=user_id,
-        kind="phone_change",
-    )
+        text = f"Your Pocho code to use this number is {code}. It expires in {rules.CODE_TTL_SECONDS // 60} minutes."
+        await svc.notify.queue_sms(conn, user_id, "phone_change", phone, text)  # same transaction
+    svc.notify.wakeup()
     return rules.CODE_TTL_SECONDS
 
 

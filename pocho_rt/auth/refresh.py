@@ -27,7 +27,7 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 
-from persistence import refresh_tokens
+from persistence import notifications, refresh_tokens
 from persistence.audit import audit
 from pocho_rt import ratelimit
 from pocho_rt.auth import rules
@@ -189,6 +189,7 @@ async def logout(svc: Services, raw: str) -> None:
         if row is None:
             return
         await refresh_tokens.revoke_family(conn, row["family_id"])
+        await notifications.delete_session_devices(conn, str(row["family_id"]))  # its push tokens too
         await audit(
             conn,
             "auth.logout",

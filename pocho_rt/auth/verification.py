@@ -1,8 +1,9 @@
 """Phone verification: a 6-digit code by SMS, 10 minutes, at most 5 guesses per code.
 
 Codes are stored as HMAC-SHA256 keyed with the JWT secret, so the table alone does not
-give them away (a plain hash of 10^6 possible codes would). The text goes out through the
-node's SMS provider, `svc.sms`.
+give them away (a plain hash of 10^6 possible codes would). The text (template
+`verification.code` in the user's locale) is queued in the notifications outbox in the same
+transaction as the code, and the dispatcher sends it (pocho_rt.notify_service).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import hmac
 import secrets
 from dataclasses import dataclass
 
+from engine.notify_templates import render
 from persistence import users as users_db
 from persistence.audit import audit
 from pocho_rt.context import Services
@@ -42,13 +44,10 @@ async def request_code(svc: Services, user_id: str) -> int:
         await users_db.insert_verification_code(
             conn, user_id, hash_code(svc.settings.jwt_secret, user_id, code), CODE_TTL
         )
-        phone = user["phone"]
-    await svc.sms.send(
-        phone,
-        f"Your Pocho verification code is {code}. It expires in {CODE_TTL // 60} minutes.",
-        user_id=user_id,
-        kind="verify_code",
-    )
+        variables = {"code": code, "minutes_valid": CODE_TTL // 60}
+        text = render(svc.notify.texts, "verification.code", user["locale"], variables).sms or ""
+        await svc.notify.queue_sms(conn, user_id, "verify_code", user["phone"], text)  # same transaction
+    svc.notify.wakeup()
     return CODE_TTL
 
 

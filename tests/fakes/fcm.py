@@ -19,7 +19,8 @@ Test controls: `expires_in` of issued tokens, `expire_tokens()` (every issued ac
 is rejected from now on, as after expiry or revocation), `reject_tokens` (every access token
 is rejected, even fresh ones), `fail_next` / `token_fail_next`
 (statuses answered before normal handling), `hang` (an unset asyncio.Event the send handler
-waits on: the client's timeout fires first), `delivered`, `tokens_issued`.
+waits on: the client's timeout fires first; a request whose caller hung up meanwhile is not
+delivered, counted in `dropped`), `arrived`, `waiting`, `delivered`, `tokens_issued`.
 """
 
 from __future__ import annotations
@@ -78,6 +79,9 @@ class FakeFcm:
         self.delivered: list[dict[str, Any]] = []
         self.tokens_issued = 0
         self.reject_tokens = False
+        self.arrived = asyncio.Event()  # set when any send request arrives
+        self.waiting: list[web.Request] = []  # send requests held by `hang`
+        self.dropped = 0  # held requests whose caller had hung up when released
         self.url = ""
         self._valid_tokens: set[str] = set()
         self._ids = itertools.count(1)
@@ -141,8 +145,13 @@ class FakeFcm:
         return web.json_response({"access_token": access, "expires_in": self.expires_in, "token_type": "Bearer"})
 
     async def send(self, request: web.Request) -> web.Response:
+        self.arrived.set()
         if self.hang is not None:
+            self.waiting.append(request)
             await self.hang.wait()
+            if request.transport is None or request.transport.is_closing():
+                self.dropped += 1  # the caller hung up first: it never learns of a delivery
+                return web.Response(status=499)
         auth = request.headers.get("Authorization", "")
         if self.reject_tokens or not auth.startswith("Bearer ") or auth[7:] not in self._valid_tokens:
             return fcm_error(401, "UNAUTHENTICATED", "Request had invalid authentication credentials.")

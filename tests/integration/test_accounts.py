@@ -16,7 +16,7 @@ import socketio
 from jwt.warnings import InsecureKeyLengthWarning
 
 from pocho_rt.auth import totp
-from tests.helpers import PASSWORD, Client, new_phone
+from tests.helpers import PASSWORD, Client, eventually, new_phone
 from tests.integration.users_support import latest_code, watch
 
 REGISTER = "/api/v1/auth/register"
@@ -391,8 +391,21 @@ async def test_phone_verification(client: Client, db: asyncpg.Connection) -> Non
     assert (await client.call("POST", confirm, {"code": "123456"}, token=token))[0] == 400  # nothing pending
     status, body = await client.call("POST", "/api/v1/auth/verify/request", token=token)
     assert status == 202 and body == {"expiresIn": 600}
-    row = await db.fetchrow("SELECT channel, status, kind, user_id::text AS uid FROM notifications_outbox")
-    assert dict(row) == {"channel": "sms", "status": "sent", "kind": "verify_code", "uid": reg["user"]["id"]}
+    # Queued with the code (same transaction); the dispatcher hands it to the dev recorder.
+    sql = "SELECT channel, status, outcome, kind, user_id::text AS uid FROM notifications_outbox"
+
+    async def settled() -> bool:
+        return (await db.fetchval("SELECT status FROM notifications_outbox")) != "pending"
+
+    await eventually(settled, what="the code's text settled")
+    row = await db.fetchrow(sql)
+    assert dict(row) == {
+        "channel": "sms",
+        "status": "sent",
+        "outcome": "recorded",
+        "kind": "verify_code",
+        "uid": reg["user"]["id"],
+    }
     code = await _latest_code(db, phone)
     stored = await db.fetchval("SELECT code_hash FROM verification_codes")
     assert code not in stored

@@ -67,6 +67,7 @@ def test_production_refuses_default_secrets() -> None:
             "POCHO_ADMIN_KEY": "k" * 20,
             "POCHO_PII_KEY": "k1:" + "A" * 43,  # users (issue 15): keys for personal data at rest
             "POCHO_PII_INDEX_KEY": "B" * 43,
+            "TERMII_API_KEY": "termii-live-key",  # notifications (issue 10): no dev SMS recorder
         }
     )
     assert ok.production

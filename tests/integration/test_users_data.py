@@ -99,7 +99,9 @@ async def test_export_holds_the_whole_footprint(client: Client, db: asyncpg.Conn
     assert [(r["rating"], r["comment"]) for r in doc["reviews"]] == [(4, "Zebulonia says: lovely jollof")]
     assert len(doc["sessions"]) == 2 and all(s["ipPrefix"] == "127.0.0.0/24" for s in doc["sessions"])
     kinds = {n["kind"] for n in doc["notifications"]}
-    assert kinds == {"password_reset"} and all("body" not in n for n in doc["notifications"])
+    # the reset code, and what the outbox queued for the customer's request and order (issue 10)
+    expected = {"password_reset", "offer.new", "order.confirmed", "order.canceled"}
+    assert kinds == expected and all("body" not in n for n in doc["notifications"])
     actions = {a["action"] for a in doc["auditEntries"]}
     assert {"auth.register", "auth.login", "user.profile_updated", "auth.password_reset_requested"} <= actions
     assert doc["vendor"] is None and doc["rider"] is None and doc["truncated"] == []

@@ -161,6 +161,7 @@ async def test_requests_and_texts_are_sealed_at_rest_and_plain_to_clients(
     assert await _seen_by_clients(client, cust, vend, rid, "pii-1") == [(ADDRESS, NOTES)] * 7
     doc = (await client.call("GET", "/api/v1/me/export", token=cust.token))[1]
     assert sorted((n["kind"], n["recipient"]) for n in doc["notifications"]) == [
+        ("offer.new", f"user:{cust.user['id']}"),  # a push (issue 10): names the user, no phone
         ("phone_change", new),
         ("verify_code", cust.user["phone"]),
     ]
@@ -191,7 +192,8 @@ async def test_request_rows_from_before_sealing_read_as_they_are(client: Client,
     assert await _stored_request(db, rid) == ["1 Old Lane", "old note"] * 3
     assert await _seen_by_clients(client, cust, vend, rid, "old-1") == [("1 Old Lane", "old note")] * 7
     doc = (await client.call("GET", "/api/v1/me/export", token=cust.token))[1]
-    assert [n["recipient"] for n in doc["notifications"]] == [cust.user["phone"]]
+    texts = [n["recipient"] for n in doc["notifications"] if n["channel"] == "sms"]  # not the offer's push
+    assert texts == [cust.user["phone"]]
 
 
 async def _make_legacy(db: asyncpg.Connection, request_id: str, user_id: str, phone: str) -> None:

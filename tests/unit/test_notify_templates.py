@@ -22,7 +22,6 @@ ISSUE_EVENTS = {
     "order.confirmed",
     "order.delivered",
     "rider.assigned",
-    "sla.breach",
     "verification.code",
 }
 
@@ -102,8 +101,8 @@ def test_malformed_templates_fail_at_load(tmp_path: Path, change: dict[str, obje
 
 def test_a_locale_missing_an_event_type_fails_at_load() -> None:
     raw = _shipped_en()
-    del raw["sla.breach"]
-    with pytest.raises(TemplateError, match=r"templates 'fr': no template for event type 'sla\.breach'"):
+    del raw["rider.assigned"]
+    with pytest.raises(TemplateError, match=r"templates 'fr': no template for event type 'rider\.assigned'"):
         parse("fr", raw)
 
 

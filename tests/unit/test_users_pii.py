@@ -89,7 +89,7 @@ def test_settings_validate_and_production_refuses_default_keys() -> None:
         load_settings({"POCHO_PII_INDEX_KEY": "c2hvcnQ"})
     with pytest.raises(ConfigError, match="POCHO_PII_OLD_KEYS"):
         load_settings({"POCHO_PII_OLD_KEYS": f"{DEV_PII_KEY},broken"})
-    prod = {"POCHO_ENV": "production", "JWT_SECRET": "x" * 40, "POCHO_ADMIN_KEY": "k" * 20}
+    prod = {"POCHO_ENV": "production", "JWT_SECRET": "x" * 40, "POCHO_ADMIN_KEY": "k" * 20, "TERMII_API_KEY": "t" * 20}
     with pytest.raises(ConfigError, match="POCHO_PII_KEY must be set"):
         load_settings(prod)
     with pytest.raises(ConfigError, match="POCHO_PII_KEY must be set"):
