@@ -36,6 +36,7 @@ from persistence import notifications as store
 from persistence import outbox
 from persistence.pii import RECIPIENT, PiiCodec
 from pocho_rt.config import Settings
+from pocho_rt.sockets.rooms import DirectoryManager
 from pocho_rt.sockets.server import GuardedServer
 
 log = logging.getLogger("pocho.notify")
@@ -57,19 +58,24 @@ _PUSH_TITLE = "Pocho"  # rows stored with their final text (SLA and ops notices)
 
 
 class SocketPresence:
-    """engine.ports.UserPresence from this node's Socket.IO rooms: every socket of a user joins
-    `user:<id>` in its namespace (pocho_rt.sockets.base). Sockets on other nodes are not seen
-    yet (the cluster work makes presence span nodes)."""
+    """engine.ports.UserPresence from the Socket.IO rooms of every node: each socket of a user
+    joins `user:<id>` in its namespace (pocho_rt.sockets.base); this node's rooms are in its
+    manager, the other nodes' in the cluster's room directory (pocho_rt.sockets.rooms)."""
 
     def __init__(self, sio: GuardedServer) -> None:
         self._sio = sio
 
     async def online(self, user_ids: Collection[str]) -> set[str]:
-        rooms = self._sio.manager.rooms  # namespace -> room -> {sid: eio_sid}
+        manager = self._sio.manager
+        rooms = manager.rooms  # namespace -> room -> {sid: eio_sid}
+        directory = manager.directory if isinstance(manager, DirectoryManager) else None
         found: set[str] = set()
         for ns in _ROOM_NAMESPACES:
             members = rooms.get(ns, {})
-            found.update(u for u in user_ids if members.get(f"user:{u}"))
+            for u in user_ids:
+                room = f"user:{u}"
+                if members.get(room) or (directory is not None and directory.nodes_for(ns, room)):
+                    found.add(u)
         return found
 
 

@@ -42,7 +42,7 @@ async def _measure(name: str, emits: int, emit: Callable[[int], Awaitable[None]]
         await asyncio.sleep(0.001)
     total, cpu = time.perf_counter() - started, _cpu() - cpu
     print(
-        f"{name:<48} sender {sent / emits * 1e6:7.1f} us/emit   until received {total / emits * 1e6:7.1f} us/emit"
+        f"{name:<66} sender {sent / emits * 1e6:7.1f} us/emit   until received {total / emits * 1e6:7.1f} us/emit"
         f"   process CPU {cpu / emits * 1e6:7.1f} us/emit"
     )
 
@@ -77,7 +77,7 @@ async def _redis_manager(url: str, emits: int, remote_member: bool) -> None:
         mgr.thread.cancel()
 
 
-async def _relay(url: str, emits: int, remote_member: bool) -> None:
+async def _relay(url: str, emits: int, remote_member: bool, per_turn: int) -> None:
     got = 0
 
     async def deliver(namespace: str, room: str, text: str) -> None:
@@ -98,11 +98,11 @@ async def _relay(url: str, emits: int, remote_member: bool) -> None:
         text = f'2{NS},["offer:updated",{orjson.dumps(PAYLOAD).decode()}]'  # encoded once, as emit_frame does
         for node in a_dir.nodes_for(NS, ROOM) or ():
             a.send(node, NS, ROOM, text)
-        if i % 64 == 63:
-            await asyncio.sleep(0)  # let the relay's loop run, as a busy server's loop would
+        if i % per_turn == per_turn - 1:
+            await asyncio.sleep(0)  # let the relay's loop run: `per_turn` emits share one publish
 
     await _measure(
-        f"room directory + frame relay, room {'with' if remote_member else 'without'} a remote member",
+        f"relay, {per_turn} emit(s) per loop turn, room {'with' if remote_member else 'without'} a remote member",
         emits,
         emit,
         lambda: got if remote_member else emits,
@@ -121,7 +121,8 @@ async def main() -> None:
     args = ap.parse_args()
     for remote in (True, False):
         await _redis_manager(args.redis, args.emits, remote)
-        await _relay(args.redis, args.emits, remote)
+        for per_turn in (1, 64) if remote else (1,):
+            await _relay(args.redis, args.emits, remote, per_turn)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from engine.meal_request_actor import MEAL_REQUEST_KIND
 from engine.runtime.placement import shards_for
 from tests.conftest import Server, StartServer
 from tests.e2e.util import customer, request_payload
-from tests.helpers import Client
+from tests.helpers import Client, eventually
 
 SLOW = {"cluster_node_lease_ms": 60_000, "cluster_shard_lease_ms": 60_000, "cluster_margin_ms": 5_000}
 
@@ -78,3 +78,24 @@ async def test_a_node_is_ready_once_it_holds_its_share_and_ops_see_every_node(st
         assert 'pocho_cluster_shard_moves_total{change="handed_off"}' in text
         sent = [line for line in text.splitlines() if line.startswith('pocho_cluster_messages_total{direction="sent"}')]
         assert sent and float(sent[0].split()[-1]) > 0  # request:create crossed to `two`
+
+
+async def test_a_user_connected_to_another_node_counts_as_online_for_notifications(start_server: StartServer) -> None:
+    from pocho_rt.notify_service import SocketPresence
+
+    one = await start_server(node_id="one", **SLOW)
+    two = await start_server(node_id="two", **SLOW)
+    async with aiohttp.ClientSession(base_url=two.url) as session:
+        client = Client(session, two)
+        try:
+            cust = await customer(client)  # its socket is on `two` only
+            uid = cust.user["id"]
+            assert one.svc.sio.manager.rooms.get("/customer", {}).get(f"user:{uid}") is None
+            presence = SocketPresence(one.svc.sio)
+            await eventually(
+                lambda: one.svc.cluster.directory.nodes_for("/customer", f"user:{uid}") == {"two"},
+                what="`two` announcing the user's room",
+            )
+            assert await presence.online([uid, "someone-else"]) == {uid}  # push skipped: the socket got it
+        finally:
+            await client.close()
