@@ -10,16 +10,20 @@ bare Engine.IO server at `/engine.io/` echoing every message. Both expect ping i
 from __future__ import annotations
 
 import asyncio
+import signal
 from dataclasses import replace
 from typing import Any
 
 from aiohttp import web
 
 from pocho_rt.config import Settings
+from pocho_rt.http.guard import make_runner
 from pocho_rt.sockets.server import GuardedServer, create_sio
 from pocho_rt.tasks import Supervisor
+from pocho_rt.transport.engine import Engine, engine_options
 
 SUITE_NAMESPACES = ("/", "/custom")
+ENGINE = web.AppKey("engine", Engine)  # the app's Engine, for tests that look at its sessions
 AUTH_SPACING = 0.01
 
 
@@ -71,13 +75,12 @@ def socketio_app(settings: Settings, supervisor: Supervisor) -> web.Application:
         sio.on("message-with-ack", ack, namespace=ns)
     app = web.Application()
     sio.attach(app)
+    app[ENGINE] = sio.eio
     return app
 
 
 def engineio_app(settings: Settings) -> web.Application:
     """The engine.io suite's server: our Engine.IO layer echoing every message."""
-    from pocho_rt.transport.engine import Engine, engine_options
-
     eio = Engine(**engine_options(suite_settings(settings)))
 
     async def echo(sid: str, data: Any) -> None:
@@ -86,6 +89,7 @@ def engineio_app(settings: Settings) -> web.Application:
     eio.on("message", echo)
     app = web.Application()
     eio.attach(app, "engine.io")
+    app[ENGINE] = eio
     return app
 
 
@@ -94,13 +98,18 @@ def run(settings: Settings, host: str, port: int, engineio: bool) -> None:
     supervisor = Supervisor()
 
     async def main() -> None:
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            asyncio.get_running_loop().add_signal_handler(sig, stop.set)
         app = engineio_app(settings) if engineio else socketio_app(settings, supervisor)
-        runner = web.AppRunner(app, access_log=None)
+        runner = make_runner(app, settings, access_log=None, handle_signals=False)  # the runner `serve` uses
         await runner.setup()
         await web.TCPSite(runner, host, port).start()
         try:
-            await asyncio.Event().wait()
+            await stop.wait()
         finally:
+            await app[ENGINE].shutdown()
             await runner.cleanup()
+            await supervisor.stop()
 
     asyncio.run(main())

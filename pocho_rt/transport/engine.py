@@ -163,6 +163,25 @@ class Session:
         if self._drain is not None and self._transport is not None and self._transport.get_write_buffer_size():
             await self._drain()  # returns at once unless the transport paused writing
 
+    async def send_message(self, text: str) -> None:
+        """Send a text MESSAGE (a Socket.IO packet): over the websocket, straight to the
+        transport with no Packet object; otherwise as `send` does."""
+        transport = self._transport
+        if transport is None or self.closed:
+            await self.send(eio_packet.Packet(eio_packet.MESSAGE, data=text))
+            return
+        if transport.is_closing():
+            return
+        raw = ("4" + text).encode()
+        transport.write(_frame_header(0x1, len(raw)) + raw)
+        if self._drain is not None and transport.get_write_buffer_size():
+            await self._drain()
+
+    @property
+    def polling(self) -> bool:
+        """A GET waits for packets."""
+        return self._poll is not None
+
     @property
     def undelivered(self) -> bool:
         """Packets wait for the next poll (after a close: the CLOSE packet)."""
@@ -313,11 +332,15 @@ class Session:
     async def _read(self, ws: web.WebSocketResponse) -> None:
         """Read packets until the websocket ends; no timeout per message (the ping timer
         closes a silent peer)."""
+        on_message = self.server.on_message
         try:
             while True:
                 msg = await ws.receive()
                 if msg.type == WSMsgType.TEXT:
-                    if not msg.data or not await self.receive(msg.data):
+                    data = msg.data
+                    if data[:1] == "4":  # the common case first: a message
+                        await on_message(self.sid, data[1:])
+                    elif not data or not await self.receive(data):
                         await self.close(self.server.reason.TRANSPORT_ERROR)
                         break
                 elif msg.type == WSMsgType.BINARY:

@@ -49,6 +49,18 @@ class ConformantServer(socketio.AsyncServer):  # type: ignore[misc]
     def _engineio_server_class(self) -> type[Engine]:
         return Engine
 
+    async def _send_packet(self, eio_sid: str, pkt: Any) -> None:
+        """Upstream's, minus an Engine.IO Packet object per text packet."""
+        encoded = pkt.encode()
+        session = self.eio.sockets.get(eio_sid)
+        if session is None:
+            return
+        if isinstance(encoded, str):
+            await session.send_message(encoded)
+            return
+        for part in encoded:  # text with placeholders, then the binary attachments
+            await self.eio.send(eio_sid, part)
+
     def _knows(self, namespace: str) -> bool:
         return (
             namespace in self.handlers
