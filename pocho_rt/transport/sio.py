@@ -13,6 +13,7 @@ official socket.io-protocol test-suite asks for (https://socket.io/docs/v4/socke
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import socketio
@@ -22,6 +23,9 @@ from pocho_rt.transport.engine import Engine
 
 # attachments one packet may announce (each is bounded by the frame size limit)
 MAX_ATTACHMENTS = 10
+# The common frame, a text EVENT or ACK (`2/ns,12[...]`): type, namespace (without a query),
+# ack id; anything else takes upstream's general decoder.
+_PLAIN = re.compile(r"([23])(?:(/[^,?]*),)?(\d{0,15})\[")
 
 
 class Packet(sio_packet.Packet):  # type: ignore[misc]
@@ -92,6 +96,16 @@ class ConformantServer(socketio.AsyncServer):  # type: ignore[misc]
             return pending
         if isinstance(data, bytes):
             raise ValueError("a binary frame without a packet announcing it")
+        m = _PLAIN.match(data)
+        if m is not None:  # what upstream's decode would build, without its general parse
+            pkt = self.packet_class.__new__(self.packet_class)
+            pkt.packet_type = int(m.group(1))
+            pkt.namespace = m.group(2)
+            pkt.id = int(m.group(3)) if m.group(3) else None
+            pkt.data = self.packet_class.json.loads(data[m.end() - 1 :])
+            pkt.attachment_count = 0
+            pkt.attachments = []
+            return pkt
         pkt = self.packet_class(encoded_packet=data)
         if pkt.packet_type in (sio_packet.BINARY_EVENT, sio_packet.BINARY_ACK):
             if not 1 <= pkt.attachment_count <= MAX_ATTACHMENTS:
