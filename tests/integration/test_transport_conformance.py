@@ -174,11 +174,16 @@ async def test_an_invalid_polling_packet_closes_the_session(
     assert (await _get(http, url))[0] == 400
 
 
-async def test_an_invalid_websocket_packet_closes_the_session(eio: Served, http: aiohttp.ClientSession) -> None:
-    async with http.ws_connect(_ws(eio[0]) + "?EIO=4&transport=websocket") as ws:
+async def _closed_after(http: aiohttp.ClientSession, base: str, frame: str) -> bool:
+    """Open a websocket session, send `frame`: True once the server has closed it."""
+    async with http.ws_connect(_ws(base) + "?EIO=4&transport=websocket") as ws:
         await _recv(ws)
-        await ws.send_str("abc")
-        assert await _closed(ws)
+        await ws.send_str(frame)
+        return await _closed(ws)
+
+
+async def test_an_invalid_websocket_packet_closes_the_session(eio: Served, http: aiohttp.ClientSession) -> None:
+    assert await _closed_after(http, eio[0], "abc")
 
 
 async def test_a_duplicate_poll_closes_the_session(eio: Served, http: aiohttp.ClientSession) -> None:
@@ -231,10 +236,7 @@ async def test_client_close_over_polling_releases_the_pending_poll(eio: Served, 
 
 
 async def test_client_close_over_websocket_closes_it(eio: Served, http: aiohttp.ClientSession) -> None:
-    async with http.ws_connect(_ws(eio[0]) + "?EIO=4&transport=websocket") as ws:
-        await _recv(ws)
-        await ws.send_str("1")
-        assert await _closed(ws)
+    assert await _closed_after(http, eio[0], "1")
 
 
 async def test_server_close_reaches_a_polling_client_that_polls_later(eio: Served, http: aiohttp.ClientSession) -> None:
@@ -326,25 +328,18 @@ async def test_events_and_acks_in_plain_text(sio: Served, http: aiohttp.ClientSe
 async def test_binary_attachments_in_both_directions(sio: Served, http: aiohttp.ClientSession) -> None:
     ws, recv = await _sio_socket(http, sio[0])
     placeholders = '{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}'
+    attachments = [b"\x01\x02\x03", b"\x04\x05\x06"]
     async with ws:
         await ws.send_str("40")
         await recv(), await recv()
-        await ws.send_str(f'452-["message",{placeholders}]')
-        await ws.send_bytes(b"\x01\x02\x03")
-        await ws.send_bytes(b"\x04\x05\x06")
-        assert [await recv(), await recv(), await recv()] == [
-            f'452-["message-back",{placeholders}]',
-            b"\x01\x02\x03",
-            b"\x04\x05\x06",
-        ]
-        await ws.send_str(f'452-789["message-with-ack",{placeholders}]')
-        await ws.send_bytes(b"\x01\x02\x03")
-        await ws.send_bytes(b"\x04\x05\x06")
-        assert [await recv(), await recv(), await recv()] == [
-            f"462-789[{placeholders}]",
-            b"\x01\x02\x03",
-            b"\x04\x05\x06",
-        ]
+        for sent, answer in (
+            (f'452-["message",{placeholders}]', f'452-["message-back",{placeholders}]'),  # event, event back
+            (f'452-789["message-with-ack",{placeholders}]', f"462-789[{placeholders}]"),  # event, binary ack
+        ):
+            await ws.send_str(sent)
+            for attachment in attachments:
+                await ws.send_bytes(attachment)
+            assert [await recv(), await recv(), await recv()] == [answer, *attachments]
 
 
 async def test_namespace_disconnect_leaves_the_others(sio: Served, http: aiohttp.ClientSession) -> None:
