@@ -31,7 +31,7 @@ import asyncio
 import base64
 import logging
 import struct
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from typing import Any, cast
 
 import engineio
@@ -50,6 +50,9 @@ CLOSE_HANDSHAKE_SECONDS = 1.0
 # Node server's `upgradeTimeout`); otherwise it holds a connection for free.
 UPGRADE_TIMEOUT_SECONDS = 10.0
 _SEP = "\x1e"  # record separator between packets of a polling payload
+# A websocket client that leaves this much unread in our send buffer is closed: a send never
+# waits for one slow reader (a broadcast would wait with it), and its buffer stays bounded.
+SLOW_READER_BYTES = 1 << 20
 
 
 def engine_options(settings: Settings) -> dict[str, Any]:
@@ -83,9 +86,9 @@ class Session:
 
     __slots__ = (
         "_buffer",
-        "_drain",
         "_noop_next_poll",
         "_poll",
+        "_reader",
         "_timer",
         "_transport",
         "closed",
@@ -110,7 +113,7 @@ class Session:
         self.closed = False
         self.ws: web.WebSocketResponse | None = None
         self._transport: asyncio.Transport | None = None  # set while the websocket carries packets
-        self._drain: Callable[[], Awaitable[None]] | None = None
+        self._reader: asyncio.Task[Any] | None = None  # the task reading the websocket
         self._buffer: list[Any] = []  # packets waiting for a poll (or for the upgrade to finish)
         self._poll: asyncio.Future[list[Any]] | None = None  # the pending GET
         self._noop_next_poll = False
@@ -149,19 +152,22 @@ class Session:
                     transport.write(_frame_header(0x1, len(raw)) + raw)
                 else:
                     transport.write(_frame_header(0x2, len(data)) + data)
+                self._check_backlog(transport)
             return
         self._buffer.append(pkt)
         poll = self._poll
         if poll is not None and not poll.done() and not self.upgrading:
             poll.set_result(self._take())
 
+    def _check_backlog(self, transport: asyncio.Transport) -> None:
+        if transport.get_write_buffer_size() > SLOW_READER_BYTES and not self.closing:
+            log.warning("websocket reader too slow, closing", extra={"buffered": transport.get_write_buffer_size()})
+            self.server.spawn(self.close(self.server.reason.TRANSPORT_ERROR, notify=False))
+
     async def send(self, pkt: Any) -> None:
-        """Send one packet (upstream's AsyncSocket.send, without the queue)."""
-        if self.closed:
-            return
-        self._send_now(pkt)
-        if self._drain is not None and self._transport is not None and self._transport.get_write_buffer_size():
-            await self._drain()  # returns at once unless the transport paused writing
+        """Send one packet (upstream's AsyncSocket.send, without the queue and writer task)."""
+        if not self.closed:
+            self._send_now(pkt)
 
     async def send_message(self, text: str) -> None:
         """Send a text MESSAGE (a Socket.IO packet): over the websocket, straight to the
@@ -169,13 +175,10 @@ class Session:
         transport = self._transport
         if transport is None or self.closed:
             await self.send(eio_packet.Packet(eio_packet.MESSAGE, data=text))
-            return
-        if transport.is_closing():
-            return
-        raw = ("4" + text).encode()
-        transport.write(_frame_header(0x1, len(raw)) + raw)
-        if self._drain is not None and transport.get_write_buffer_size():
-            await self._drain()
+        elif not transport.is_closing():
+            raw = ("4" + text).encode()
+            transport.write(_frame_header(0x1, len(raw)) + raw)
+            self._check_backlog(transport)
 
     @property
     def polling(self) -> bool:
@@ -274,8 +277,6 @@ class Session:
         """From now on the websocket carries this session's packets."""
         self.ws = ws
         self._transport = cast(asyncio.Transport, request.transport)  # aiohttp types it BaseTransport
-        # aiohttp's own writer waits for the transport the same way (BaseProtocol._drain_helper)
-        self._drain = request.protocol._drain_helper
         for pkt in self._take():
             self._send_now(pkt)
 
@@ -333,6 +334,7 @@ class Session:
         """Read packets until the websocket ends; no timeout per message (the ping timer
         closes a silent peer)."""
         on_message = self.server.on_message
+        self._reader = asyncio.current_task()
         try:
             while True:
                 msg = await ws.receive()
@@ -381,8 +383,12 @@ class Session:
                     self.server.ping_interval + self.server.ping_timeout, self.server.forget, self
                 )
             self._transport = None
-            if self.ws is not None:
-                await self.ws.close()
+            if self.ws is None:
+                pass
+            elif asyncio.current_task() is self._reader:
+                await self.ws.close()  # the reader ends with this session
+            else:  # never wait here for a peer's close frame (shutdown closes thousands)
+                self.server.spawn(self.ws.close())
 
 
 class Engine(engineio.AsyncServer):  # type: ignore[misc]

@@ -22,7 +22,7 @@ from pocho_rt.config import Settings, load_settings
 from pocho_rt.http.guard import make_runner
 from pocho_rt.tasks import Supervisor
 from pocho_rt.transport.conformance import ENGINE, engineio_app, socketio_app
-from pocho_rt.transport.engine import Engine
+from pocho_rt.transport.engine import SLOW_READER_BYTES, Engine
 from tests.helpers import eventually
 
 GUARD = 10.0  # seconds: only stops a hang from passing
@@ -194,6 +194,27 @@ async def test_a_duplicate_poll_closes_the_session(eio: Served, http: aiohttp.Cl
     assert (await _get(http, url))[0] == 400
     assert await first == (200, "1")  # the pending poll is told: CLOSE
     assert (await _get(http, url))[0] == 400
+
+
+async def test_a_websocket_client_that_stops_reading_is_closed(eio: Served) -> None:
+    """Sends never wait for a slow reader; past SLOW_READER_BYTES unread it is closed."""
+    base, engine = eio
+    port = int(base.split(":")[2].split("/")[0])
+    _reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(
+            b"GET /engine.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        await writer.drain()
+        await eventually(lambda: len(engine.sockets) == 1, what="the session")
+        sid = next(iter(engine.sockets))
+        chunk = "x" * 65536
+        for _ in range(2 * SLOW_READER_BYTES // len(chunk) + 400):  # past the kernel's buffers too
+            await engine.send(sid, chunk)  # returns at once: nothing waits on this reader
+        await eventually(lambda: sid not in engine.sockets, what="the slow reader to be closed")
+    finally:
+        writer.close()
 
 
 # ---------------------------------------------------------------- Engine.IO: heartbeat
