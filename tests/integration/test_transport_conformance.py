@@ -22,7 +22,8 @@ from pocho_rt.config import Settings, load_settings
 from pocho_rt.http.guard import make_runner
 from pocho_rt.tasks import Supervisor
 from pocho_rt.transport.conformance import ENGINE, engineio_app, socketio_app
-from pocho_rt.transport.engine import SLOW_READER_BYTES, Engine
+from pocho_rt.transport.engine import Engine
+from pocho_rt.transport.session import SLOW_READER_BYTES
 from tests.helpers import eventually
 
 GUARD = 10.0  # seconds: only stops a hang from passing
