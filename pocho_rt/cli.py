@@ -1,4 +1,4 @@
-"""`pocho-rt`: serve, migrate, seed, create-admin, pii-keygen, pii-rotate.
+"""`pocho-rt`: serve, migrate, seed, create-admin, pii-keygen, pii-rotate, conformance.
 
 With DATABASE_URL / REDIS_URL unset, embedded PostgreSQL and Redis are started under
 POCHO_DATA_DIR and stopped on exit, so a fresh clone needs no services.
@@ -218,6 +218,10 @@ def main(argv: list[str] | None = None) -> None:
     k.add_argument("--kid", default="k1", help="the new key's id (letters, digits, _ or -)")
     r = sub.add_parser("pii-rotate", help="re-seal personal data under the current POCHO_PII_KEY")
     r.add_argument("--batch", type=int, default=500)
+    c = sub.add_parser("conformance", help="serve the official Socket.IO/Engine.IO protocol suites' test server")
+    c.add_argument("--host", default="localhost")
+    c.add_argument("--port", type=int, default=3000)
+    c.add_argument("--engineio", action="store_true", help="the engine.io suite's bare echo server")
     args = parser.parse_args(argv)
     try:
         settings = load_settings()
@@ -236,6 +240,11 @@ def main(argv: list[str] | None = None) -> None:
             _with_services(settings, _reindex)
         elif args.cmd == "create-admin":
             cmd_create_admin(settings, args)
+        elif args.cmd == "conformance":
+            from pocho_rt.transport.conformance import run as run_conformance
+
+            _install_uvloop()
+            run_conformance(settings, args.host, args.port, args.engineio)
         elif args.cmd == "pii-keygen":
             cmd_pii_keygen(args)
         elif args.cmd == "pii-rotate":

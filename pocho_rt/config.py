@@ -97,8 +97,8 @@ class Settings:
     max_socket_message_bytes: int = 64 * 1024
     max_http_body_bytes: int = 1024 * 1024
     socket_connect_timeout: float = 10.0
-    ping_interval: int = 25  # whole seconds: engine.io advertises it rounded
-    ping_timeout: int = 20
+    ping_interval: float = 25.0  # seconds; sub-second values are advertised as such (issue 13)
+    ping_timeout: float = 20.0
     session_expiry_grace: float = 5.0
     # Engine timing.
     actor_idle_seconds: float = 300.0
@@ -252,8 +252,8 @@ _ENV: dict[str, tuple[str, Any]] = {
     "POCHO_MAX_SOCKET_MESSAGE_BYTES": ("max_socket_message_bytes", lambda n, r: _int(n, r, 1024, 16 << 20)),
     "POCHO_MAX_HTTP_BODY_BYTES": ("max_http_body_bytes", lambda n, r: _int(n, r, 1024, 64 << 20)),
     "POCHO_SOCKET_CONNECT_TIMEOUT": ("socket_connect_timeout", lambda n, r: _float(n, r, 0.1, 300)),
-    "POCHO_PING_INTERVAL": ("ping_interval", lambda n, r: _int(n, r, 1, 300)),
-    "POCHO_PING_TIMEOUT": ("ping_timeout", lambda n, r: _int(n, r, 1, 300)),
+    "POCHO_PING_INTERVAL": ("ping_interval", lambda n, r: _float(n, r, 0.05, 300)),
+    "POCHO_PING_TIMEOUT": ("ping_timeout", lambda n, r: _float(n, r, 0.05, 300)),
     "POCHO_SESSION_EXPIRY_GRACE": ("session_expiry_grace", lambda n, r: _float(n, r, 0.0, 300)),
     "POCHO_ACTOR_IDLE_SECONDS": ("actor_idle_seconds", lambda n, r: _float(n, r, 0.05, 86400)),
     "POCHO_ACTOR_MAILBOX_SIZE": ("actor_mailbox_size", lambda n, r: _int(n, r, 1, 1 << 20)),

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import math
 import re
 from collections import deque
 from typing import Any, Protocol
 
-import engineio.async_drivers.aiohttp as _eio_aiohttp
 import orjson
 import socketio
-from aiohttp import web
 from engineio import packet as _eio_packet
 from socketio import packet as _sio_packet
 
@@ -22,26 +19,10 @@ from pocho_rt.config import Settings
 from pocho_rt.errors import error_ack
 from pocho_rt.metrics import SOCKET_FLOW
 from pocho_rt.tasks import Supervisor
+from pocho_rt.transport.engine import engine_options
+from pocho_rt.transport.sio import ConformantServer, Packet
 
 log = logging.getLogger("pocho.sockets")
-
-
-# How long a closing websocket waits for the peer's close frame (aiohttp's default is 10 s, so a
-# silent peer closed at ping interval + timeout stayed open 10 s longer than the README says).
-_CLOSE_HANDSHAKE_SECONDS = 1.0
-
-
-# engine.io builds WebSocketResponse with aiohttp's default compress=True, which costs
-# ~18% CPU on our tiny frames (DESIGN); see _websocket_response below.
-def _websocket_response(receive_timeout: float) -> None:
-    """engine.io builds its WebSocketResponse by module name: no per-message deflate, and a
-    receive timeout so a websocket that goes silent (e.g. opens an upgrade and never
-    finishes it, which stock engine.io waits on forever) is closed. A live client sends a
-    pong every ping interval, so ping interval + ping timeout is the natural bound; the close
-    handshake then waits at most `_CLOSE_HANDSHAKE_SECONDS` for a peer that is gone."""
-    _eio_aiohttp.WebSocketResponse = functools.partial(
-        web.WebSocketResponse, compress=False, receive_timeout=receive_timeout, timeout=_CLOSE_HANDSHAKE_SECONDS
-    )
 
 
 class _OrjsonModule:
@@ -54,12 +35,6 @@ class _OrjsonModule:
     @staticmethod
     def loads(data: str | bytes, *args: Any, **kwargs: Any) -> Any:
         return orjson.loads(data)
-
-
-class _TextPacket(_sio_packet.Packet):  # type: ignore[misc]
-    """Our payloads are JSON only: skip the recursive scan for binary attachments (~7% CPU)."""
-
-    uses_binary_events = False
 
 
 class _Flow:
@@ -102,7 +77,7 @@ class RemoteRooms(Protocol):
         ...
 
 
-class GuardedServer(socketio.AsyncServer):  # type: ignore[misc]
+class GuardedServer(ConformantServer):
     """python-socketio's server with the guards stock python-socketio/engine.io lack:
 
     - an engine.io session that has not joined a namespace within `connect_timeout` is
@@ -115,7 +90,8 @@ class GuardedServer(socketio.AsyncServer):  # type: ignore[misc]
       packets in order, one at a time (PROTOCOL-NOTES: commands in the order sent);
     - a frame whose JSON cannot be read (a lone surrogate escape, nesting deeper than
       orjson's 1024 levels) or that is not an event array is answered `invalid` on its ack
-      id instead of being dropped with a traceback.
+      id instead of being dropped with a traceback; without an ack id to answer on, the
+      session is closed, as the Socket.IO protocol asks of an invalid packet (issue 13).
     """
 
     def __init__(
@@ -155,18 +131,24 @@ class GuardedServer(socketio.AsyncServer):  # type: ignore[misc]
         """engine.io's reader calls this for every Socket.IO packet and awaits it: decide at
         once (refuse, or queue for this session's handler task) and return."""
         try:
-            pkt = self.packet_class(encoded_packet=data)
+            pkt = self._assemble(eio_sid, data)  # None: binary attachments still due
         except Exception as exc:  # any undecodable frame gets the same answer
             await self._unreadable(eio_sid, data, exc)
+            return
+        if pkt is None:
             return
         if pkt.packet_type == _sio_packet.EVENT:
             if not isinstance(pkt.data, list) or not pkt.data or not isinstance(pkt.data[0], str):
                 SOCKET_FLOW.labels("invalid").inc()
+                if pkt.id is None:
+                    await self._drop(eio_sid)
+                    return
                 await self._refuse(eio_sid, pkt, EngineError("invalid", "an event is [name, payload]"))
                 return
         elif pkt.packet_type not in _HANDLED:
             SOCKET_FLOW.labels("invalid").inc()
             log.warning("unsupported socket packet", extra={"type": pkt.packet_type})
+            await self._drop(eio_sid)
             return
         loop = asyncio.get_running_loop()
         flow = self._flows.get(eio_sid)
@@ -253,6 +235,7 @@ class GuardedServer(socketio.AsyncServer):  # type: ignore[misc]
         log.warning("unreadable socket frame", extra={"error": type(exc).__name__, "bytes": len(data or "")})
         m = _HEADER.match(data) if isinstance(data, str) else None
         if m is None or int(m.group(1)) != _sio_packet.EVENT or m.group(3) is None:
+            await self._drop(eio_sid)  # nothing to answer on
             return
         pkt = self.packet_class(_sio_packet.EVENT, namespace=m.group(2), id=int(m.group(3)))
         await self._refuse(eio_sid, pkt, EngineError("invalid", "the payload is not valid JSON (UTF-8, nesting)"))
@@ -267,41 +250,35 @@ class GuardedServer(socketio.AsyncServer):  # type: ignore[misc]
         await self.shutdown()
 
     async def _drop(self, eio_sid: str) -> None:
-        """Close the session and its transport: a CLOSE packet alone waits for the client."""
-        socket = self.eio.sockets.get(eio_sid)
+        """Close the session and its transport (the Engine closes both)."""
         await self.eio.disconnect(eio_sid)
-        if socket is not None:
-            socket.queue.put_nowait(None)  # ends engine.io's writer, which closes the websocket
 
 
 _HANDLED = (_sio_packet.EVENT, _sio_packet.CONNECT, _sio_packet.DISCONNECT, _sio_packet.ACK)
 
 
 def create_sio(
-    settings: Settings, supervisor: Supervisor, manager: socketio.AsyncManager | None = None
+    settings: Settings,
+    supervisor: Supervisor,
+    manager: socketio.AsyncManager | None = None,
+    server_class: type[GuardedServer] = GuardedServer,
 ) -> GuardedServer:
-    _websocket_response(settings.ping_interval + settings.ping_timeout)
-    server = GuardedServer(
+    server = server_class(
         supervisor=supervisor,
         connect_timeout=settings.socket_connect_timeout,
         # RATE_LIMIT_ENABLED=false (benchmarks) turns the bucket off; the backlog bound stays.
         command_rate=settings.socket_command_rate if settings.rate_limit_enabled else None,
         command_burst=settings.socket_command_burst,
         backlog=settings.socket_backlog,
-        async_mode="aiohttp",
         client_manager=manager,
-        serializer=_TextPacket,
+        serializer=Packet,
         json=_OrjsonModule,
-        cors_allowed_origins="*",
-        max_http_buffer_size=settings.max_socket_message_bytes,
-        http_compression=False,
         # Handle each connection's events in its own reader, in order, without a task per
         # event (~9% CPU, DESIGN); an ask is bounded by the ask timeout, far below ping timeout.
         async_handlers=False,
-        ping_interval=settings.ping_interval,
-        ping_timeout=settings.ping_timeout,
         logger=False,
         engineio_logger=False,
+        **{k: v for k, v in engine_options(settings).items() if k != "logger"},
     )
     # With logger=False both libraries give their logger a plain StreamHandler of its own, which
     # prints raw tracebacks next to our JSON lines: let their records reach the JSON root only.

@@ -1,0 +1,1 @@
+"""The Engine.IO / Socket.IO transport under the Socket.IO namespaces (issue 13)."""
