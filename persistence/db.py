@@ -42,6 +42,9 @@ class DeadlinePool(asyncpg.Pool):  # type: ignore[misc]
         return super().acquire(timeout=self._acquire_timeout if timeout is None else timeout)
 
 
+IDLE_IN_TRANSACTION_MS = 10_000
+
+
 async def create_pool(
     dsn: str,
     *,
@@ -57,6 +60,10 @@ async def create_pool(
         max_queries=50_000,
         max_inactive_connection_lifetime=300.0,
         init=_init_connection,
+        # A transaction left open by a node that stopped running (SIGSTOP, a VM pause) would
+        # hold its row locks, and with them the new owner's take of its shards, until the node
+        # woke up: PostgreSQL ends it instead (none of ours idles mid-transaction for long).
+        server_settings={"idle_in_transaction_session_timeout": str(IDLE_IN_TRANSACTION_MS)},
         loop=None,
         connection_class=asyncpg.Connection,
         record_class=asyncpg.Record,

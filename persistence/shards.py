@@ -3,15 +3,16 @@
 A node that takes a shard's Redis lease then takes the next epoch here; every write-behind
 transaction carrying that shard's rows first runs `FENCE` with the epoch the node holds.
 `FOR SHARE` makes the check and the commit one step with respect to a take: a newer owner's
-`UPDATE` waits until a stale group that already passed the check has committed (so the new
-owner loads state that includes it), and a stale group that checks after the take finds no
-row and aborts. One activation per key holds even when a paused node wakes up still
-believing it owns the shard.
+`UPDATE` cannot pass a stale group that already passed the check (the take leaves that shard
+for a later round, so the new owner loads state that includes the group), and a stale group
+that checks after the take finds no row and aborts. One activation per key holds even when a
+paused node wakes up still believing it owns the shard.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any, Protocol
 
 import asyncpg
@@ -25,20 +26,43 @@ ON CONFLICT (shard) DO UPDATE
 RETURNING shard, epoch
 """
 
+_TAKE_LOCK_WAIT_MS = 300  # how long a take waits for an old owner's group that holds the row
 STALE_EPOCH = "PF001"  # SQLSTATE of a fenced-out write (migration 0008)
 
 # First in its transaction; one check per shard per group (key: the shard).
 FENCE = Statement("fence", "SELECT pocho_fence($1::integer, $2::bigint)", order=-1, key=0)
 
 
-async def take(pool: asyncpg.Pool | asyncpg.Connection, shard: int, node_id: str) -> int:
-    """Record `node_id` as the shard's owner under a new, larger epoch and return it."""
-    return (await take_many(pool, [shard], node_id))[shard]
+async def take(pool: asyncpg.Pool | asyncpg.Connection, shard: int, node_id: str) -> int | None:
+    """Record `node_id` as the shard's owner under a new, larger epoch and return it (None:
+    an old owner's group holds the row, see `take_many`)."""
+    return (await take_many(pool, [shard], node_id)).get(shard)
 
 
 async def take_many(pool: asyncpg.Pool | asyncpg.Connection, shards: list[int], node_id: str) -> dict[int, int]:
-    """`take` for several shards in one statement (a node starting takes its whole share)."""
-    rows = await pool.fetch(_TAKE, sorted(shards), node_id)
+    """`take` for several shards in one statement (a node starting takes its whole share).
+
+    A shard whose row is locked by a group of its old owner that already passed the fence
+    (a node paused mid-transaction) is left out rather than waited for: its take is retried
+    next round, once that group commits or PostgreSQL ends it (the pool's idle-in-transaction
+    timeout), and the other shards are not held up."""
+    try:
+        return await _take_now(pool, sorted(shards), node_id)
+    except asyncpg.LockNotAvailableError:
+        pass
+    taken: dict[int, int] = {}
+    for shard in sorted(shards):
+        with contextlib.suppress(asyncpg.LockNotAvailableError):
+            taken.update(await _take_now(pool, [shard], node_id))
+    return taken
+
+
+async def _take_now(pool: asyncpg.Pool | asyncpg.Connection, shards: list[int], node_id: str) -> dict[int, int]:
+    async with contextlib.AsyncExitStack() as stack:
+        conn = pool if isinstance(pool, asyncpg.Connection) else await stack.enter_async_context(pool.acquire())
+        await stack.enter_async_context(conn.transaction())
+        await conn.execute(f"SET LOCAL lock_timeout = '{_TAKE_LOCK_WAIT_MS}ms'")
+        rows = await conn.fetch(_TAKE, shards, node_id)
     return {r["shard"]: r["epoch"] for r in rows}
 
 

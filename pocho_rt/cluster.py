@@ -185,9 +185,10 @@ class ClusterNode:
         except BaseException:
             await self.leases.release_many(got)
             raise
+        await self.leases.release_many([s for s in got if s not in epochs])  # locked: next round
         self.epochs.update(epochs)
         SHARD_MOVES.labels("taken").inc(len(epochs))
-        for shard in got:
+        for shard in epochs:
             await self.on_acquire(shard)
 
     async def hand_off(self, shards: list[int]) -> None:
