@@ -29,6 +29,7 @@ _RETRY_FIRST = 0.02  # seconds before the first retry while a shard has no usabl
 _RETRY_MAX = 0.5
 _TELL_PATIENCE = 10.0  # seconds a tell keeps looking for a holder before it is dropped
 MAX_QUEUED_TELLS = 100_000  # bound on tells waiting to leave this node
+_HOLDER_TTL = 1.0  # seconds a shard's holder is remembered for forwarding asks
 
 
 class Router:
@@ -41,28 +42,41 @@ class Router:
         self._tells: deque[tuple[float, str, str, Any]] = deque()
         self._wake = asyncio.Event()
         self.dropped_tells = 0
+        self._holders: dict[int, tuple[str, float]] = {}  # shard -> (holder, when looked up)
 
     def here(self, kind: str, actor_id: str) -> bool:
         return self.node.accepts(self.node.shard(kind, actor_id))
 
-    async def _holder(self, kind: str, actor_id: str) -> str | None:
-        """The node to send to now, or None (here after all, or nobody usable yet)."""
+    async def _holder(self, kind: str, actor_id: str, *, fresh: bool = False) -> str | None:
+        """The node to send to now, or None (here after all, or nobody usable yet). Remembered
+        for `_HOLDER_TTL` (a Redis round trip per forwarded message otherwise); a stale answer
+        costs one extra hop, since the node it reaches forwards with a `fresh` lookup."""
         shard = self.node.shard(kind, actor_id)
-        holder = await self.node.leases.holder(shard)
+        now = time.monotonic()
+        known = None if fresh else self._holders.get(shard)
+        if known is not None and now - known[1] < _HOLDER_TTL:
+            holder: str | None = known[0]
+        else:
+            holder = await self.node.leases.holder(shard)
+            if holder is None:
+                self._holders.pop(shard, None)
+            else:
+                self._holders[shard] = (holder, now)
         return holder if holder is not None and holder != self.node.node_id else None
 
-    async def ask(self, kind: str, actor_id: str, msg: Any, timeout: float) -> Any:  # noqa: ASYNC109
+    async def ask(self, kind: str, actor_id: str, msg: Any, timeout: float, *, fresh: bool = False) -> Any:  # noqa: ASYNC109
         deadline = time.monotonic() + timeout
         pause = _RETRY_FIRST
         while True:
             if self.here(kind, actor_id):  # the shard came here meanwhile
                 return await self.system.ask(kind, actor_id, msg, max(deadline - time.monotonic(), 0.001))
-            holder = await self._holder(kind, actor_id)
+            holder = await self._holder(kind, actor_id, fresh=fresh)
             if holder is not None:
                 try:
                     return await self.postman.ask(holder, kind, actor_id, msg, max(deadline - time.monotonic(), 0.001))
                 except NotDelivered:
-                    pass  # that node is gone: its lease will run out and someone takes the shard
+                    self._holders.pop(self.node.shard(kind, actor_id), None)
+            fresh = True  # retries look the holder up again
             left = deadline - time.monotonic()
             if left <= 0:
                 raise EngineError("unavailable", "that item is moving between servers, retry")
@@ -100,7 +114,7 @@ class Router:
         if self.here(kind, actor_id):
             self.system.tell(kind, actor_id, msg)
             return True
-        holder = await self._holder(kind, actor_id)
+        holder = await self._holder(kind, actor_id, fresh=True)  # tells are rare: no cached hops
         if holder is None:
             return False
         try:
@@ -113,6 +127,10 @@ class Router:
         """The Postman's handler: a message another node sent here (re-routed if the shard
         moved on meanwhile)."""
         if wants_reply:
-            return await self.system.ask(kind, actor_id, msg)
+            if self.here(kind, actor_id):
+                return await self.system.ask(kind, actor_id, msg)
+            # Sent here from a stale holder cache: look the holder up afresh, never from this
+            # node's cache (two stale caches would bounce the message between them).
+            return await self.ask(kind, actor_id, msg, self.system.ask_timeout, fresh=True)
         self.system.tell(kind, actor_id, msg)
         return None
