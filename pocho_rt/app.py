@@ -91,6 +91,8 @@ async def open_services(settings: Settings, database_url: str, redis_url: str) -
         flush_ms=settings.writer_flush_ms,
         batch_rows=settings.writer_batch_rows,
         queue_max=settings.writer_queue_max,
+        connections=settings.writer_connections,
+        bulk=settings.writer_bulk,
     )
     actors = ActorSystem(
         mailbox_size=settings.actor_mailbox_size,
