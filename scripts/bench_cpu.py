@@ -294,10 +294,10 @@ def serve_relay(port: int) -> None:
     web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None)
 
 
-def _pocho_env(pg: str | None, data: str) -> dict[str, str]:
+def _pocho_env(pg: str | None, data: str, tree: Path) -> dict[str, str]:
     env = {
         **os.environ,
-        "PYTHONPATH": str(ROOT),
+        "PYTHONPATH": str(tree),
         "POCHO_ADMIN_KEY": _ADMIN_KEY,
         "JWT_SECRET": "bench-jwt-secret-0123456789abcdef0123456789",
         "POCHO_DATA_DIR": data,
@@ -318,6 +318,8 @@ def main() -> None:
     p.add_argument("--pg", help="PostgreSQL server URL without a database (a fresh one per Pocho run)")
     p.add_argument("--only", choices=["relay", "stack", "peer", "pocho"], action="append")
     p.add_argument("--server-env", action="append", default=[], help="KEY=VALUE for Pocho")
+    p.add_argument("--pg-setting", action="append", default=[], help="NAME=VALUE on Pocho's database")
+    p.add_argument("--tree", type=Path, default=ROOT, help="the checkout whose Pocho to run (before/after)")
     p.add_argument("--py-spy", help="write Pocho's top functions here")
     p.add_argument("--py-spy-bin", default=shutil.which("py-spy") or "py-spy")
     p.add_argument("--serve-relay", type=int, help=argparse.SUPPRESS)
@@ -360,10 +362,14 @@ def main() -> None:
             url = None
             if args.pg:
                 subprocess.run(["psql", f"{args.pg}/postgres", "-qc", f"create database {db}"], check=True)
+                for setting in args.pg_setting:  # per database: the server is shared
+                    name, value = setting.split("=", 1)
+                    alter = f"alter database {db} set {name} = '{value}'"
+                    subprocess.run(["psql", f"{args.pg}/postgres", "-qc", alter], check=True)
                 url = f"{args.pg}/{db}"
             data = tempfile.mkdtemp()
             try:
-                env = {**_pocho_env(url, data), **extra}
+                env = {**_pocho_env(url, data, args.tree), **extra}
                 cmd = [str(ROOT / ".venv" / "bin" / "pocho-rt"), "serve", "--migrate", "--seed"]
                 rows.append(_measure("pocho", cmd, env, "pocho", args, "readyz", args.py_spy, db if args.pg else None))
             finally:
