@@ -180,6 +180,7 @@ class Writer:
     batch_rows: int = 2000
     queue_max: int = 50_000
     connections: int = 1
+    slow_ms: float = 20.0  # a group in flight longer than this no longer holds the next one back
     _queue: list[_Submission] = field(default_factory=list)
     _queued_rows: int = 0
     _wakeup: asyncio.Event = field(default_factory=asyncio.Event)
@@ -190,6 +191,8 @@ class Writer:
     _groups: dict[asyncio.Task[None], tuple[_Lane, list[_Submission]]] = field(default_factory=dict)
     _inflight: set[asyncio.Future[None]] = field(default_factory=set)  # futures of groups in flight
     _retrying: int = 0  # groups waiting out a connection failure: start no other group meanwhile
+    _started: dict[asyncio.Task[None], float] = field(default_factory=dict)  # group -> loop time it began
+    _timer: asyncio.TimerHandle | None = None
     bulk: bool = True  # a group's inserts as one `unnest` statement (see _merged_sql)
     _types: dict[str, tuple[str, ...] | None] = field(default_factory=dict)  # statement -> array types
     _merged: dict[tuple[str, ...], str] = field(default_factory=dict)  # statements -> one statement
@@ -258,7 +261,7 @@ class Writer:
         try:
             while True:
                 lane = self._free_lane()
-                if self._queue and lane is not None:
+                if self._queue and lane is not None and self._on_time():
                     if self.flush_ms > 0 and self._queued_rows < self.batch_rows and not self._closing:
                         await asyncio.sleep(self.flush_ms / 1000)
                     batch = self._take()
@@ -270,9 +273,29 @@ class Writer:
                 self._wakeup.clear()
                 await self._wakeup.wait()
         finally:
+            if self._timer is not None:
+                self._timer.cancel()
             await self._cancel_groups()
             self._running = False
             self._finished.set()
+
+    def _on_time(self) -> bool:
+        """Whether to start a group now: when none is in flight, or when every group in flight
+        has taken longer than `slow_ms` (stuck on a lock, a slow disk): then the next one goes
+        on another lane instead of waiting behind them. While the groups in flight are on time,
+        what arrives meanwhile gathers into one larger group (fewer commits, less CPU per
+        command); a timer wakes the loop when the youngest group turns slow."""
+        if not self._started:
+            return True
+        loop = asyncio.get_running_loop()
+        due = max(self._started.values()) + self.slow_ms / 1000
+        if loop.time() >= due:
+            return True
+        if self._timer is None or self._timer.when() != due:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = loop.call_at(due, self._wakeup.set)
+        return False
 
     def _free_lane(self) -> _Lane | None:
         if self._retrying:  # storage is away: one group finds out when it is back
@@ -282,12 +305,15 @@ class Writer:
     def _start(self, lane: _Lane, batch: list[_Submission]) -> None:
         lane.busy = True
         self._inflight.update(sub.future for sub in batch)
-        task = asyncio.get_running_loop().create_task(self._group(lane, batch))
+        loop = asyncio.get_running_loop()
+        task = loop.create_task(self._group(lane, batch))
         self._groups[task] = (lane, batch)
+        self._started[task] = loop.time()
 
         def _done(t: asyncio.Task[None]) -> None:
             lane.busy = False
             self._groups.pop(t, None)
+            self._started.pop(t, None)
             for sub in batch:
                 self._inflight.discard(sub.future)
             self._wakeup.set()

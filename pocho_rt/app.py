@@ -93,6 +93,7 @@ async def open_services(settings: Settings, database_url: str, redis_url: str) -
         queue_max=settings.writer_queue_max,
         connections=settings.writer_connections,
         bulk=settings.writer_bulk,
+        slow_ms=settings.writer_slow_ms,
     )
     actors = ActorSystem(
         mailbox_size=settings.actor_mailbox_size,
