@@ -192,7 +192,8 @@ class Writer:
     _inflight: set[asyncio.Future[None]] = field(default_factory=set)  # futures of groups in flight
     _retrying: int = 0  # groups waiting out a connection failure: start no other group meanwhile
     _started: dict[asyncio.Task[None], float] = field(default_factory=dict)  # group -> loop time it began
-    _timer: asyncio.TimerHandle | None = None
+    _timer: asyncio.Handle | None = None
+    _timer_due: float = 0.0
     bulk: bool = True  # a group's inserts as one `unnest` statement (see _merged_sql)
     _types: dict[str, tuple[str, ...] | None] = field(default_factory=dict)  # statement -> array types
     _merged: dict[tuple[str, ...], str] = field(default_factory=dict)  # statements -> one statement
@@ -289,12 +290,12 @@ class Writer:
             return True
         loop = asyncio.get_running_loop()
         due = max(self._started.values()) + self.slow_ms / 1000
-        if loop.time() >= due:
+        if loop.time() >= due - 0.001:  # timers may fire up to the clock's resolution early
             return True
-        if self._timer is None or self._timer.when() != due:
+        if self._timer is None or self._timer_due != due:  # (uvloop's handles have no when())
             if self._timer is not None:
                 self._timer.cancel()
-            self._timer = loop.call_at(due, self._wakeup.set)
+            self._timer, self._timer_due = loop.call_at(due, self._wakeup.set), due
         return False
 
     def _free_lane(self) -> _Lane | None:
