@@ -1,10 +1,14 @@
 """The write-behind writer: many actors' changes, one transaction, futures resolved on commit.
 
 Actors hand over rows (already encoded, so later in-memory changes cannot leak in) and
-go on with their next message. A single loop takes everything queued (what
-arrived while the previous commit ran, plus an optional `flush_ms` linger, up to
-`batch_rows`), and commits it as one transaction with one
-`executemany` per statement, statements in a fixed order that respects foreign keys.
+go on with their next message. The loop takes everything queued (what arrived while the
+previous commit ran, plus an optional `flush_ms` linger, up to `batch_rows`) and commits it
+as one transaction, statements in a fixed order that respects foreign keys: consecutive
+inserts as ONE statement (one `unnest`ed array per column, see `_merged_sql`), anything else
+(updates, the shard fence) as one `executemany` each. Up to `connections` groups may be in
+flight, each on its own connection; the next one starts beside them only once those in
+flight are older than `slow_ms`, and a submission whose predecessor (`after`) is in a group
+still in flight waits for that group's outcome, so one actor's writes commit in order.
 
 Failures: a connection problem (or a serialization failure or deadlock) retries the same
 batch with backoff, forever, while new submissions queue up to `queue_max` and are
