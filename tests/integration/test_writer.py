@@ -447,3 +447,53 @@ async def test_stop_during_outage_fails_every_unflushed_submission(
             assert fut.done(), f"the {name} submission was left pending forever"
             err = fut.exception()
             assert isinstance(err, EngineError) and err.code == "unavailable"
+
+
+def test_lanes_on_uvloop(database_url: str) -> None:
+    """The server runs on uvloop, whose handles differ from asyncio's (a `call_at` that is already
+    due returns a plain Handle, without `when()`; relying on it once killed the writer's loop in
+    the server while every asyncio-loop test passed). Groups held back while slow ones are in
+    flight, then started beside them, on uvloop's own loop (in a thread of its own, away from
+    the tests' loop): every submission commits once and the writer's loop is still running."""
+    import threading
+
+    import uvloop
+
+    async def scenario() -> tuple[list[Any], int, bool]:
+        pool = await create_pool(database_url, size=4)
+        db = await asyncpg.connect(database_url)
+        try:
+            await db.execute("DROP TABLE IF EXISTS wt_uv")
+            await db.execute("""
+                CREATE TABLE wt_uv (id int PRIMARY KEY, v text);
+                CREATE OR REPLACE FUNCTION wt_uv_slow() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN PERFORM pg_sleep(0.03); RETURN NULL; END $$;
+                CREATE TRIGGER wt_uv_slow AFTER INSERT ON wt_uv FOR EACH STATEMENT EXECUTE FUNCTION wt_uv_slow();
+            """)
+            writer = Writer(pool, connections=2, slow_ms=5)
+            loop_task = asyncio.ensure_future(writer.run())
+            futs = []
+            for i in range(40):  # arrive while groups are in flight: some held back, some started beside
+                futs.append(writer.submit([(insert("wt_uv"), (i, "x"))]))
+                await asyncio.sleep(0.002)
+            results = await asyncio.wait_for(asyncio.gather(*futs, return_exceptions=True), 20)
+            alive = not loop_task.done()
+            await writer.stop(timeout=2)
+            await asyncio.wait_for(loop_task, 5)
+            count: int = await db.fetchval("SELECT count(*) FROM wt_uv")
+            return results, count, alive
+        finally:
+            await db.execute("DROP TABLE IF EXISTS wt_uv")
+            await db.execute("DROP FUNCTION IF EXISTS wt_uv_slow() CASCADE")
+            await db.close()
+            await close_pool(pool)
+
+    out: list[Any] = []
+    thread = threading.Thread(target=lambda: out.append(uvloop.run(scenario())))
+    thread.start()
+    thread.join(60)
+    assert out, "the scenario did not finish"
+    results, count, alive = out[0]
+    assert results == [None] * 40
+    assert count == 40
+    assert alive, "the writer's loop died"
