@@ -9,13 +9,26 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+_ISO: dict[datetime, str] = {}
+_ISO_MAX = 16_384  # distinct instants remembered (cleared when full: a cache, not a leak)
+
+
 def iso(value: datetime | None) -> str | None:
-    """Naive datetimes are taken as UTC. isoformat is C code: this runs for every field of
-    every offer view, so it is on the hot path."""
+    """Naive datetimes are taken as UTC. This runs for every time field of every view on the
+    hot path, and most of them (created_at, expires_at) are formatted again and again: the
+    text of recent instants is remembered (a dict hit costs a tenth of isoformat here)."""
     if value is None:
         return None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    elif value.utcoffset():
-        value = value.astimezone(UTC)
-    return value.isoformat(timespec="milliseconds")[:-6] + "Z"
+    text = _ISO.get(value)
+    if text is None:
+        if value.tzinfo is None:
+            utc = value.replace(tzinfo=UTC)
+        elif value.utcoffset():
+            utc = value.astimezone(UTC)
+        else:
+            utc = value
+        text = utc.isoformat(timespec="milliseconds")[:-6] + "Z"
+        if len(_ISO) >= _ISO_MAX:
+            _ISO.clear()
+        _ISO[value] = text
+    return text

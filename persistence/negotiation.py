@@ -21,6 +21,7 @@ everything published stay plaintext; a payload is encoded twice only when it hol
 from __future__ import annotations
 
 import asyncio
+import functools
 import uuid
 from collections.abc import Callable
 from dataclasses import fields
@@ -186,7 +187,13 @@ _LIST = {(c, b): _list_sql(c, b) for c in (False, True) for b in (False, True)}
 
 
 def _event_row(request_id: str, e: Event, payload: RawJson) -> tuple[Any, ...]:
-    return (request_id, e.seq, e.kind, payload, RawJson(orjson.dumps(e.targets).decode()))
+    return (request_id, e.seq, e.kind, payload, _targets_json(e.targets))
+
+
+@functools.lru_cache(maxsize=4096)
+def _targets_json(targets: tuple[tuple[str, str], ...]) -> RawJson:
+    """An event's audiences as JSON: the same few lists over and over (per kind and vendor)."""
+    return RawJson(orjson.dumps(targets).decode())
 
 
 def _plain(value: Any) -> Any:

@@ -1,10 +1,14 @@
 """The write-behind writer: many actors' changes, one transaction, futures resolved on commit.
 
 Actors hand over rows (already encoded, so later in-memory changes cannot leak in) and
-go on with their next message. A single loop takes everything queued (what
-arrived while the previous commit ran, plus an optional `flush_ms` linger, up to
-`batch_rows`), and commits it as one transaction with one
-`executemany` per statement, statements in a fixed order that respects foreign keys.
+go on with their next message. The loop takes everything queued (what arrived while the
+previous commit ran, plus an optional `flush_ms` linger, up to `batch_rows`) and commits it
+as one transaction, statements in a fixed order that respects foreign keys: consecutive
+inserts as ONE statement (one `unnest`ed array per column, see `_merged_sql`), anything else
+(updates, the shard fence) as one `executemany` each. Up to `connections` groups may be in
+flight, each on its own connection; the next one starts beside them only once those in
+flight are older than `slow_ms`, and a submission whose predecessor (`after`) is in a group
+still in flight waits for that group's outcome, so one actor's writes commit in order.
 
 Failures: a connection problem (or a serialization failure or deadlock) retries the same
 batch with backoff, forever, while new submissions queue up to `queue_max` and are
@@ -23,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -46,6 +51,53 @@ _RETRYABLE = (
     asyncpg.SerializationError,
     asyncpg.DeadlockDetectedError,
 )
+
+
+# `INSERT INTO t (c1, ..., cn) VALUES ($1, ..., $n) [ON CONFLICT ...]`: the shape `_bulk_sql`
+# turns into one statement for many rows.
+_VALUES = re.compile(r'^INSERT INTO ("[^"]+"|\w+) (.+?) VALUES \((\$\d+(?:,\$\d+)*)\)((?: ON CONFLICT [^$]*)?)$', re.S)
+
+
+def _array_types(sql: str, params: Sequence[Any]) -> tuple[str, ...] | None:
+    """Each column's array type for `_bulk_sql` (`params`: the statement's parameter types as
+    PostgreSQL reports them), or None when the statement has another shape or a column is
+    itself an array (unnest would flatten it)."""
+    m = _VALUES.match(sql)
+    if m is None or any(p.kind != "scalar" for p in params):
+        return None
+    names = m.group(3).split(",")
+    if names != [f"${i}" for i in range(1, len(names) + 1)] or len(params) != len(names):
+        return None
+    return tuple(f'"{p.schema}"."{p.name}"[]' for p in params)
+
+
+def _bulk_sql(sql: str, types: tuple[str, ...], first: int = 1) -> str:
+    """The same insert for many rows: one array per column, `unnest`ed, so PostgreSQL runs one
+    statement instead of one per row; its parameters are numbered from `first`."""
+    m = _VALUES.match(sql)
+    assert m is not None
+    arrays = ",".join(f"${i}::{t}" for i, t in enumerate(types, start=first))
+    return f"INSERT INTO {m.group(1)} {m.group(2)} SELECT * FROM unnest({arrays}){m.group(4)}"
+
+
+def _table(sql: str) -> str:
+    m = _VALUES.match(sql)
+    assert m is not None
+    return m.group(1)
+
+
+def _merged_sql(parts: Sequence[tuple[str, tuple[str, ...]]]) -> str:
+    """Several bulk inserts (into different tables) as ONE statement: all but the last as
+    data-modifying WITH clauses, which PostgreSQL runs exactly once each. Foreign keys are
+    checked at the end of the statement, so a parent and its child may come in one."""
+    sqls, first = [], 1
+    for sql, types in parts:
+        sqls.append(_bulk_sql(sql, types, first))
+        first += len(types)
+    if len(sqls) == 1:
+        return sqls[0]
+    ctes = ", ".join(f"w{i} AS ({q})" for i, q in enumerate(sqls[:-1]))
+    return f"WITH {ctes} {sqls[-1]}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,22 +130,80 @@ class _Submission:
         return True
 
 
+class _Lane:
+    """One connection the writer commits groups on; `connections` lanes run side by side.
+
+    The lane keeps its connection between groups: acquiring from the pool per group costs a
+    reset query."""
+
+    __slots__ = ("busy", "commit_sent", "conn", "pool")
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+        self.conn: asyncpg.Connection | None = None
+        self.commit_sent = False  # the current group's COMMIT has been sent
+        self.busy = False
+
+    async def connection(self) -> asyncpg.Connection:
+        if self.conn is None:
+            self.conn = await self.pool.acquire()
+        return self.conn
+
+    async def drop(self) -> None:
+        """Give a possibly broken connection back (the pool replaces a closed one)."""
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            try:
+                await self.pool.release(conn, timeout=2)
+            except Exception:  # broken beyond release: make sure it is gone
+                with contextlib.suppress(Exception):
+                    conn.terminate()
+
+    def transient(self, exc: Exception) -> bool:
+        """Worth retrying the same group: the server is away or busy, or our connection broke
+        (asyncpg reports a closed connection as a plain InterfaceError)."""
+        if isinstance(exc, _RETRYABLE):
+            return True
+        if self.conn is None:
+            return False
+        try:
+            return bool(self.conn.is_closed())
+        except asyncpg.InterfaceError:  # already taken back by the pool
+            return True
+
+
 @dataclass(eq=False)  # identity semantics: writers are registered in a WeakSet for metrics
 class Writer:
+    """`connections`: groups committed side by side, each on a connection of its own, so an ack
+    never waits behind an unrelated slow group while a lane is free. One actor's writes stay
+    in order: a submission whose `after` is in a group still in flight waits in the queue until
+    that group's outcome is known (then it is committed, or fails unwritten)."""
+
     pool: asyncpg.Pool
     flush_ms: float = 0.0
     batch_rows: int = 2000
     queue_max: int = 50_000
+    connections: int = 1
+    slow_ms: float = 20.0  # a group in flight longer than this no longer holds the next one back
     _queue: list[_Submission] = field(default_factory=list)
     _queued_rows: int = 0
     _wakeup: asyncio.Event = field(default_factory=asyncio.Event)
     _closing: bool = False
     _running: bool = False
     _finished: asyncio.Event = field(default_factory=asyncio.Event)
-    _inflight: list[_Submission] = field(default_factory=list)
-    # The writer keeps one connection: acquiring from the pool per group costs a reset query.
-    _conn: asyncpg.Connection | None = None
-    _commit_sent: bool = False  # the current group's COMMIT has been sent
+    _lanes: list[_Lane] = field(default_factory=list)
+    _groups: dict[asyncio.Task[None], tuple[_Lane, list[_Submission]]] = field(default_factory=dict)
+    _inflight: set[asyncio.Future[None]] = field(default_factory=set)  # futures of groups in flight
+    _retrying: int = 0  # groups waiting out a connection failure: start no other group meanwhile
+    _started: dict[asyncio.Task[None], float] = field(default_factory=dict)  # group -> loop time it began
+    _timer: asyncio.Handle | None = None
+    _timer_due: float = 0.0
+    bulk: bool = True  # a group's inserts as one `unnest` statement (see _merged_sql)
+    _types: dict[str, tuple[str, ...] | None] = field(default_factory=dict)  # statement -> array types
+    _merged: dict[tuple[str, ...], str] = field(default_factory=dict)  # statements -> one statement
+
+    def __post_init__(self) -> None:
+        self._lanes = [_Lane(self.pool) for _ in range(max(1, self.connections))]
 
     def submit(
         self, rows: Sequence[tuple[Statement, tuple[Any, ...]]], after: asyncio.Future[None] | None = None
@@ -118,123 +228,188 @@ class Writer:
         unflushed after `timeout` fails `unavailable`: it was never acked."""
         self._closing = True
         self._wakeup.set()
-        if self._running and (self._queue or self._inflight):
+        if self._running and (self._queue or self._groups):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._finished.wait(), timeout)
-        for sub in self._inflight + self._queue:
+        for sub in self._queue:  # first: a lane freed below must find nothing left to start
             if not sub.future.done():
                 sub.future.set_exception(EngineError("unavailable", "server shutting down"))
         self._queue.clear()
-        self._inflight = []
         self._queued_rows = 0
-        await self._drop_connection()
+        await self._cancel_groups()
+        for lane in self._lanes:
+            await lane.drop()
 
-    async def _connection(self) -> asyncpg.Connection:
-        if self._conn is None:
-            self._conn = await self.pool.acquire()
-        return self._conn
-
-    async def _drop_connection(self) -> None:
-        """Give a possibly broken connection back (the pool replaces a closed one)."""
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            try:
-                await self.pool.release(conn, timeout=2)
-            except Exception:  # broken beyond release: make sure it is gone
-                with contextlib.suppress(Exception):
-                    conn.terminate()
+    async def _cancel_groups(self) -> None:
+        """Groups still retrying (storage away): their submissions fail `unavailable`, unless
+        COMMIT was already sent (then `timeout`: the outcome is not known)."""
+        groups = dict(self._groups)
+        for task in groups:
+            task.cancel()
+        await asyncio.gather(*groups, return_exceptions=True)
+        for lane, subs in groups.values():
+            failed = (
+                EngineError("timeout", "outcome unknown, retry to learn it")
+                if lane.commit_sent
+                else EngineError("unavailable", "server shutting down")
+            )
+            for sub in subs:
+                if not sub.future.done():
+                    sub.future.set_exception(failed)
 
     async def run(self) -> None:
-        """The group-commit loop (owned by the process supervisor); returns once `stop` has
-        been called and the queue is empty."""
+        """The group-commit loop (owned by the process supervisor): it starts a group on every
+        free lane and owns those tasks; returns once `stop` has been called and everything
+        queued is settled."""
         metrics.WRITERS.add(self)
         self._running = True
         try:
             while True:
-                if not self._queue:
-                    if self._closing:
-                        return
-                    self._wakeup.clear()
-                    await self._wakeup.wait()
-                    continue
-                if self.flush_ms > 0 and self._queued_rows < self.batch_rows and not self._closing:
-                    await asyncio.sleep(self.flush_ms / 1000)
-                self._inflight = self._take()
-                await self._commit_with_retry(self._inflight)
-                self._inflight = []
+                lane = self._free_lane()
+                if self._queue and lane is not None and self._on_time():
+                    if self.flush_ms > 0 and self._queued_rows < self.batch_rows and not self._closing:
+                        await asyncio.sleep(self.flush_ms / 1000)
+                    batch = self._take()
+                    if batch:
+                        self._start(lane, batch)
+                        continue
+                elif not self._queue and not self._groups and self._closing:
+                    return
+                self._wakeup.clear()
+                await self._wakeup.wait()
         finally:
+            if self._timer is not None:
+                self._timer.cancel()
+            await self._cancel_groups()
             self._running = False
             self._finished.set()
 
+    def _on_time(self) -> bool:
+        """Whether to start a group now: when none is in flight, or when every group in flight
+        has taken longer than `slow_ms` (stuck on a lock, a slow disk): then the next one goes
+        on another lane instead of waiting behind them. While the groups in flight are on time,
+        what arrives meanwhile gathers into one larger group (fewer commits, less CPU per
+        command); a timer wakes the loop when the youngest group turns slow."""
+        if not self._started:
+            return True
+        loop = asyncio.get_running_loop()
+        due = max(self._started.values()) + self.slow_ms / 1000
+        if loop.time() >= due - 0.001:  # timers may fire up to the clock's resolution early
+            return True
+        if self._timer is None or self._timer_due != due:  # (uvloop's handles have no when())
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer, self._timer_due = loop.call_at(due, self._wakeup.set), due
+        return False
+
+    def _free_lane(self) -> _Lane | None:
+        if self._retrying:  # storage is away: one group finds out when it is back
+            return None
+        return next((lane for lane in self._lanes if not lane.busy), None)
+
+    def _start(self, lane: _Lane, batch: list[_Submission]) -> None:
+        lane.busy = True
+        self._inflight.update(sub.future for sub in batch)
+        loop = asyncio.get_running_loop()
+        task = loop.create_task(self._group(lane, batch))
+        self._groups[task] = (lane, batch)
+        self._started[task] = loop.time()
+
+        def _done(t: asyncio.Task[None]) -> None:
+            lane.busy = False
+            self._groups.pop(t, None)
+            self._started.pop(t, None)
+            for sub in batch:
+                self._inflight.discard(sub.future)
+            self._wakeup.set()
+            if not t.cancelled() and (exc := t.exception()) is not None:
+                log.error("group commit task failed", extra={"error": type(exc).__name__})
+
+        task.add_done_callback(_done)
+
+    async def _group(self, lane: _Lane, batch: list[_Submission]) -> None:
+        await self._commit_with_retry(lane, batch)
+
     def _take(self) -> list[_Submission]:
-        rows = n = 0
-        for sub in self._queue:
-            if n and rows + len(sub.rows) > self.batch_rows:
+        """The next group: queued submissions in order, up to `batch_rows`, except those whose
+        predecessor is in a group still in flight (and those behind them)."""
+        rows = 0
+        taken: list[_Submission] = []
+        held: list[_Submission] = []
+        waiting: set[asyncio.Future[None]] = set()
+        for i, sub in enumerate(self._queue):
+            a = sub.after
+            if a is not None and not a.done() and (a in self._inflight or a in waiting):
+                waiting.add(sub.future)
+                held.append(sub)
+                continue
+            if taken and rows + len(sub.rows) > self.batch_rows:
+                held.extend(self._queue[i:])
                 break
             rows += len(sub.rows)
-            n += 1
-        taken = self._queue[:n]
-        del self._queue[:n]
+            taken.append(sub)
+        self._queue = held
         self._queued_rows -= rows
         return taken
 
-    def _transient(self, exc: Exception) -> bool:
-        """Worth retrying the same group: the server is away or busy, or our connection broke
-        (asyncpg reports a closed connection as a plain InterfaceError)."""
-        if isinstance(exc, _RETRYABLE):
-            return True
-        if self._conn is None:
-            return False
-        try:
-            return bool(self._conn.is_closed())
-        except asyncpg.InterfaceError:  # already taken back by the pool
-            return True
-
-    async def _commit_with_retry(self, batch: list[_Submission]) -> None:
+    async def _commit_with_retry(self, lane: _Lane, batch: list[_Submission]) -> None:
         delay = 0.05
-        while True:
-            live = [s for s in batch if not s.future.done() and not s.orphaned()]
-            if not live:
-                return
-            try:
-                await self._commit(live)
-            except Exception as exc:
-                if self._transient(exc) and self._commit_sent:
-                    metrics.WRITER_FAILURES.labels("commit_unknown").inc()
-                    await self._drop_connection()
-                    log.warning("connection lost during COMMIT: outcome unknown", extra={"error": type(exc).__name__})
-                    for sub in live:
-                        if not sub.future.done():
-                            sub.future.set_exception(EngineError("timeout", "outcome unknown, retry to learn it"))
+        retrying = False
+        try:
+            while True:
+                live = [s for s in batch if not s.future.done() and not s.orphaned()]
+                if not live:
                     return
-                if self._transient(exc):
-                    metrics.WRITER_FAILURES.labels("connection").inc()
-                    await self._drop_connection()
-                    log.warning("group commit failed, retrying", extra={"error": type(exc).__name__, "delay": delay})
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, 2.0)
-                    continue
-                # The data or a statement is wrong: isolate the culprit.
-                metrics.WRITER_FAILURES.labels("data").inc()
-                if len(live) == 1:
-                    # No str(exc): PostgreSQL quotes row values there, and rows may hold personal data.
-                    log.error(
-                        "write rejected",
-                        extra={"error": type(exc).__name__, "constraint": getattr(exc, "constraint_name", None)},
-                    )
-                    rejected = EngineError("unavailable", "write rejected")
-                    rejected.__cause__ = exc  # e.g. a stale shard epoch (persistence/shards.py)
-                    live[0].future.set_exception(rejected)
+                try:
+                    await self._commit(lane, live)
+                except Exception as exc:
+                    if lane.transient(exc) and lane.commit_sent:
+                        metrics.WRITER_FAILURES.labels("commit_unknown").inc()
+                        await lane.drop()
+                        log.warning(
+                            "connection lost during COMMIT: outcome unknown", extra={"error": type(exc).__name__}
+                        )
+                        for sub in live:
+                            if not sub.future.done():
+                                sub.future.set_exception(EngineError("timeout", "outcome unknown, retry to learn it"))
+                        return
+                    if lane.transient(exc):
+                        metrics.WRITER_FAILURES.labels("connection").inc()
+                        if not retrying:
+                            retrying = True
+                            self._retrying += 1
+                        await lane.drop()
+                        log.warning(
+                            "group commit failed, retrying", extra={"error": type(exc).__name__, "delay": delay}
+                        )
+                        await asyncio.sleep(delay)
+                        delay = min(delay * 2, 2.0)
+                        continue
+                    # The data or a statement is wrong: isolate the culprit.
+                    metrics.WRITER_FAILURES.labels("data").inc()
+                    if len(live) == 1:
+                        # No str(exc): PostgreSQL quotes row values there, and rows may hold personal data.
+                        log.error(
+                            "write rejected",
+                            extra={"error": type(exc).__name__, "constraint": getattr(exc, "constraint_name", None)},
+                        )
+                        rejected = EngineError("unavailable", "write rejected")
+                        rejected.__cause__ = exc  # e.g. a stale shard epoch (persistence/shards.py)
+                        live[0].future.set_exception(rejected)
+                        return
+                    for sub in live:
+                        await self._commit_with_retry(lane, [sub])
                     return
                 for sub in live:
-                    await self._commit_with_retry([sub])
+                    if not sub.future.done():
+                        sub.future.set_result(None)
                 return
-            for sub in live:
-                if not sub.future.done():
-                    sub.future.set_result(None)
-            return
+        finally:
+            if retrying:
+                self._retrying -= 1
+                self._wakeup.set()
 
-    async def _commit(self, subs: list[_Submission]) -> None:
+    async def _commit(self, lane: _Lane, subs: list[_Submission]) -> None:
         started = time.perf_counter()
         by_stmt: dict[Statement, list[tuple[Any, ...]] | dict[Any, tuple[Any, ...]]] = {}
         for sub in subs:
@@ -247,12 +422,48 @@ class Writer:
                     keyed = by_stmt.setdefault(stmt, {})
                     assert isinstance(keyed, dict)
                     keyed[row[stmt.key]] = row  # the newest snapshot wins
-        self._commit_sent = False
-        conn = await self._connection()
+        lane.commit_sent = False
+        conn = await lane.connection()
         async with conn.transaction():
+            run: list[tuple[Statement, list[tuple[Any, ...]]]] = []  # consecutive bulk inserts
             for stmt in sorted(by_stmt, key=lambda s: s.order):
-                rows = by_stmt[stmt]
-                await conn.executemany(stmt.sql, list(rows.values()) if isinstance(rows, dict) else rows)
-            self._commit_sent = True  # leaving the block sends COMMIT: from here a lost answer is a doubt
+                bucket = by_stmt[stmt]
+                rows = list(bucket.values()) if isinstance(bucket, dict) else bucket
+                if self.bulk and await self._types_of(conn, stmt) is not None:
+                    if any(_table(s.sql) == _table(stmt.sql) for s, _ in run):
+                        await self._execute_run(conn, run)  # one table once per statement
+                        run = []
+                    run.append((stmt, rows))
+                    continue
+                await self._execute_run(conn, run)
+                run = []
+                await conn.executemany(stmt.sql, rows)
+            await self._execute_run(conn, run)
+            lane.commit_sent = True  # leaving the block sends COMMIT: from here a lost answer is a doubt
         metrics.WRITER_BATCH.observe(len(subs))
         metrics.WRITER_COMMIT_SECONDS.observe(time.perf_counter() - started)
+
+    async def _types_of(self, conn: asyncpg.Connection, stmt: Statement) -> tuple[str, ...] | None:
+        """The statement's column array types, asked of the server once (None: not bulk-able)."""
+        if stmt.sql not in self._types:
+            params = (await conn.prepare(stmt.sql)).get_parameters()
+            self._types[stmt.sql] = _array_types(stmt.sql, params)
+        return self._types[stmt.sql]
+
+    async def _execute_run(self, conn: asyncpg.Connection, run: list[tuple[Statement, list[tuple[Any, ...]]]]) -> None:
+        """Consecutive inserts of a group in one round trip: one statement (prepared once per
+        connection by asyncpg's statement cache), one array per column."""
+        if not run:
+            return
+        if len(run) == 1 and len(run[0][1]) == 1:
+            await conn.execute(run[0][0].sql, *run[0][1][0])
+            return
+        names = tuple(stmt.sql for stmt, _ in run)
+        sql = self._merged.get(names)
+        if sql is None:
+            parts = [(stmt.sql, self._types[stmt.sql]) for stmt, _ in run]
+            sql = self._merged[names] = _merged_sql([(q, t) for q, t in parts if t is not None])
+        args: list[list[Any]] = []
+        for _stmt, rows in run:
+            args.extend(map(list, zip(*rows, strict=True)))
+        await conn.execute(sql, *args)

@@ -94,6 +94,9 @@ async def open_services(settings: Settings, database_url: str, redis_url: str) -
         flush_ms=settings.writer_flush_ms,
         batch_rows=settings.writer_batch_rows,
         queue_max=settings.writer_queue_max,
+        connections=min(settings.writer_connections, max(1, settings.db_pool_size - 2)),  # leave reads some
+        bulk=settings.writer_bulk,
+        slow_ms=settings.writer_slow_ms,
     )
     actors = ActorSystem(
         mailbox_size=settings.actor_mailbox_size,

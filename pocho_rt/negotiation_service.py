@@ -123,11 +123,13 @@ class NegotiationService:
 
     # ------------------------------------------------------------------ commands
 
-    async def _ask(self, request_id: str, msg: Any) -> Any:
-        try:
-            uuid.UUID(request_id)
-        except ValueError:
-            raise EngineError("not_found", "no such meal request") from None
+    async def _ask(self, request_id: str, msg: Any, *, known: bool = False) -> Any:
+        """`known`: the id came from our own offer index or PostgreSQL, so it is a uuid."""
+        if not known:
+            try:
+                uuid.UUID(request_id)
+            except ValueError:
+                raise EngineError("not_found", "no such meal request") from None
         try:
             return await self.actors.ask(MealRequestActor.kind, request_id, msg)
         except EngineError:
@@ -151,7 +153,7 @@ class NegotiationService:
 
     async def offer(self, offer_id: str, cmd: Any, user_id: str, client_msg_id: str | None) -> Any:
         request_id = await self._request_of(offer_id)
-        return await self._ask(request_id, Envelope(cmd, user_id, client_msg_id))
+        return await self._ask(request_id, Envelope(cmd, user_id, client_msg_id), known=True)
 
     async def watch(self, request_id: str, user_id: str, vendor: VendorProfile | None = None) -> dict[str, Any]:
         msg = (

@@ -72,7 +72,7 @@ async def test_slow_storage_refuses_past_the_bound_and_loses_nothing(
                 return bool(
                     await db.fetchval(
                         "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                        "AND query LIKE 'INSERT INTO \"meal_requests\"%'"
+                        "AND query LIKE '%INSERT INTO \"meal_requests\"%'"
                     )
                 )
 

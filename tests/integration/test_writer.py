@@ -186,6 +186,60 @@ async def test_keyed_statements_coalesce_last_row_wins(pool: asyncpg.Pool, db: a
         assert failures("data") == data_failures  # coalesced, not rescued by bisection
 
 
+# ---------------------------------------------------------------- groups side by side
+
+
+async def test_a_slow_group_holds_back_only_writes_chained_after_it(pool: asyncpg.Pool, db: asyncpg.Connection) -> None:
+    """Two lanes: a group stuck inside COMMIT does not delay an unrelated submission, while a
+    submission chained `after` it (the same actor's next write) waits for its outcome: committed
+    after it, or failed unwritten when it fails."""
+    lock_key = 77_420_031
+    ddl = f"""
+        CREATE TABLE wt_slow (id int PRIMARY KEY, v text);
+        CREATE TABLE wt_fast (id int PRIMARY KEY, v text, tx bigint NOT NULL DEFAULT txid_current());
+        CREATE OR REPLACE FUNCTION wt_slow_gate() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            PERFORM pg_advisory_xact_lock({lock_key});
+            IF NEW.v = 'bad' THEN RAISE EXCEPTION 'refused' USING ERRCODE = 'check_violation'; END IF;
+            RETURN NULL;
+        END $$;
+        CREATE CONSTRAINT TRIGGER wt_slow_gate AFTER INSERT ON wt_slow
+            DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION wt_slow_gate();
+    """
+    waiting_sql = """SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database
+                     WHERE l.locktype = 'advisory' AND NOT l.granted AND d.datname = current_database()"""
+    slow, fast = insert("wt_slow"), insert("wt_fast")
+
+    async def inside_commit() -> bool:
+        return bool(await db.fetchval(waiting_sql))
+
+    async with scratch(db, ddl, "wt_slow", "wt_fast"):
+        try:
+            async with running(Writer(pool, flush_ms=1, connections=2)) as writer:
+                for outcome in ("good", "bad"):
+                    await db.execute("SELECT pg_advisory_lock($1)", lock_key)
+                    base = 10 if outcome == "good" else 20
+                    first = writer.submit([(slow, (base, outcome))])
+                    await eventually(inside_commit, what="the slow group to wait inside COMMIT")
+                    chained = writer.submit([(fast, (base + 1, "chained"))], after=first)
+                    unrelated = writer.submit([(fast, (base + 2, "unrelated"))])
+                    await asyncio.wait_for(unrelated, 5)  # committed beside the stuck group
+                    assert not first.done() and not chained.done()
+                    assert await db.fetchval("SELECT count(*) FROM wt_fast WHERE id = $1", base + 1) == 0
+                    await db.execute("SELECT pg_advisory_unlock($1)", lock_key)
+                    results = await asyncio.wait_for(asyncio.gather(first, chained, return_exceptions=True), 5)
+                    stored = await db.fetchval("SELECT count(*) FROM wt_fast WHERE id = $1", base + 1)
+                    if outcome == "good":
+                        assert results == [None, None]
+                        assert stored == 1
+                    else:
+                        assert all(isinstance(r, EngineError) and r.code == "unavailable" for r in results)
+                        assert stored == 0  # computed on a write that never landed: never written
+        finally:
+            await db.execute("SELECT pg_advisory_unlock_all()")
+            await db.execute("DROP FUNCTION IF EXISTS wt_slow_gate() CASCADE")
+
+
 # ---------------------------------------------------------------- failures
 
 
@@ -393,3 +447,53 @@ async def test_stop_during_outage_fails_every_unflushed_submission(
             assert fut.done(), f"the {name} submission was left pending forever"
             err = fut.exception()
             assert isinstance(err, EngineError) and err.code == "unavailable"
+
+
+def test_lanes_on_uvloop(database_url: str) -> None:
+    """The server runs on uvloop, whose handles differ from asyncio's (a `call_at` that is already
+    due returns a plain Handle, without `when()`; relying on it once killed the writer's loop in
+    the server while every asyncio-loop test passed). Groups held back while slow ones are in
+    flight, then started beside them, on uvloop's own loop (in a thread of its own, away from
+    the tests' loop): every submission commits once and the writer's loop is still running."""
+    import threading
+
+    import uvloop
+
+    async def scenario() -> tuple[list[Any], int, bool]:
+        pool = await create_pool(database_url, size=4)
+        db = await asyncpg.connect(database_url)
+        try:
+            await db.execute("DROP TABLE IF EXISTS wt_uv")
+            await db.execute("""
+                CREATE TABLE wt_uv (id int PRIMARY KEY, v text);
+                CREATE OR REPLACE FUNCTION wt_uv_slow() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN PERFORM pg_sleep(0.03); RETURN NULL; END $$;
+                CREATE TRIGGER wt_uv_slow AFTER INSERT ON wt_uv FOR EACH STATEMENT EXECUTE FUNCTION wt_uv_slow();
+            """)
+            writer = Writer(pool, connections=2, slow_ms=5)
+            loop_task = asyncio.ensure_future(writer.run())
+            futs = []
+            for i in range(40):  # arrive while groups are in flight: some held back, some started beside
+                futs.append(writer.submit([(insert("wt_uv"), (i, "x"))]))
+                await asyncio.sleep(0.002)
+            results = await asyncio.wait_for(asyncio.gather(*futs, return_exceptions=True), 20)
+            alive = not loop_task.done()
+            await writer.stop(timeout=2)
+            await asyncio.wait_for(loop_task, 5)
+            count: int = await db.fetchval("SELECT count(*) FROM wt_uv")
+            return results, count, alive
+        finally:
+            await db.execute("DROP TABLE IF EXISTS wt_uv")
+            await db.execute("DROP FUNCTION IF EXISTS wt_uv_slow() CASCADE")
+            await db.close()
+            await close_pool(pool)
+
+    out: list[Any] = []
+    thread = threading.Thread(target=lambda: out.append(uvloop.run(scenario())))
+    thread.start()
+    thread.join(60)
+    assert out, "the scenario did not finish"
+    results, count, alive = out[0]
+    assert results == [None] * 40
+    assert count == 40
+    assert alive, "the writer's loop died"
