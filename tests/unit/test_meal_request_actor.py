@@ -196,7 +196,9 @@ async def test_refused_expiry_is_retried(
 ) -> None:
     system, store, publisher = world
     monkeypatch.setattr(mra, "EXPIRE_RETRY_SECONDS", MANUAL)
-    await committed(system, store, create(expires_in_minutes=1, time_scale=1e-4))  # due in 6 ms
+    # Due in 300 ms: the refusal below must be in place before the timer fires, and creating the
+    # request on a loaded machine took longer than the 6 ms this once allowed.
+    await committed(system, store, create(expires_in_minutes=1, time_scale=5e-3))
     store.refuse = True
     await eventually(lambda: store.refused == 1)  # the expiry timer fired; the writer refused
     actor = actor_of(system)
