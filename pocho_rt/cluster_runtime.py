@@ -41,6 +41,8 @@ _OPS_TIMEOUT = 2.0  # seconds another node has to answer an ops question
 
 
 class ClusterRuntime:
+    """This node's cluster: built once in `open_services`, started with the app."""
+
     def __init__(self, settings: Settings, node_id: str, redis: Redis, pool: asyncpg.Pool) -> None:
         self.node_id = node_id
         address = settings.advertise_address or f"{settings.host}:{settings.port}"
@@ -75,7 +77,6 @@ class ClusterRuntime:
 
     def attach(self, actors: ActorSystem, sio: GuardedServer) -> None:
         """Route messages for actors of other nodes' shards, and emits to their rooms."""
-
         postman = Postman(self.node.membership.redis, self.node_id, self._serve)
         self._router = Router(self.node, postman, actors)
         actors.placement = self._router
