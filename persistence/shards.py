@@ -12,21 +12,30 @@ paused node wakes up still believing it owns the shard.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from typing import Any, Protocol
 
 import asyncpg
 
 from persistence.writer import Statement
 
+# Shards whose row an old owner's open group holds (FOR SHARE) are skipped, not waited for.
 _TAKE = """
-INSERT INTO shard_owners (shard, node_id, epoch) SELECT s, $2, 1 FROM unnest($1::integer[]) AS s
-ON CONFLICT (shard) DO UPDATE
-    SET node_id = EXCLUDED.node_id, epoch = shard_owners.epoch + 1, acquired_at = now()
-RETURNING shard, epoch
+WITH free AS (
+    SELECT shard FROM shard_owners WHERE shard = ANY($1::integer[]) FOR UPDATE SKIP LOCKED
+), moved AS (
+    UPDATE shard_owners o SET node_id = $2, epoch = o.epoch + 1, acquired_at = now()
+    FROM free WHERE o.shard = free.shard
+    RETURNING o.shard, o.epoch
+), fresh AS (
+    INSERT INTO shard_owners (shard, node_id, epoch)
+    SELECT s, $2, 1 FROM unnest($1::integer[]) AS s
+    WHERE NOT EXISTS (SELECT 1 FROM shard_owners x WHERE x.shard = s)
+    ON CONFLICT (shard) DO NOTHING
+    RETURNING shard, epoch
+)
+SELECT shard, epoch FROM moved UNION ALL SELECT shard, epoch FROM fresh
 """
 
-_TAKE_LOCK_WAIT_MS = 300  # how long a take waits for an old owner's group that holds the row
 STALE_EPOCH = "PF001"  # SQLSTATE of a fenced-out write (migration 0008)
 
 # First in its transaction; one check per shard per group (key: the shard).
@@ -43,26 +52,10 @@ async def take_many(pool: asyncpg.Pool | asyncpg.Connection, shards: list[int], 
     """`take` for several shards in one statement (a node starting takes its whole share).
 
     A shard whose row is locked by a group of its old owner that already passed the fence
-    (a node paused mid-transaction) is left out rather than waited for: its take is retried
-    next round, once that group commits or PostgreSQL ends it (the pool's idle-in-transaction
-    timeout), and the other shards are not held up."""
-    try:
-        return await _take_now(pool, sorted(shards), node_id)
-    except asyncpg.LockNotAvailableError:
-        pass
-    taken: dict[int, int] = {}
-    for shard in sorted(shards):
-        with contextlib.suppress(asyncpg.LockNotAvailableError):
-            taken.update(await _take_now(pool, [shard], node_id))
-    return taken
-
-
-async def _take_now(pool: asyncpg.Pool | asyncpg.Connection, shards: list[int], node_id: str) -> dict[int, int]:
-    async with contextlib.AsyncExitStack() as stack:
-        conn = pool if isinstance(pool, asyncpg.Connection) else await stack.enter_async_context(pool.acquire())
-        await stack.enter_async_context(conn.transaction())
-        await conn.execute(f"SET LOCAL lock_timeout = '{_TAKE_LOCK_WAIT_MS}ms'")
-        rows = await conn.fetch(_TAKE, shards, node_id)
+    (a node paused mid-transaction) is left out, not waited for: its take is retried next
+    round, once that group commits or PostgreSQL ends it (the pool's idle-in-transaction
+    timeout), and nothing else waits on it."""
+    rows = await pool.fetch(_TAKE, sorted(shards), node_id)
     return {r["shard"]: r["epoch"] for r in rows}
 
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import asyncpg
 from prometheus_client import Counter
+from redis.exceptions import RedisError
 
 from adapters.cluster import Membership, ShardLeases
 from adapters.pubsub import raise_if_cancelled
@@ -81,6 +82,7 @@ class ClusterNode:
         *,
         on_acquire: ShardHook = _nothing,
         on_release: ShardHook = _nothing,
+        on_live: Callable[[list[str]], None] = lambda live: None,
     ) -> None:
         self.node_id = node_id
         self.membership = membership
@@ -89,6 +91,8 @@ class ClusterNode:
         self.timing = timing
         self.on_acquire = on_acquire
         self.on_release = on_release
+        self.on_live = on_live  # told the live set every round (the room directory forgets the dead)
+        self._turn = asyncio.Lock()  # a round and a clean leave never interleave
         self.epochs: dict[int, int] = {}  # held shard -> fencing epoch taken for it
         self.live: list[str] = []
         self.settled = asyncio.Event()  # set once this node holds every shard it should
@@ -147,16 +151,22 @@ class ClusterNode:
             started = time.monotonic()
             try:
                 await self.round()
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            except (OSError, RedisError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 RENEW_FAILURES.inc()
                 log.warning("cluster round failed", extra={"error": type(exc).__name__})
-                self._drop_lapsed()
+                await self._drop_lapsed()
             raise_if_cancelled()  # redis-py can swallow our owner's cancel (adapters/pubsub.py)
             await asyncio.sleep(max(0.0, self.timing.tick - (time.monotonic() - started)))
 
     async def round(self) -> None:
         """One round of membership, renewal, takes and handoffs."""
+        async with self._turn:
+            if not self.leaving:  # a node that left must not heartbeat itself back into the live set
+                await self._round()
+
+    async def _round(self) -> None:
         self.live = await self.membership.heartbeat()
+        self.on_live(self.live)
         fenced, self._fenced = self._fenced, set()
         SHARD_MOVES.labels("fenced").inc(len(fenced))
         # Shards move concurrently: a round must end well inside the lease it renews.
@@ -214,15 +224,19 @@ class ClusterNode:
         log.warning("shard lost", extra={"shard": shard, "reason": why})
         await self.on_release(shard)
 
-    def _drop_lapsed(self) -> None:
+    async def _drop_lapsed(self) -> None:
         """Redis unreachable: forget shards whose serving deadline passed (the runtime sees
-        `serves()` false from that moment anyway)."""
-        for shard in [s for s in self.epochs if not self.leases.valid(s)]:
+        `serves()` false from that moment anyway) and drop their actors, whose state another
+        node may change meanwhile."""
+        lapsed = [s for s in self.epochs if not self.leases.valid(s)]
+        for shard in lapsed:
             self.epochs.pop(shard, None)
             SHARD_MOVES.labels("lapsed").inc()
+        await asyncio.gather(*(self.on_release(shard) for shard in lapsed))
 
     async def leave(self) -> None:
         """Clean shutdown: hand every shard off, then drop out of the live set."""
-        self.leaving = True
-        await self.hand_off(self.held())
-        await self.membership.leave()
+        async with self._turn:  # after a round in flight, which may still take shards
+            self.leaving = True
+            await self.hand_off(self.held())
+            await self.membership.leave()

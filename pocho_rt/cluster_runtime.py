@@ -62,6 +62,7 @@ class ClusterRuntime:
             timing,
             on_acquire=self._acquired,
             on_release=self._release,
+            on_live=self._live_changed,
         )
         self._on_taken: list[Callable[[], None]] = []
         self.directory = RoomDirectory(redis, node_id)
@@ -101,7 +102,7 @@ class ClusterRuntime:
         supervisor.loop("cluster", self.node.run)
         supervisor.loop("cluster-inbox", router.postman.run)
         supervisor.loop("cluster-tells", router.run_tells)
-        supervisor.loop("cluster-rooms", lambda: self.directory.run(self.node.live))
+        supervisor.loop("cluster-rooms", lambda: self.directory.run(self.live))
         supervisor.loop("cluster-frames", self.relay.run)
 
     def live(self) -> list[str]:
@@ -125,6 +126,9 @@ class ClusterRuntime:
         return self.node.settled.is_set()
 
     # ---------------------------------------------------------------- hooks
+
+    def _live_changed(self, live: list[str]) -> None:
+        self.directory.keep_only(live)  # a dead node's rooms: no frames to it, no one "online" there
 
     def on_taken(self, wake: Callable[[], None]) -> None:
         """Call `wake` whenever this node takes shards (deadline sweepers: what the previous
@@ -183,7 +187,11 @@ class ClusterRuntime:
         """Live actors on every live node: (total, the first `limit` with their node)."""
         total, out = 0, list[dict[str, str]]()
         for node in await self._live_nodes():
-            answer = await self._ask_node(node, ListActors(kind, limit))
+            try:
+                answer = await self._ask_node(node, ListActors(kind, limit))
+            except Exception as exc:  # a node dying: list what the others have
+                log.warning("a node did not list its actors", extra={"node": node, "error": type(exc).__name__})
+                continue
             total += answer["count"]
             out.extend({"kind": k, "id": i, "node": node} for k, i in answer["actors"])
         return total, out[:limit]

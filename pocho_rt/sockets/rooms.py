@@ -69,11 +69,10 @@ async def _channel_loop(
                 raise_if_cancelled()
 
         sender = asyncio.ensure_future(_send_loop())
-        me = asyncio.current_task()
-        assert me is not None
-        sender.add_done_callback(lambda t: t.cancelled() or me.cancel())  # a failed sender ends the loop
         while True:
-            data = await next_message(pubsub)
+            if sender.done():
+                sender.result()  # the sender failed: end with its error, for the supervisor to restart
+            data = await next_message(pubsub)  # returns at least every POLL_SECONDS
             if data is not None:
                 await on_message(data)
     finally:
@@ -82,8 +81,6 @@ async def _channel_loop(
             sender.cancel()
             await asyncio.gather(sender, return_exceptions=True)
         await pubsub.aclose()  # type: ignore[no-untyped-call]
-        if sender is not None and not sender.cancelled() and sender.exception() is not None:
-            raise sender.exception()  # type: ignore[misc]  # the supervisor sees why, not a cancel
 
 
 class RoomDirectory:
@@ -95,6 +92,7 @@ class RoomDirectory:
         self.remote: dict[str, set[str]] = defaultdict(set)  # "ns|room" -> other nodes with members
         self._by_node: dict[str, set[str]] = defaultdict(set)  # other node -> its "ns|room" keys
         self._pending: list[tuple[str, str]] = []  # ("+"|"-", key) not yet announced
+        self._local: set[str] = set()  # this node's rooms with members, as announced or pending
         self._wake = asyncio.Event()
         self.ready = asyncio.Event()
 
@@ -102,11 +100,13 @@ class RoomDirectory:
 
     def joined(self, namespace: str, room: str) -> None:
         """The first member of `room` on this node."""
+        self._local.add(_key(namespace, room))
         self._pending.append(("+", _key(namespace, room)))
         self._wake.set()
 
     def left(self, namespace: str, room: str) -> None:
         """The last member of `room` on this node went."""
+        self._local.discard(_key(namespace, room))
         self._pending.append(("-", _key(namespace, room)))
         self._wake.set()
 
@@ -119,7 +119,10 @@ class RoomDirectory:
     def _apply(self, node: str, sign: str, key: str) -> None:
         if node == self.node_id:
             return
-        if sign == "+":
+        if sign == "=":  # that node (re)started its loop: what follows is all it has
+            for gone in self._by_node.pop(node, set()):
+                self._apply_gone(node, gone)
+        elif sign == "+":
             self.remote[key].add(node)
             self._by_node[node].add(key)
         else:
@@ -154,12 +157,20 @@ class RoomDirectory:
 
     # ---------------------------------------------------------------- the loop
 
-    async def run(self, live: Iterable[str] = ()) -> None:
+    async def run(self, live: Iterable[str] | Callable[[], Iterable[str]] = ()) -> None:
         """Announce this node's changes and apply everyone else's (a supervisor loop)."""
 
         async def _prepare() -> None:
-            await self.redis.delete(ROOMS_OF + self.node_id)  # a restart under the same id starts empty
-            await self.load(live)
+            # All this node has, announced afresh: a restart of this loop may have lost changes.
+            self._pending = []
+            rooms = sorted(self._local)
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.delete(ROOMS_OF + self.node_id)
+                if rooms:
+                    pipe.sadd(ROOMS_OF + self.node_id, *rooms)
+                pipe.publish(ROOMS_CHANNEL, "\n".join([self.node_id, "=", *("+" + k for k in rooms)]))
+                await pipe.execute()
+            await self.load(live() if callable(live) else live)
 
         await _channel_loop(
             self.redis, ROOMS_CHANNEL, self._on_message, self._wake, self._announce, self.ready, _prepare
@@ -177,13 +188,17 @@ class RoomDirectory:
             return
         adds = [k for s, k in changes if s == "+"]
         removes = [k for s, k in changes if s == "-"]
-        async with self.redis.pipeline(transaction=False) as pipe:
-            if adds:
-                pipe.sadd(ROOMS_OF + self.node_id, *adds)
-            if removes:
-                pipe.srem(ROOMS_OF + self.node_id, *removes)
-            pipe.publish(ROOMS_CHANNEL, self.node_id + "\n" + "\n".join(s + k for s, k in changes))
-            await pipe.execute()
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                if adds:
+                    pipe.sadd(ROOMS_OF + self.node_id, *adds)
+                if removes:
+                    pipe.srem(ROOMS_OF + self.node_id, *removes)
+                pipe.publish(ROOMS_CHANNEL, self.node_id + "\n" + "\n".join(s + k for s, k in changes))
+                await pipe.execute()
+        except BaseException:
+            self._pending[:0] = changes  # not lost: the restarted loop announces everything anyway
+            raise
 
     async def leave(self) -> None:
         await self.redis.delete(ROOMS_OF + self.node_id)

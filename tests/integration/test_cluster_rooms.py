@@ -136,3 +136,24 @@ async def test_a_room_loop_always_ends_when_its_owner_cancels_it(redis_url: str,
         assert never_ended == 0
     finally:
         await r.aclose()
+
+
+async def test_a_failed_send_ends_the_loop_with_its_error_not_a_cancel(redis: Redis) -> None:
+    # The supervisor restarts a loop that fails; one that ends cancelled it treats as stopped
+    # (and a pending cancel left on its task would end every restart at once).
+    from pocho_rt.sockets.rooms import _channel_loop
+
+    wake, ready = asyncio.Event(), asyncio.Event()
+
+    async def send() -> None:
+        raise RuntimeError("publish refused")
+
+    async def on_message(data: bytes) -> None:
+        return None
+
+    task = asyncio.ensure_future(_channel_loop(redis, "pocho:test:channel", on_message, wake, send, ready))
+    await ready.wait()
+    wake.set()
+    with pytest.raises(RuntimeError, match="publish refused"):
+        await asyncio.wait_for(task, 10)
+    assert not task.cancelled() and task.cancelling() == 0
