@@ -4,8 +4,9 @@
 The holder is whoever holds the shard's Redis lease. While a shard moves (no holder yet, a
 holder that has not taken its epoch, a holder that just died), an ask retries with a short
 backoff until its own timeout, then answers `unavailable`: the client repeats it with the
-same `clientMsgId`, which is safe. Tells keep their order per target node (one sender loop)
-and are retried the same way, then dropped with a warning: the actors re-derive what a tell
+same `clientMsgId`, which is safe. Tells keep their order per shard (one sender loop; a
+shard that is moving holds up only its own tells) and are retried for a while, then dropped
+with a warning: the actors re-derive what a tell
 carries when they are next activated (timers from stored deadlines, assignments from state).
 """
 
@@ -22,6 +23,7 @@ from adapters.pubsub import raise_if_cancelled
 from engine.errors import EngineError
 from engine.runtime.actor import ActorSystem
 from pocho_rt.cluster import ClusterNode
+from pocho_rt.tasks import wake_or_sleep
 
 log = logging.getLogger("pocho.routing")
 
@@ -39,7 +41,10 @@ class Router:
         self.node = node
         self.postman = postman
         self.system = system
-        self._tells: deque[tuple[float, str, str, Any]] = deque()
+        # Tells waiting to leave, per shard: in order per actor, and a shard that has no holder
+        # yet (it is moving) holds up only its own tells.
+        self._tells: dict[int, deque[tuple[float, str, str, Any]]] = {}
+        self._queued = 0
         self._wake = asyncio.Event()
         self.dropped_tells = 0
         self._holders: dict[int, tuple[str, float]] = {}  # shard -> (holder, when looked up)
@@ -84,31 +89,44 @@ class Router:
             pause = min(pause * 2, _RETRY_MAX)
 
     def tell(self, kind: str, actor_id: str, msg: Any) -> None:
-        if len(self._tells) >= MAX_QUEUED_TELLS:
+        if self._queued >= MAX_QUEUED_TELLS:
             self.dropped_tells += 1
             log.warning("outgoing tell queue full, dropped one", extra={"actor": f"{kind}:{actor_id}"})
             return
-        self._tells.append((time.monotonic() + _TELL_PATIENCE, kind, actor_id, msg))
+        queue = self._tells.setdefault(self.node.shard(kind, actor_id), deque())
+        queue.append((time.monotonic() + _TELL_PATIENCE, kind, actor_id, msg))
+        self._queued += 1
         self._wake.set()
 
     async def run_tells(self) -> None:
-        """Send queued tells in order (a supervisor loop)."""
+        """Send queued tells, in order per shard (a supervisor loop)."""
         while True:
-            await self._wake.wait()
+            if not self._tells:
+                await self._wake.wait()
             self._wake.clear()
-            while self._tells:
-                give_up, kind, actor_id, msg = self._tells[0]
+            if await self._send_queued():
+                await wake_or_sleep(self._wake, _RETRY_MAX)  # some shard has no holder yet
+
+    async def _send_queued(self) -> bool:
+        """Send what can go now; True if some shard's tells must wait for a holder."""
+        blocked = False
+        for shard in list(self._tells):
+            queue = self._tells[shard]
+            while queue:
+                give_up, kind, actor_id, msg = queue[0]
                 sent = await self._send_tell(kind, actor_id, msg)
                 raise_if_cancelled()  # redis-py can swallow our owner's cancel (adapters/pubsub.py)
-                if sent:
-                    self._tells.popleft()
-                    continue
-                if time.monotonic() >= give_up:
-                    self._tells.popleft()
+                if not sent and time.monotonic() < give_up:
+                    blocked = True
+                    break  # this shard waits; the others go on
+                queue.popleft()
+                self._queued -= 1
+                if not sent:
                     self.dropped_tells += 1
                     log.warning("no node took a tell in time, dropped", extra={"actor": f"{kind}:{actor_id}"})
-                    continue
-                await asyncio.sleep(_RETRY_MAX)  # no holder yet: wait for the shard to settle
+            if not queue:
+                del self._tells[shard]
+        return blocked
 
     async def _send_tell(self, kind: str, actor_id: str, msg: Any) -> bool:
         if self.here(kind, actor_id):

@@ -140,3 +140,32 @@ async def test_asks_wait_for_a_silent_owners_shards_to_be_taken_over(pair: tuple
         rounds.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await rounds
+
+
+async def test_a_moving_shard_holds_up_only_its_own_tells(redis: Redis, pool: asyncpg.Pool) -> None:
+    # Long leases and no rounds after the start: nothing moves but what the test moves.
+    a, b = Node(redis, pool, "a", 60_000), Node(redis, pool, "b", 60_000)
+    try:
+        await a.postman.ready.wait()
+        await b.postman.ready.wait()
+        for _ in range(2):
+            await a.cluster.round()
+            await b.cluster.round()
+        key = keys_on(b, 1)[0]
+        stuck = next(f"s{i}" for i in range(10_000) if b.cluster.serves(b.cluster.shard("tally", f"s{i}")))
+        shard = b.cluster.shard("tally", stuck)
+        assert shard != b.cluster.shard("tally", key)
+        b.cluster.epochs.pop(shard)
+        await b.cluster.leases.release(shard)  # nobody holds it now: tells to it must wait
+        a.system.tell("tally", stuck, "first")  # queued first, cannot leave yet
+        for i in range(5):
+            a.system.tell("tally", key, i)  # another shard's tells go out meanwhile
+
+        async def arrived() -> bool:
+            return len((await b.system.ask("tally", key, "where"))["told"]) == 5
+
+        await eventually(arrived, what="the other shard's tells")
+        assert a.router._tells.get(shard)  # the stuck one still waits for a holder
+    finally:
+        await a.stop()
+        await b.stop()
