@@ -89,6 +89,8 @@ class NegotiationService:
     async def start(self, supervisor: Supervisor) -> None:
         """Index verified vendors, then hand this service's loops to the node's supervisor."""
         count = await self.geo.sync_vendors(self.pool)
+        if self.board is not None:
+            await self.board.reset()  # viewers a previous process under this node id left behind
         log.info("negotiation started", extra={"verifiedVendors": count})
         supervisor.loop("negotiation-publisher", self.publisher.run)
         supervisor.loop("request-deadlines", self._sweep_deadlines)

@@ -73,6 +73,14 @@ class PresenceBoard:
         self.node_id = node_id
         self.live = live
 
+    async def reset(self) -> int:
+        """Forget what an earlier process under this node id published (its sockets are gone,
+        but the id is live again): done once at start. Returns the entries removed."""
+        removed = 0
+        async for key in self.redis.scan_iter(match=_BOARD + "*", count=1000):
+            removed += await self.redis.hdel(key, self.node_id)
+        return removed
+
     async def publish(self, request_id: str, vendors: set[str]) -> int:
         """Record this node's viewers of `request_id`; return the distinct viewers on all
         live nodes (this node's alone if Redis cannot answer)."""

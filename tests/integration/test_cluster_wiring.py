@@ -99,3 +99,19 @@ async def test_a_user_connected_to_another_node_counts_as_online_for_notificatio
             assert await presence.online([uid, "someone-else"]) == {uid}  # push skipped: the socket got it
         finally:
             await client.close()
+
+
+async def test_a_node_restarted_under_its_id_forgets_the_viewers_it_published_before(
+    start_server: StartServer, redis_url: str
+) -> None:
+    from redis.asyncio import Redis
+
+    r = Redis.from_url(redis_url)
+    try:
+        # Left by an earlier process "one" that died: two vendors viewing a request.
+        await r.hset("pocho:presence:req-1", mapping={"one": "v1\nv2", "other": "v3"})
+        one = await start_server(node_id="one", **SLOW)
+        assert await r.hgetall("pocho:presence:req-1") == {b"other": b"v3"}
+        assert await one.svc.negotiation.viewing("req-1") == 0  # "other" is not a live node
+    finally:
+        await r.aclose()
