@@ -3,6 +3,10 @@ adapters so the (future) dispatcher decides retries from one small type, not fro
 
 from __future__ import annotations
 
+import logging
+from typing import Any
+
+import httpx
 from prometheus_client import Counter
 
 from engine.runtime.metrics import REGISTRY
@@ -40,3 +44,21 @@ def retry_after_of(value: str | None) -> float | None:
     except ValueError:
         return None
     return seconds if seconds >= 0 else None
+
+
+def failed(provider: str, kind: str, message: str, retry_after: float | None = None) -> DeliveryError:
+    """Count and log a call that did not deliver, and return its error to raise."""
+    PROVIDER_CALLS.labels(provider, kind).inc()
+    logging.getLogger(f"pocho.notify.{provider}").warning(
+        f"{provider} send failed", extra={"outcome": kind, "reason": message[:200]}
+    )
+    return DeliveryError(kind, f"{provider}: {message}", retry_after=retry_after)
+
+
+def json_object(resp: httpx.Response) -> dict[str, Any] | None:
+    """The answer's JSON object, or None when it is not one (providers' error pages)."""
+    try:
+        body = resp.json()
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) else None

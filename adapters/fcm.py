@@ -32,7 +32,16 @@ from typing import Any
 import httpx
 import jwt
 
-from adapters.delivery import PERMANENT, PROVIDER_CALLS, RETRYABLE, TOKEN_GONE, DeliveryError, retry_after_of
+from adapters.delivery import (
+    PERMANENT,
+    PROVIDER_CALLS,
+    RETRYABLE,
+    TOKEN_GONE,
+    DeliveryError,
+    failed,
+    json_object,
+    retry_after_of,
+)
 
 log = logging.getLogger("pocho.notify.fcm")
 
@@ -127,7 +136,7 @@ class FcmPush:
             raise _fail(RETRYABLE, type(exc).__name__) from None
 
     def _classify(self, resp: httpx.Response) -> str:
-        answer = _json(resp)
+        answer = json_object(resp)
         if resp.status_code < 300:
             name = answer.get("name") if answer else None
             if not isinstance(name, str) or not name:
@@ -177,7 +186,7 @@ class FcmPush:
             resp = await self._client.post(acct.token_uri, data={"grant_type": GRANT_TYPE, "assertion": assertion})
         except httpx.HTTPError as exc:
             raise _fail(RETRYABLE, f"token: {type(exc).__name__}") from None
-        answer = _json(resp)
+        answer = json_object(resp)
         if resp.status_code == 429 or resp.status_code >= 500:
             raise _fail(RETRYABLE, f"token: HTTP {resp.status_code}", retry_after_of(resp.headers.get("Retry-After")))
         if resp.status_code >= 400 or answer is None:
@@ -202,14 +211,4 @@ def _fcm_error_code(error: dict[str, Any]) -> str | None:
 
 
 def _fail(kind: str, message: str, retry_after: float | None = None) -> DeliveryError:
-    PROVIDER_CALLS.labels(NAME, kind).inc()
-    log.warning("fcm send failed", extra={"outcome": kind, "reason": message[:200]})
-    return DeliveryError(kind, f"fcm: {message}", retry_after=retry_after)
-
-
-def _json(resp: httpx.Response) -> dict[str, Any] | None:
-    try:
-        body = resp.json()
-    except ValueError:
-        return None
-    return body if isinstance(body, dict) else None
+    return failed(NAME, kind, message, retry_after)

@@ -14,14 +14,9 @@ Neither the api key (it travels in the body) nor the phone nor the text is ever 
 
 from __future__ import annotations
 
-import logging
-from typing import Any
-
 import httpx
 
-from adapters.delivery import PERMANENT, PROVIDER_CALLS, RETRYABLE, DeliveryError, retry_after_of
-
-log = logging.getLogger("pocho.notify.termii")
+from adapters.delivery import PERMANENT, PROVIDER_CALLS, RETRYABLE, DeliveryError, failed, json_object, retry_after_of
 
 NAME = "termii"
 CHANNELS = ("generic", "dnd")
@@ -72,32 +67,23 @@ class TermiiSms:
         try:
             resp = await self._client.post("/api/sms/send", json=payload)
         except httpx.HTTPError as exc:  # timeouts, refused or dropped connections
-            raise self._fail(RETRYABLE, type(exc).__name__) from None
-        answer = _json(resp)
+            raise _fail(RETRYABLE, type(exc).__name__) from None
+        answer = json_object(resp)
         message = str(answer.get("message", "")) if answer else ""
         if resp.status_code == 429 or resp.status_code >= 500:
-            raise self._fail(
+            raise _fail(
                 RETRYABLE, f"HTTP {resp.status_code} {message}".strip(), retry_after_of(resp.headers.get("Retry-After"))
             )
         if resp.status_code >= 400:
-            raise self._fail(PERMANENT, f"HTTP {resp.status_code} {message}".strip())
+            raise _fail(PERMANENT, f"HTTP {resp.status_code} {message}".strip())
         message_id = answer.get("message_id") if answer else None
         if not message_id:
             # A 2xx without a message id is not a documented answer; sending again may duplicate
             # the SMS, but a lost verification code is worse.
-            raise self._fail(RETRYABLE, f"HTTP {resp.status_code} without message_id")
+            raise _fail(RETRYABLE, f"HTTP {resp.status_code} without message_id")
         PROVIDER_CALLS.labels(NAME, "sent").inc()
         return str(message_id)
 
-    def _fail(self, kind: str, message: str, retry_after: float | None = None) -> DeliveryError:
-        PROVIDER_CALLS.labels(NAME, kind).inc()
-        log.warning("termii send failed", extra={"outcome": kind, "reason": message[:200]})
-        return DeliveryError(kind, f"termii: {message}", retry_after=retry_after)
 
-
-def _json(resp: httpx.Response) -> dict[str, Any] | None:
-    try:
-        body = resp.json()
-    except ValueError:
-        return None
-    return body if isinstance(body, dict) else None
+def _fail(kind: str, message: str, retry_after: float | None = None) -> DeliveryError:
+    return failed(NAME, kind, message, retry_after)

@@ -26,10 +26,6 @@ class Presence:
         self._viewers: dict[str, Counter[str]] = defaultdict(Counter)  # request -> vendor -> sockets
         self._by_sid: dict[str, dict[str, str]] = defaultdict(dict)  # sid -> request -> vendor
 
-    def count(self, request_id: str) -> int:
-        viewers = self._viewers.get(request_id)
-        return len(viewers) if viewers else 0
-
     def vendors(self, request_id: str) -> set[str]:
         return set(self._viewers.get(request_id, ()))
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any, Protocol, TypeVar
 
 from aiohttp import web
 
@@ -15,3 +17,22 @@ async def serve(app: web.Application, **runner_options: Any) -> tuple[web.AppRun
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     return runner, f"http://127.0.0.1:{port}"
+
+
+class _Fake(Protocol):
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+F = TypeVar("F", bound=_Fake)
+
+
+@contextlib.asynccontextmanager
+async def running(fake: F) -> AsyncIterator[F]:
+    """A fake provider started for the block and stopped after it (fixtures yield from this)."""
+    await fake.start()
+    try:
+        yield fake
+    finally:
+        await fake.stop()

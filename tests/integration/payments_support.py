@@ -20,6 +20,7 @@ import pytest
 from tests.conftest import Server, StartServer
 from tests.e2e.util import Party, accepted_order, customer, vendor
 from tests.fakes.flutterwave import FakeFlutterwave
+from tests.fakes.local import running
 from tests.fakes.paystack import FakePaystack
 from tests.helpers import Client, eventually
 
@@ -31,22 +32,14 @@ FLW_HASH: str = VECTORS["flutterwave_v3"]["secret_hash"]
 
 @pytest.fixture
 async def paystack() -> AsyncIterator[FakePaystack]:
-    fake = FakePaystack(PAYSTACK_KEY)
-    await fake.start()
-    try:
+    async with running(FakePaystack(PAYSTACK_KEY)) as fake:
         yield fake
-    finally:
-        await fake.stop()
 
 
 @pytest.fixture
 async def flutterwave() -> AsyncIterator[FakeFlutterwave]:
-    fake = FakeFlutterwave()
-    await fake.start()
-    try:
+    async with running(FakeFlutterwave()) as fake:
         yield fake
-    finally:
-        await fake.stop()
 
 
 def provider_settings(paystack: FakePaystack, flutterwave: FakeFlutterwave, **overrides: Any) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from adapters.fcm import FcmPush, ServiceAccount
 from adapters.termii import TermiiSms
 from engine.ports import PushSender, SmsSender
 from tests.fakes.fcm import FakeFcm
+from tests.fakes.local import running
 from tests.fakes.termii import FakeTermii
 
 DEVICE = "fT0k3n:APA91bHun4MxP5egoKMwt2KZFBaFUH-1RYqx"
@@ -33,22 +34,14 @@ def _closed_port_url() -> str:
 
 @pytest.fixture
 async def termii() -> AsyncIterator[FakeTermii]:
-    fake = FakeTermii()
-    await fake.start()
-    try:
+    async with running(FakeTermii()) as fake:
         yield fake
-    finally:
-        await fake.stop()
 
 
 @pytest.fixture
 async def fcm() -> AsyncIterator[FakeFcm]:
-    fake = FakeFcm()
-    await fake.start()
-    try:
+    async with running(FakeFcm()) as fake:
         yield fake
-    finally:
-        await fake.stop()
 
 
 class _Clock:

@@ -15,6 +15,7 @@ import pytest
 from persistence import outbox
 from persistence.outbox import SEARCH_OUTBOX, OutboxWorker
 from tests.conftest import Server, StartServer
+from tests.fakes.local import running
 from tests.fakes.meilisearch import FakeMeilisearch
 from tests.helpers import Client, eventually
 from tests.integration.test_catalogue import account, err, new_item, new_vendor
@@ -171,12 +172,8 @@ async def test_search_needs_a_token(client: Client, db: asyncpg.Connection) -> N
 
 @pytest.fixture
 async def meili() -> AsyncIterator[FakeMeilisearch]:
-    fake = FakeMeilisearch(master_key="meili-test-key")
-    await fake.start()
-    try:
+    async with running(FakeMeilisearch(master_key="meili-test-key")) as fake:
         yield fake
-    finally:
-        await fake.stop()
 
 
 @pytest.fixture

@@ -210,10 +210,13 @@ async def test_a_websocket_client_that_stops_reading_is_closed(eio: Served) -> N
         await writer.drain()
         await eventually(lambda: len(engine.sockets) == 1, what="the session")
         sid = next(iter(engine.sockets))
+        session = engine.sockets[sid]
         chunk = "x" * 65536
         for _ in range(2 * SLOW_READER_BYTES // len(chunk) + 400):  # past the kernel's buffers too
             await engine.send(sid, chunk)  # returns at once: nothing waits on this reader
         await eventually(lambda: sid not in engine.sockets, what="the slow reader to be closed")
+        # Closed by the server for falling behind (pings are 25 s apart here: not a ping timeout).
+        assert session.closed and sid not in engine.sockets
     finally:
         writer.close()
 
