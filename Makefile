@@ -4,6 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+JS_STAMP := tests/js/node_modules/.installed
 PRE_COMMIT := pre-commit==4.7.0
 
 .PHONY: run test lint format hooks bench clean
@@ -30,8 +31,16 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix --exit-zero .
 	$(BIN)/ruff format .
 
+# The official JavaScript Socket.IO client and socket.io-msgpack-parser, for
+# tests/e2e/test_js_clients.py (pinned by tests/js/package-lock.json). Without npm those tests
+# are skipped, and say so.
+$(JS_STAMP): tests/js/package-lock.json
+	@if command -v npm >/dev/null; then \
+		npm ci --prefix tests/js --no-audit --no-fund --loglevel=error && touch $@; \
+	else echo "npm not found: the JavaScript client tests will be skipped"; fi
+
 # Warnings are errors (pyproject.toml, [tool.pytest.ini_options] filterwarnings).
-test: lint
+test: lint $(JS_STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 # Optional: run lint on every commit (.pre-commit-config.yaml uses the venv's ruff and mypy).
@@ -43,4 +52,4 @@ bench: $(STAMP)
 	$(BIN)/python scripts/bench.py
 
 clean:
-	rm -rf $(VENV) .pocho .pocho-bench .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pocho .pocho-bench .mypy_cache .ruff_cache tests/js/node_modules

@@ -34,6 +34,7 @@ from pocho_rt.routing import Router
 from pocho_rt.sockets.rooms import DirectoryManager, FrameRelay, RoomDirectory
 from pocho_rt.sockets.server import GuardedServer, emit_local
 from pocho_rt.tasks import Supervisor
+from pocho_rt.transport.msgpack_parser import Frame
 
 log = logging.getLogger("pocho.cluster")
 
@@ -239,7 +240,7 @@ class ClusterRuntime:
 
     async def _deliver(self, namespace: str, room: str, text: str) -> None:
         if self._sio is not None:
-            await emit_local(self._sio, eio_packet.Packet(eio_packet.MESSAGE, text), room, namespace)
+            await emit_local(self._sio, Frame(eio_packet.MESSAGE, text), room, namespace)
 
 
 # ---------------------------------------------------------------- metrics

@@ -171,6 +171,7 @@ class Settings:
     socket_command_rate: float = 20.0  # commands per second per socket (token bucket refill)
     socket_command_burst: int = 60  # token bucket size
     socket_backlog: int = 64  # commands waiting per socket before `rate_limited`
+    socket_msgpack: bool = True  # accept socket.io-msgpack-parser clients (chosen per connection)
     http_header_timeout: float = 10.0  # a request's headers must be complete within this
     http_body_timeout: float = 30.0  # a request's body must be complete within this after its headers
     http_max_connections_per_ip: int = 256  # concurrent HTTP/websocket connections per peer IP (0: no cap)
@@ -325,6 +326,7 @@ _ENV: dict[str, tuple[str, Any]] = {
     "POCHO_SOCKET_COMMAND_RATE": ("socket_command_rate", lambda n, r: _float(n, r, 0.1, 1_000_000)),
     "POCHO_SOCKET_COMMAND_BURST": ("socket_command_burst", lambda n, r: _int(n, r, 1, 1_000_000)),
     "POCHO_SOCKET_BACKLOG": ("socket_backlog", lambda n, r: _int(n, r, 1, 100_000)),
+    "POCHO_SOCKET_MSGPACK": ("socket_msgpack", _bool),
     "POCHO_HTTP_HEADER_TIMEOUT": ("http_header_timeout", lambda n, r: _float(n, r, 0.1, 600)),
     "POCHO_HTTP_BODY_TIMEOUT": ("http_body_timeout", lambda n, r: _float(n, r, 0.1, 3600)),
     "POCHO_HTTP_MAX_CONNECTIONS_PER_IP": ("http_max_connections_per_ip", lambda n, r: _int(n, r, 0, 1_000_000)),

@@ -98,11 +98,13 @@ class Client:
         transports: list[str] | None = None,
         wait: bool = True,
         on: dict[str, Callable[..., Any]] | None = None,
+        serializer: str = "default",
     ) -> socketio.AsyncClient:
         """A real Socket.IO client connected to one namespace (raises ConnectionError if refused).
 
-        `on`: event handlers registered before connecting, so nothing sent right away is missed."""
-        sio = socketio.AsyncClient(reconnection=False)
+        `on`: event handlers registered before connecting, so nothing sent right away is missed.
+        `serializer`: "msgpack" for python-socketio's socket.io-msgpack-parser packets."""
+        sio = socketio.AsyncClient(reconnection=False, serializer=serializer)
         for event, handler in (on or {}).items():
             sio.on(event, handler, namespace=namespace)
         self.sockets.append(sio)

@@ -20,6 +20,7 @@ from pocho_rt.errors import error_ack
 from pocho_rt.metrics import SOCKET_FLOW
 from pocho_rt.tasks import Supervisor
 from pocho_rt.transport.engine import engine_options
+from pocho_rt.transport.msgpack_parser import Frame, InvalidPacket
 from pocho_rt.transport.sio import ConformantServer, Packet
 
 log = logging.getLogger("pocho.sockets")
@@ -233,12 +234,18 @@ class GuardedServer(ConformantServer):
     async def _unreadable(self, eio_sid: str, data: Any, exc: Exception) -> None:
         SOCKET_FLOW.labels("invalid").inc()
         log.warning("unreadable socket frame", extra={"error": type(exc).__name__, "bytes": len(data or "")})
-        m = _HEADER.match(data) if isinstance(data, str) else None
-        if m is None or int(m.group(1)) != _sio_packet.EVENT or m.group(3) is None:
+        if isinstance(exc, InvalidPacket):  # socket.io-msgpack-parser
+            ack_id, namespace = exc.ack_id, exc.namespace
+            error = EngineError("invalid", f"not a valid MessagePack packet: {exc}")
+        else:
+            m = _HEADER.match(data) if isinstance(data, str) else None
+            is_event = m is not None and int(m.group(1)) == _sio_packet.EVENT and m.group(3) is not None
+            ack_id, namespace = (int(m.group(3)), m.group(2)) if m is not None and is_event else (None, None)
+            error = EngineError("invalid", "the payload is not valid JSON (UTF-8, nesting)")
+        if ack_id is None:
             await self._drop(eio_sid)  # nothing to answer on
             return
-        pkt = self.packet_class(_sio_packet.EVENT, namespace=m.group(2), id=int(m.group(3)))
-        await self._refuse(eio_sid, pkt, EngineError("invalid", "the payload is not valid JSON (UTF-8, nesting)"))
+        await self._refuse(eio_sid, self.packet_class(_sio_packet.EVENT, namespace=namespace, id=ack_id), error)
 
     # ------------------------------------------------------------------ shutdown
 
@@ -270,6 +277,7 @@ def create_sio(
         command_rate=settings.socket_command_rate if settings.rate_limit_enabled else None,
         command_burst=settings.socket_command_burst,
         backlog=settings.socket_backlog,
+        msgpack=settings.socket_msgpack,
         client_manager=manager,
         serializer=Packet,
         json=_OrjsonModule,
@@ -293,7 +301,7 @@ def event_frame(event: str, payload_json: str, namespace: str) -> Any:
     Wire format (Socket.IO v4): `2<namespace>,["<event>",<payload>]`; event names are ours
     (no quotes or backslashes), so no escaping is needed.
     """
-    return _eio_packet.Packet(_eio_packet.MESSAGE, f'2{namespace},["{event}",{payload_json}]')
+    return Frame(_eio_packet.MESSAGE, f'2{namespace},["{event}",{payload_json}]')
 
 
 async def emit_frame(sio: socketio.AsyncServer, frame: Any, to: str | list[str], namespace: str) -> int:

@@ -27,6 +27,7 @@ import asyncio
 import base64
 import logging
 import struct
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
 from aiohttp import WSMsgType, web
@@ -75,6 +76,8 @@ class Session:
         "closed",
         "closing",
         "connected",
+        "parser",
+        "repack",
         "server",
         "session",
         "sid",
@@ -99,6 +102,10 @@ class Session:
         self._poll: asyncio.Future[list[Any]] | None = None  # the pending GET
         self._noop_next_poll = False
         self._timer: asyncio.TimerHandle | None = None
+        # Chosen by the Socket.IO layer from the first packet: "json" or "msgpack"; a msgpack
+        # session's `repack` turns the text MESSAGEs sent to it into its own format.
+        self.parser: str | None = None
+        self.repack: Callable[[Any], Any] | None = None
 
     # ------------------------------------------------------------------ heartbeat
 
@@ -124,6 +131,10 @@ class Session:
 
     def _send_now(self, pkt: Any) -> None:
         """Write the packet to the websocket, or hand it to the pending poll, or buffer it."""
+        if self.repack is not None and pkt.packet_type == eio_packet.MESSAGE:
+            pkt = self.repack(pkt)
+            if pkt is None:  # binary attachments still due
+                return
         transport = self._transport
         if transport is not None:
             if not transport.is_closing():
@@ -154,7 +165,7 @@ class Session:
         """Send a text MESSAGE (a Socket.IO packet): over the websocket, straight to the
         transport with no Packet object; otherwise as `send` does."""
         transport = self._transport
-        if transport is None or self.closed:
+        if transport is None or self.closed or self.repack is not None:
             await self.send(eio_packet.Packet(eio_packet.MESSAGE, data=text))
         elif not transport.is_closing():
             raw = ("4" + text).encode()

@@ -9,6 +9,8 @@ official socket.io-protocol test-suite asks for (https://socket.io/docs/v4/socke
   attachments (the project's earlier tuning turned the scan off and so raised instead).
 - Incoming BINARY_EVENT / BINARY_ACK packets are assembled from their attachments here, so
   a server that reads packets itself (GuardedServer) gets complete EVENT / ACK packets.
+- Each session speaks the parser its client chose: JSON (text) or socket.io-msgpack-parser
+  (binary), told by its first Socket.IO packet (pocho_rt/transport/msgpack_parser.py).
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ from typing import Any
 import socketio
 from socketio import packet as sio_packet
 
+from pocho_rt.transport import msgpack_parser
 from pocho_rt.transport.engine import Engine
+from pocho_rt.transport.session import Session
 
 # attachments one packet may announce (each is bounded by the frame size limit)
 MAX_ATTACHMENTS = 10
@@ -48,17 +52,26 @@ class Packet(sio_packet.Packet):  # type: ignore[misc]
 
 
 class ConformantServer(socketio.AsyncServer):  # type: ignore[misc]
-    """python-socketio's AsyncServer on `Engine`, with the fixes in the module docstring."""
+    """python-socketio's AsyncServer on `Engine`, with the fixes in the module docstring.
+    `msgpack=False` refuses socket.io-msgpack-parser clients (their binary CONNECT is invalid)."""
+
+    def __init__(self, *args: Any, msgpack: bool = True, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.msgpack = msgpack
 
     def _engineio_server_class(self) -> type[Engine]:
         return Engine
 
     async def _send_packet(self, eio_sid: str, pkt: Any) -> None:
-        """Upstream's, minus an Engine.IO Packet object per text packet."""
-        encoded = pkt.encode()
+        """Upstream's, minus an Engine.IO Packet object per text packet; MessagePack for a
+        session that chose it."""
         session = self.eio.sockets.get(eio_sid)
         if session is None:
             return
+        if session.repack is not None:
+            await session.send(msgpack_parser.pack_packet(pkt))
+            return
+        encoded = pkt.encode()
         if isinstance(encoded, str):
             await session.send_message(encoded)
             return
@@ -81,6 +94,17 @@ class ConformantServer(socketio.AsyncServer):  # type: ignore[misc]
             return
         await super()._handle_connect(eio_sid, namespace, data)
 
+    def _packet(self, kind: int, namespace: str | None, ack_id: int | None, data: Any) -> Any:
+        """A decoded packet without attachments, built without upstream's general parse."""
+        pkt = self.packet_class.__new__(self.packet_class)
+        pkt.packet_type = kind
+        pkt.namespace = namespace
+        pkt.id = ack_id
+        pkt.data = data
+        pkt.attachment_count = 0
+        pkt.attachments = []
+        return pkt
+
     def _assemble(self, eio_sid: str, data: str | bytes) -> Any:
         """The complete packet this Engine.IO message finishes, or None while attachments are
         due; ValueError for a frame that is not a valid Socket.IO packet here."""
@@ -94,18 +118,25 @@ class ConformantServer(socketio.AsyncServer):  # type: ignore[misc]
             binary_event = pending.packet_type == sio_packet.BINARY_EVENT
             pending.packet_type = sio_packet.EVENT if binary_event else sio_packet.ACK
             return pending
+        binary = isinstance(data, bytes)
+        session: Session | None = self.eio.sockets.get(eio_sid)
+        if session is None:
+            raise ValueError("the session is gone")
+        if session.parser is None:  # the first packet chooses the session's parser
+            if binary and not self.msgpack:
+                raise ValueError("a binary frame without a packet announcing it")
+            session.parser = "msgpack" if binary else "json"
+            if binary:
+                session.repack = msgpack_parser.Repacker(self.packet_class)
+        elif binary != (session.parser == "msgpack"):
+            raise ValueError(f"a {'binary' if binary else 'text'} packet on a {session.parser} session")
         if isinstance(data, bytes):
-            raise ValueError("a binary frame without a packet announcing it")
+            kind, namespace, payload, ack_id = msgpack_parser.unpack(data)
+            return self._packet(kind, namespace, ack_id, payload)
         m = _PLAIN.match(data)
         if m is not None:  # what upstream's decode would build, without its general parse
-            pkt = self.packet_class.__new__(self.packet_class)
-            pkt.packet_type = int(m.group(1))
-            pkt.namespace = m.group(2)
-            pkt.id = int(m.group(3)) if m.group(3) else None
-            pkt.data = self.packet_class.json.loads(data[m.end() - 1 :])
-            pkt.attachment_count = 0
-            pkt.attachments = []
-            return pkt
+            ack_id = int(m.group(3)) if m.group(3) else None
+            return self._packet(int(m.group(1)), m.group(2), ack_id, self.packet_class.json.loads(data[m.end() - 1 :]))
         pkt = self.packet_class(encoded_packet=data)
         if pkt.packet_type in (sio_packet.BINARY_EVENT, sio_packet.BINARY_ACK):
             if not 1 <= pkt.attachment_count <= MAX_ATTACHMENTS:

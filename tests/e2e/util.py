@@ -79,10 +79,10 @@ VENDOR_EVENTS = (
 )
 
 
-async def customer(client: Client) -> Party:
+async def customer(client: Client, serializer: str = "default") -> Party:
     reg = await client.register("CUSTOMER")
     token = reg["tokens"]["accessToken"]
-    sio = await client.connect("/customer", token)
+    sio = await client.connect("/customer", token, serializer=serializer)
     p = Party(client, "/customer", reg["user"], token, sio)
     p.listen(*CUSTOMER_EVENTS)
     return p
@@ -97,6 +97,7 @@ async def vendor(
     km: float = 10.0,
     verified: bool = True,
     name: str | None = None,
+    serializer: str = "default",
 ) -> Party:
     reg = await client.register("VENDOR")
     vendor_id = uuid.uuid4()
@@ -113,7 +114,7 @@ async def vendor(
     )
     await client.server.svc.negotiation.vendor_changed(str(vendor_id))
     token = reg["tokens"]["accessToken"]
-    sio = await client.connect("/vendor", token)
+    sio = await client.connect("/vendor", token, serializer=serializer)
     p = Party(client, "/vendor", reg["user"], token, sio, vendor_id=str(vendor_id))
     p.listen(*VENDOR_EVENTS)
     return p

@@ -4,114 +4,38 @@ https://socket.io/docs/v4/socket-io-protocol/.
 
 The servers are `pocho-rt conformance`'s (our create_sio / Engine, the suites' settings:
 ping interval 300 ms, ping timeout 200 ms, maxPayload 1,000,000); the official suites
-themselves are run by hand (docs/TRANSPORT.md).
+themselves are run by hand (docs/TRANSPORT.md). The servers and raw-client helpers are in
+tests/integration/transport_support.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
 
 import aiohttp
 import orjson
 import pytest
-from aiohttp import WSMsgType, web
 
-from pocho_rt.config import Settings, load_settings
-from pocho_rt.http.guard import make_runner
-from pocho_rt.tasks import Supervisor
-from pocho_rt.transport.conformance import ENGINE, engineio_app, socketio_app
-from pocho_rt.transport.engine import Engine
+from pocho_rt.config import load_settings
 from pocho_rt.transport.session import SLOW_READER_BYTES
 from tests.helpers import eventually
-
-GUARD = 10.0  # seconds: only stops a hang from passing
-RS = "\x1e"
-Served = tuple[str, Engine]  # base URL of the endpoint, and its Engine
-
-
-async def _serve(app: web.Application) -> AsyncIterator[str]:
-    runner = make_runner(app, Settings(), access_log=None, handle_signals=False)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        await app[ENGINE].shutdown()  # pending polls are answered, websockets closed
-        await runner.cleanup()
-
-
-@pytest.fixture
-async def eio() -> AsyncIterator[Served]:
-    app = engineio_app(Settings())
-    async for url in _serve(app):
-        yield f"{url}/engine.io/", app[ENGINE]
-
-
-@pytest.fixture
-async def sio() -> AsyncIterator[Served]:
-    supervisor = Supervisor()
-    app = socketio_app(Settings(), supervisor)
-    async for url in _serve(app):
-        yield f"{url}/socket.io/", app[ENGINE]
-    await supervisor.stop()
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=GUARD)) as s:
-        yield s
-
-
-def _ws(url: str) -> str:
-    return url.replace("http", "ws", 1)
-
-
-async def _get(http: aiohttp.ClientSession, url: str) -> tuple[int, str]:
-    async with http.get(url) as r:
-        return r.status, await r.text()
-
-
-async def _post(http: aiohttp.ClientSession, url: str, body: str) -> tuple[int, str]:
-    async with http.post(url, data=body.encode()) as r:
-        return r.status, await r.text()
-
-
-async def _open_polling(http: aiohttp.ClientSession, base: str) -> tuple[str, dict[str, Any]]:
-    """A polling session: (its URL, the OPEN packet's data)."""
-    status, body = await _get(http, base + "?EIO=4&transport=polling")
-    assert status == 200 and body.startswith("0"), (status, body)
-    handshake = orjson.loads(body[1:])
-    return f"{base}?EIO=4&transport=polling&sid={handshake['sid']}", handshake
-
-
-async def _recv(ws: aiohttp.ClientWebSocketResponse, skip_pings: bool = True) -> Any:
-    """The next frame's data (text or bytes); pings are skipped unless asked for."""
-    while True:
-        msg = await asyncio.wait_for(ws.receive(), GUARD)
-        if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY):
-            if skip_pings and msg.data == "2":
-                continue
-            return msg.data
-        return msg.type
-
-
-async def _closed(ws: aiohttp.ClientWebSocketResponse) -> bool:
-    """True once the server closes the websocket (every frame before is skipped)."""
-    while True:
-        msg = await asyncio.wait_for(ws.receive(), GUARD)
-        if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSED, WSMsgType.CLOSING):
-            return True
-
+from tests.integration.transport_support import (
+    RS,
+    Served,
+    closed_by_server,
+    http_get,
+    http_post,
+    next_frame,
+    open_polling,
+    sio_socket,
+    ws_url,
+)
 
 # ---------------------------------------------------------------- Engine.IO: handshake
 
 
 async def test_polling_handshake_advertises_sub_second_ping_settings(eio: Served, http: aiohttp.ClientSession) -> None:
-    _, handshake = await _open_polling(http, eio[0])
+    _, handshake = await open_polling(http, eio[0])
     assert set(handshake) == {"sid", "upgrades", "pingInterval", "pingTimeout", "maxPayload"}
     assert handshake["upgrades"] == ["websocket"]
     assert (handshake["pingInterval"], handshake["pingTimeout"]) == (300, 200)
@@ -119,8 +43,8 @@ async def test_polling_handshake_advertises_sub_second_ping_settings(eio: Served
 
 
 async def test_websocket_handshake_offers_no_upgrade(eio: Served, http: aiohttp.ClientSession) -> None:
-    async with http.ws_connect(_ws(eio[0]) + "?EIO=4&transport=websocket") as ws:
-        first = await _recv(ws)
+    async with http.ws_connect(ws_url(eio[0]) + "?EIO=4&transport=websocket") as ws:
+        first = await next_frame(ws)
         assert first.startswith("0")
         handshake = orjson.loads(first[1:])
         assert handshake["upgrades"] == [] and handshake["pingInterval"] == 300
@@ -150,37 +74,37 @@ async def test_bad_requests_are_400(eio: Served, http: aiohttp.ClientSession, me
 
 
 async def test_polling_carries_text_and_binary_packets(eio: Served, http: aiohttp.ClientSession) -> None:
-    url, _ = await _open_polling(http, eio[0])
+    url, _ = await open_polling(http, eio[0])
     payload = RS.join(["4hello", "4é, ünïcode", "bAQIDBA=="])
-    assert await _post(http, url, payload) == (200, "ok")
-    assert await _get(http, url) == (200, payload)  # echoed in order, binary as base64
+    assert await http_post(http, url, payload) == (200, "ok")
+    assert await http_get(http, url) == (200, payload)  # echoed in order, binary as base64
 
 
 async def test_websocket_carries_text_and_binary_frames(eio: Served, http: aiohttp.ClientSession) -> None:
-    async with http.ws_connect(_ws(eio[0]) + "?EIO=4&transport=websocket") as ws:
-        await _recv(ws)
+    async with http.ws_connect(ws_url(eio[0]) + "?EIO=4&transport=websocket") as ws:
+        await next_frame(ws)
         await ws.send_str("4hello")
-        assert await _recv(ws) == "4hello"
+        assert await next_frame(ws) == "4hello"
         await ws.send_bytes(b"\x01\x02\x03\x04")
-        assert await _recv(ws) == b"\x01\x02\x03\x04"
+        assert await next_frame(ws) == b"\x01\x02\x03\x04"
 
 
 @pytest.mark.parametrize("body", ["abc", "4ok" + RS + "9", "", "b!!notbase64"])
 async def test_an_invalid_polling_packet_closes_the_session(
     eio: Served, http: aiohttp.ClientSession, body: str
 ) -> None:
-    url, _ = await _open_polling(http, eio[0])
-    status, _ = await _post(http, url, body)
+    url, _ = await open_polling(http, eio[0])
+    status, _ = await http_post(http, url, body)
     assert status == 400
-    assert (await _get(http, url))[0] == 400
+    assert (await http_get(http, url))[0] == 400
 
 
 async def _closed_after(http: aiohttp.ClientSession, base: str, frame: str) -> bool:
     """Open a websocket session, send `frame`: True once the server has closed it."""
-    async with http.ws_connect(_ws(base) + "?EIO=4&transport=websocket") as ws:
-        await _recv(ws)
+    async with http.ws_connect(ws_url(base) + "?EIO=4&transport=websocket") as ws:
+        await next_frame(ws)
         await ws.send_str(frame)
-        return await _closed(ws)
+        return await closed_by_server(ws)
 
 
 async def test_an_invalid_websocket_packet_closes_the_session(eio: Served, http: aiohttp.ClientSession) -> None:
@@ -188,13 +112,13 @@ async def test_an_invalid_websocket_packet_closes_the_session(eio: Served, http:
 
 
 async def test_a_duplicate_poll_closes_the_session(eio: Served, http: aiohttp.ClientSession) -> None:
-    url, handshake = await _open_polling(http, eio[0])
+    url, handshake = await open_polling(http, eio[0])
     session = eio[1].sockets[handshake["sid"]]
-    first = asyncio.ensure_future(_get(http, url))
+    first = asyncio.ensure_future(http_get(http, url))
     await eventually(lambda: session.polling, what="the first GET to wait")
-    assert (await _get(http, url))[0] == 400
+    assert (await http_get(http, url))[0] == 400
     assert await first == (200, "1")  # the pending poll is told: CLOSE
-    assert (await _get(http, url))[0] == 400
+    assert (await http_get(http, url))[0] == 400
 
 
 async def test_a_websocket_client_that_stops_reading_is_closed(eio: Served) -> None:
@@ -225,39 +149,39 @@ async def test_a_websocket_client_that_stops_reading_is_closed(eio: Served) -> N
 
 
 async def test_polling_ping_pong_keeps_the_session(eio: Served, http: aiohttp.ClientSession) -> None:
-    url, _ = await _open_polling(http, eio[0])
+    url, _ = await open_polling(http, eio[0])
     for _ in range(3):
-        assert await _get(http, url) == (200, "2")
-        assert await _post(http, url, "3") == (200, "ok")
+        assert await http_get(http, url) == (200, "2")
+        assert await http_post(http, url, "3") == (200, "ok")
 
 
 async def test_polling_session_without_pong_is_dropped(eio: Served, http: aiohttp.ClientSession) -> None:
-    url, handshake = await _open_polling(http, eio[0])
+    url, handshake = await open_polling(http, eio[0])
     engine = eio[1]
     await eventually(lambda: handshake["sid"] not in engine.sockets, what="the ping timeout")
-    assert (await _get(http, url))[0] == 400
+    assert (await http_get(http, url))[0] == 400
 
 
 async def test_websocket_ping_pong_and_timeout(eio: Served, http: aiohttp.ClientSession) -> None:
-    async with http.ws_connect(_ws(eio[0]) + "?EIO=4&transport=websocket") as ws:
-        await _recv(ws)
+    async with http.ws_connect(ws_url(eio[0]) + "?EIO=4&transport=websocket") as ws:
+        await next_frame(ws)
         for _ in range(3):
-            assert await _recv(ws, skip_pings=False) == "2"
+            assert await next_frame(ws, skip_pings=False) == "2"
             await ws.send_str("3")
-        assert await _closed(ws)  # no pong for the next ping: closed
+        assert await closed_by_server(ws)  # no pong for the next ping: closed
 
 
 # ---------------------------------------------------------------- Engine.IO: close
 
 
 async def test_client_close_over_polling_releases_the_pending_poll(eio: Served, http: aiohttp.ClientSession) -> None:
-    url, handshake = await _open_polling(http, eio[0])
+    url, handshake = await open_polling(http, eio[0])
     session = eio[1].sockets[handshake["sid"]]
-    pending = asyncio.ensure_future(_get(http, url))
+    pending = asyncio.ensure_future(http_get(http, url))
     await eventually(lambda: session.polling, what="the GET to wait")
-    assert await _post(http, url, "1") == (200, "ok")
+    assert await http_post(http, url, "1") == (200, "ok")
     assert await pending == (200, "6")
-    assert (await _get(http, url))[0] == 400
+    assert (await http_get(http, url))[0] == 400
 
 
 async def test_client_close_over_websocket_closes_it(eio: Served, http: aiohttp.ClientSession) -> None:
@@ -265,53 +189,45 @@ async def test_client_close_over_websocket_closes_it(eio: Served, http: aiohttp.
 
 
 async def test_server_close_reaches_a_polling_client_that_polls_later(eio: Served, http: aiohttp.ClientSession) -> None:
-    url, handshake = await _open_polling(http, eio[0])
+    url, handshake = await open_polling(http, eio[0])
     await eio[1].disconnect(handshake["sid"])
-    assert await _get(http, url) == (200, "1")
-    assert (await _get(http, url))[0] == 400
+    assert await http_get(http, url) == (200, "1")
+    assert (await http_get(http, url))[0] == 400
 
 
 # ---------------------------------------------------------------- Engine.IO: upgrade
 
 
 async def test_upgrade_from_polling_to_websocket(eio: Served, http: aiohttp.ClientSession) -> None:
-    url, handshake = await _open_polling(http, eio[0])
-    async with http.ws_connect(_ws(eio[0]) + f"?EIO=4&transport=websocket&sid={handshake['sid']}") as ws:
+    url, handshake = await open_polling(http, eio[0])
+    async with http.ws_connect(ws_url(eio[0]) + f"?EIO=4&transport=websocket&sid={handshake['sid']}") as ws:
         await ws.send_str("2probe")
-        assert await _recv(ws) == "3probe"
-        assert await _get(http, url) == (200, "6")  # the poll that ends polling
+        assert await next_frame(ws) == "3probe"
+        assert await http_get(http, url) == (200, "6")  # the poll that ends polling
         await ws.send_str("5")
         await ws.send_str("4hello")
-        assert await _recv(ws) == "4hello"  # no NOOP left over ahead of it
-        assert (await _get(http, url))[0] == 400  # polling is over for this sid
-        async with http.ws_connect(_ws(eio[0]) + f"?EIO=4&transport=websocket&sid={handshake['sid']}") as second:
-            assert await _closed(second)  # opened, then closed
+        assert await next_frame(ws) == "4hello"  # no NOOP left over ahead of it
+        assert (await http_get(http, url))[0] == 400  # polling is over for this sid
+        async with http.ws_connect(ws_url(eio[0]) + f"?EIO=4&transport=websocket&sid={handshake['sid']}") as second:
+            assert await closed_by_server(second)  # opened, then closed
         await ws.send_str("4still here")
-        assert await _recv(ws) == "4still here"
+        assert await next_frame(ws) == "4still here"
 
 
 async def test_packets_sent_during_the_upgrade_arrive_over_the_websocket(
     eio: Served, http: aiohttp.ClientSession
 ) -> None:
-    url, handshake = await _open_polling(http, eio[0])
-    async with http.ws_connect(_ws(eio[0]) + f"?EIO=4&transport=websocket&sid={handshake['sid']}") as ws:
+    url, handshake = await open_polling(http, eio[0])
+    async with http.ws_connect(ws_url(eio[0]) + f"?EIO=4&transport=websocket&sid={handshake['sid']}") as ws:
         await ws.send_str("2probe")
-        assert await _recv(ws) == "3probe"
+        assert await next_frame(ws) == "3probe"
         await eio[1].send(handshake["sid"], "during")
-        assert await _get(http, url) == (200, "6")
+        assert await http_get(http, url) == (200, "6")
         await ws.send_str("5")
-        assert await _recv(ws) == "4during"
+        assert await next_frame(ws) == "4during"
 
 
 # ---------------------------------------------------------------- Socket.IO
-
-
-async def _sio_socket(
-    http: aiohttp.ClientSession, base: str
-) -> tuple[aiohttp.ClientWebSocketResponse, Callable[[], Awaitable[Any]]]:
-    ws = await http.ws_connect(_ws(base) + "?EIO=4&transport=websocket")
-    assert (await _recv(ws)).startswith("0")
-    return ws, lambda: _recv(ws)
 
 
 async def test_namespace_connect_answers_sid_then_the_servers_first_emit(
@@ -323,7 +239,7 @@ async def test_namespace_connect_answers_sid_then_the_servers_first_emit(
         ("40/custom,", "40/custom,", "{}"),
         ('40/custom,{"token":"abc"}', "40/custom,", '{"token":"abc"}'),
     ):
-        ws, recv = await _sio_socket(http, sio[0])
+        ws, recv = await sio_socket(http, sio[0])
         async with ws:
             await ws.send_str(connect)
             answer = await recv()
@@ -333,14 +249,14 @@ async def test_namespace_connect_answers_sid_then_the_servers_first_emit(
 
 
 async def test_unknown_namespace_is_refused_with_an_error_object(sio: Served, http: aiohttp.ClientSession) -> None:
-    ws, recv = await _sio_socket(http, sio[0])
+    ws, recv = await sio_socket(http, sio[0])
     async with ws:
         await ws.send_str("40/random")
         assert await recv() == '44/random,{"message":"Invalid namespace"}'
 
 
 async def test_events_and_acks_in_plain_text(sio: Served, http: aiohttp.ClientSession) -> None:
-    ws, recv = await _sio_socket(http, sio[0])
+    ws, recv = await sio_socket(http, sio[0])
     async with ws:
         await ws.send_str("40")
         await recv(), await recv()
@@ -351,7 +267,7 @@ async def test_events_and_acks_in_plain_text(sio: Served, http: aiohttp.ClientSe
 
 
 async def test_binary_attachments_in_both_directions(sio: Served, http: aiohttp.ClientSession) -> None:
-    ws, recv = await _sio_socket(http, sio[0])
+    ws, recv = await sio_socket(http, sio[0])
     placeholders = '{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}'
     attachments = [b"\x01\x02\x03", b"\x04\x05\x06"]
     async with ws:
@@ -368,7 +284,7 @@ async def test_binary_attachments_in_both_directions(sio: Served, http: aiohttp.
 
 
 async def test_namespace_disconnect_leaves_the_others(sio: Served, http: aiohttp.ClientSession) -> None:
-    ws, recv = await _sio_socket(http, sio[0])
+    ws, recv = await sio_socket(http, sio[0])
     async with ws:
         await ws.send_str("40")
         await recv(), await recv()
@@ -391,7 +307,7 @@ async def test_namespace_disconnect_leaves_the_others(sio: Served, http: aiohttp
 async def test_invalid_socketio_packets_close_the_connection(
     sio: Served, http: aiohttp.ClientSession, frame: str | bytes
 ) -> None:
-    ws, recv = await _sio_socket(http, sio[0])
+    ws, recv = await sio_socket(http, sio[0])
     async with ws:
         await ws.send_str("40")
         await recv(), await recv()
@@ -399,13 +315,13 @@ async def test_invalid_socketio_packets_close_the_connection(
             await ws.send_bytes(frame)
         else:
             await ws.send_str(frame)
-        assert await _closed(ws)
+        assert await closed_by_server(ws)
 
 
 async def test_a_session_that_joins_no_namespace_is_closed(sio: Served, http: aiohttp.ClientSession) -> None:
-    ws, _ = await _sio_socket(http, sio[0])
+    ws, _ = await sio_socket(http, sio[0])
     async with ws:
-        assert await _closed(ws)
+        assert await closed_by_server(ws)
 
 
 def test_sub_second_ping_settings_are_accepted() -> None:
