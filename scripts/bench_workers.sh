@@ -3,7 +3,9 @@
 # (load.js "pocho" mode: PAIRS vendors revising in a closed loop, each ack relayed to its
 # customer) against `pocho-rt serve` with WORKERS=1 and then WORKERS=2, in one run, on the
 # same PostgreSQL and Redis. Nothing is pinned: the servers and the load generator share the
-# machine's cores, as the cluster issue asks. Prints one JSON line per run and the ratio.
+# machine's cores, as the cluster issue asks. Prints one JSON line per run and the ratio, and
+# where the machine's CPU went during each load window (/proc: the whole machine busy, the
+# server's processes, PostgreSQL, the load generator), in cores.
 set -u
 pairs=${1:-100} secs=${2:-10} pg=${3:-postgresql://postgres@127.0.0.1:5432}
 here=$(cd "$(dirname "$0")" && pwd) bench=$(cd "$here/../../shared/bench" && pwd)
@@ -13,6 +15,26 @@ free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0)
 wait_up() { for _ in $(seq 1 240); do curl -sf -o /dev/null "http://127.0.0.1:$1/$2" && return 0; sleep 0.5; done; return 1; }
 export POCHO_ADMIN_KEY=bench-admin-key-0123456789 JWT_SECRET=bench-jwt-secret-0123456789abcdef0123456789
 declare -A out
+# jiffies used so far: the machine (all CPUs, not idle/iowait), and per command-name pattern
+cpu_now() { python3 - "$@" <<'PY'
+import os, re, sys
+fields = open("/proc/stat").readline().split()[1:]
+total = sum(int(x) for x in fields) - int(fields[3]) - int(fields[4])
+groups = {name: 0 for name in sys.argv[1:]}
+for pid in filter(str.isdigit, os.listdir("/proc")):
+    try:
+        stat = open(f"/proc/{pid}/stat").read()
+        cmd = open(f"/proc/{pid}/cmdline").read().replace("\0", " ")
+    except OSError:
+        continue
+    used = sum(int(x) for x in stat[stat.rindex(")") + 2 :].split()[11:13])
+    for name in groups:
+        if re.search(name, cmd):
+            groups[name] += used
+print(total, *groups.values())
+PY
+}
+patterns=("pocho-rt serve" "^postgres: " "load.js" "redis-server")
 for workers in 1 2; do
   tag=$RANDOM$RANDOM db=pocho_workers_$tag
   psql "$pg/postgres" -qc "create database $db" >/dev/null || exit 1
@@ -21,7 +43,17 @@ for workers in 1 2; do
     WORKERS=$workers LOG_LEVEL=WARNING setsid .venv/bin/pocho-rt serve --migrate --seed >"$data/server.log" 2>&1 & s=$!
   # every worker ready (each holds its shards) before the load starts
   if wait_up "$p" readyz && sleep 3 && wait_up "$p" readyz; then
+    before=$(cpu_now "${patterns[@]}") t0=$(date +%s.%N)
     out[$workers]=$(node "$bench/load.js" pocho "http://127.0.0.1:$p" "$pairs" "$secs")
+    after=$(cpu_now "${patterns[@]}") t1=$(date +%s.%N)
+    python3 - "$before" "$after" "$t0" "$t1" <<'PY'
+import os, sys
+b, a = ([int(x) for x in s.split()] for s in sys.argv[1:3])
+hz, secs = os.sysconf("SC_CLK_TCK"), float(sys.argv[4]) - float(sys.argv[3])
+cores = [(y - x) / hz / secs for x, y in zip(b, a)]
+names = ["machine busy", "server", "postgresql", "load generator", "redis"]
+print("  cores used over the load window: " + ", ".join(f"{n} {c:.2f}" for n, c in zip(names, cores)) + f" (of {os.cpu_count()})")
+PY
   else
     out[$workers]='{"error":"server not ready"}'; tail -5 "$data/server.log"
   fi
