@@ -15,26 +15,30 @@ free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0)
 wait_up() { for _ in $(seq 1 240); do curl -sf -o /dev/null "http://127.0.0.1:$1/$2" && return 0; sleep 0.5; done; return 1; }
 export POCHO_ADMIN_KEY=bench-admin-key-0123456789 JWT_SECRET=bench-jwt-secret-0123456789abcdef0123456789
 declare -A out
-# jiffies used so far: the machine (all CPUs, not idle/iowait), and per command-name pattern
-cpu_now() { python3 - "$@" <<'PY'
-import os, re, sys
-fields = open("/proc/stat").readline().split()[1:]
-total = sum(int(x) for x in fields) - int(fields[3]) - int(fields[4])
-groups = {name: 0 for name in sys.argv[1:]}
-for pid in filter(str.isdigit, os.listdir("/proc")):
-    try:
-        stat = open(f"/proc/{pid}/stat").read()
-        cmd = open(f"/proc/{pid}/cmdline").read().replace("\0", " ")
-    except OSError:
-        continue
-    used = sum(int(x) for x in stat[stat.rindex(")") + 2 :].split()[11:13])
-    for name in groups:
-        if re.search(name, cmd):
-            groups[name] += used
-print(total, *groups.values())
+# Every 0.25 s until killed: the time, then jiffies used so far by the machine (all CPUs, not
+# idle/iowait) and by the processes whose command line matches each pattern (`pgid:N`: the
+# processes of that process group).
+cpu_sampler() { python3 - "$@" <<'PY'
+import os, re, sys, time
+names = sys.argv[1:]
+while True:
+    fields = open("/proc/stat").readline().split()[1:]
+    used = [sum(int(x) for x in fields) - int(fields[3]) - int(fields[4])] + [0] * len(names)
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            stat = open(f"/proc/{pid}/stat").read()
+            cmd = open(f"/proc/{pid}/cmdline").read().replace("\0", " ")
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        jiffies = int(fields[11]) + int(fields[12])
+        for i, name in enumerate(names):
+            if name == f"pgid:{fields[2]}" or (not name.startswith("pgid:") and re.search(name, cmd)):
+                used[i + 1] += jiffies
+    print(time.time(), *used, flush=True)
+    time.sleep(0.25)
 PY
 }
-patterns=("pocho-rt serve" "^postgres: " "load.js" "redis-server")
 for workers in 1 2; do
   tag=$RANDOM$RANDOM db=pocho_workers_$tag
   psql "$pg/postgres" -qc "create database $db" >/dev/null || exit 1
@@ -43,16 +47,20 @@ for workers in 1 2; do
     WORKERS=$workers LOG_LEVEL=WARNING setsid .venv/bin/pocho-rt serve --migrate --seed >"$data/server.log" 2>&1 & s=$!
   # every worker ready (each holds its shards) before the load starts
   if wait_up "$p" readyz && sleep 3 && wait_up "$p" readyz; then
-    before=$(cpu_now "${patterns[@]}") t0=$(date +%s.%N)
+    cpu_sampler "pgid:$s" "^postgres: .* $db " "load.js" "redis-server" >"$data/cpu" & sampler=$!
     out[$workers]=$(node "$bench/load.js" pocho "http://127.0.0.1:$p" "$pairs" "$secs")
-    after=$(cpu_now "${patterns[@]}") t1=$(date +%s.%N)
-    python3 - "$before" "$after" "$t0" "$t1" <<'PY'
+    kill $sampler; wait $sampler 2>/dev/null
+    # the last SECONDS of samples: load.js's measured window (its set-up, e.g. password
+    # hashing for its accounts, comes before and is left out)
+    python3 - "$data/cpu" "$secs" <<'PY'
 import os, sys
-b, a = ([int(x) for x in s.split()] for s in sys.argv[1:3])
-hz, secs = os.sysconf("SC_CLK_TCK"), float(sys.argv[4]) - float(sys.argv[3])
-cores = [(y - x) / hz / secs for x, y in zip(b, a)]
+rows = [[float(x) for x in line.split()] for line in open(sys.argv[1]) if line.strip()]
+end = rows[-1]
+start = min((r for r in rows if r[0] >= end[0] - float(sys.argv[2])), key=lambda r: r[0])
+secs, hz = end[0] - start[0], os.sysconf("SC_CLK_TCK")
+cores = [(b - a) / hz / secs for a, b in zip(start[1:], end[1:])]
 names = ["machine busy", "server", "postgresql", "load generator", "redis"]
-print("  cores used over the load window: " + ", ".join(f"{n} {c:.2f}" for n, c in zip(names, cores)) + f" (of {os.cpu_count()})")
+print("  cores used in the measured window: " + ", ".join(f"{n} {c:.2f}" for n, c in zip(names, cores)) + f" (of {os.cpu_count()})")
 PY
   else
     out[$workers]='{"error":"server not ready"}'; tail -5 "$data/server.log"

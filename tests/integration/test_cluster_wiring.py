@@ -5,11 +5,12 @@ share, the ops routes answering for the whole cluster, and the metrics of the mo
 from __future__ import annotations
 
 import aiohttp
+import asyncpg
 
 from engine.meal_request_actor import MEAL_REQUEST_KIND
 from engine.runtime.placement import shards_for
 from tests.conftest import Server, StartServer
-from tests.e2e.util import customer, request_payload
+from tests.e2e.util import customer, request_payload, vendor
 from tests.helpers import Client, eventually
 
 SLOW = {"cluster_node_lease_ms": 60_000, "cluster_shard_lease_ms": 60_000, "cluster_margin_ms": 5_000}
@@ -115,3 +116,31 @@ async def test_a_node_restarted_under_its_id_forgets_the_viewers_it_published_be
         assert await one.svc.negotiation.viewing("req-1") == 0  # "other" is not a live node
     finally:
         await r.aclose()
+
+
+async def test_frames_relayed_from_another_node_reach_a_messagepack_client_packed(
+    start_server: StartServer, db: asyncpg.Connection
+) -> None:
+    """The relay forwards the JSON text of an emit; the receiving node packs it once for its
+    socket.io-msgpack-parser members (issue 13)."""
+    one = await start_server(node_id="one", **SLOW)  # holds every shard: the actors live here
+    two = await start_server(node_id="two", **SLOW)
+    async with aiohttp.ClientSession(base_url=one.url) as s1, aiohttp.ClientSession(base_url=two.url) as s2:
+        on_one, on_two = Client(s1, one), Client(s2, two)
+        try:
+            vend = await vendor(on_one, db)  # JSON, on `one`
+            cust = await customer(on_two, serializer="msgpack")  # MessagePack, on `two`
+            await eventually(
+                lambda: one.svc.cluster.directory.nodes_for("/customer", f"user:{cust.user['id']}") == {"two"},
+                what="`two` announcing the customer's room",
+            )
+            seen = vend.next("request:new")
+            req = (await cust.ok("request:create", request_payload()))["request"]  # asked across to `one`
+            assert (await seen)["request"]["id"] == req["id"]
+            offered = cust.next("offer:new")
+            offer = (await vend.ok("offer:place", {"requestId": req["id"], "priceKobo": 300_000}))["offer"]
+            got = await offered  # emitted on `one`, relayed to `two`, packed there
+            assert got["offer"]["id"] == offer["id"] and got["offer"]["priceKobo"] == 300_000
+        finally:
+            await on_one.close()
+            await on_two.close()
