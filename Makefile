@@ -32,12 +32,12 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 
 # The official JavaScript Socket.IO client and socket.io-msgpack-parser, for
-# tests/e2e/test_js_clients.py (pinned by tests/js/package-lock.json). Without npm those tests
-# are skipped, and say so.
+# tests/e2e/test_js_clients.py (pinned by tests/js/package-lock.json). Without npm, or when the
+# npm registry cannot be reached, those tests are skipped, and say so.
 $(JS_STAMP): tests/js/package-lock.json
-	@if command -v npm >/dev/null; then \
-		npm ci --prefix tests/js --no-audit --no-fund --loglevel=error && touch $@; \
-	else echo "npm not found: the JavaScript client tests will be skipped"; fi
+	@if ! command -v npm >/dev/null; then echo "npm not found: the JavaScript client tests will be skipped"; \
+	elif npm ci --prefix tests/js --no-audit --no-fund --loglevel=error; then touch $@; \
+	else echo "npm ci failed: the JavaScript client tests will be skipped"; fi
 
 # Warnings are errors (pyproject.toml, [tool.pytest.ini_options] filterwarnings).
 test: lint $(JS_STAMP)

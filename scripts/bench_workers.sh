@@ -18,13 +18,15 @@ declare -A out
 # Every 0.25 s until killed: the time, then jiffies used so far by the machine (all CPUs, not
 # idle/iowait) and by the processes whose command line matches each pattern (`pgid:N`: the
 # processes of that process group).
-cpu_sampler() { python3 - "$@" <<'PY'
+cpu_sampler() { exec python3 - "$@" <<'PY'
 import os, re, sys, time
 names = sys.argv[1:]
 while True:
     fields = open("/proc/stat").readline().split()[1:]
     used = [sum(int(x) for x in fields) - int(fields[3]) - int(fields[4])] + [0] * len(names)
     for pid in filter(str.isdigit, os.listdir("/proc")):
+        if int(pid) == os.getpid():  # its own command line names the patterns
+            continue
         try:
             stat = open(f"/proc/{pid}/stat").read()
             cmd = open(f"/proc/{pid}/cmdline").read().replace("\0", " ")

@@ -239,8 +239,10 @@ class GuardedServer(ConformantServer):
             error = EngineError("invalid", f"not a valid MessagePack packet: {exc}")
         else:
             m = _HEADER.match(data) if isinstance(data, str) else None
-            is_event = m is not None and int(m.group(1)) == _sio_packet.EVENT and m.group(3) is not None
-            ack_id, namespace = (int(m.group(3)), m.group(2)) if m is not None and is_event else (None, None)
+            if m is not None and int(m.group(1)) == _sio_packet.EVENT and m.group(3) is not None:
+                ack_id, namespace = int(m.group(3)), m.group(2)
+            else:
+                ack_id, namespace = None, None
             error = EngineError("invalid", "the payload is not valid JSON (UTF-8, nesting)")
         if ack_id is None:
             await self._drop(eio_sid)  # nothing to answer on

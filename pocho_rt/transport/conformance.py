@@ -24,6 +24,7 @@ from pocho_rt.transport.engine import Engine, engine_options
 
 SUITE_NAMESPACES = ("/", "/custom")
 ENGINE = web.AppKey("engine", Engine)  # the app's Engine, for tests that look at its sessions
+SIO = web.AppKey("sio", GuardedServer)  # the socket.io suite app's server, for tests that drive it
 AUTH_SPACING = 0.01
 
 
@@ -76,6 +77,7 @@ def socketio_app(settings: Settings, supervisor: Supervisor) -> web.Application:
     app = web.Application()
     sio.attach(app)
     app[ENGINE] = sio.eio
+    app[SIO] = sio
     return app
 
 

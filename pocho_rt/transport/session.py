@@ -28,7 +28,7 @@ import base64
 import logging
 import struct
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from aiohttp import WSMsgType, web
 from engineio import packet as eio_packet
@@ -104,7 +104,7 @@ class Session:
         self._timer: asyncio.TimerHandle | None = None
         # Chosen by the Socket.IO layer from the first packet: "json" or "msgpack"; a msgpack
         # session's `repack` turns the text MESSAGEs sent to it into its own format.
-        self.parser: str | None = None
+        self.parser: Literal["json", "msgpack"] | None = None
         self.repack: Callable[[Any], Any] | None = None
 
     # ------------------------------------------------------------------ heartbeat

@@ -6,7 +6,6 @@ JavaScript client is driven by tests/e2e/test_js_clients.py."""
 from __future__ import annotations
 
 import base64
-import math
 from typing import Any
 
 import aiohttp
@@ -14,7 +13,7 @@ import msgpack
 
 from pocho_rt.config import Settings
 from pocho_rt.tasks import Supervisor
-from pocho_rt.transport.conformance import socketio_app
+from pocho_rt.transport.conformance import SIO, socketio_app
 from tests.integration.transport_support import (
     Served,
     closed_by_server,
@@ -55,7 +54,7 @@ async def test_events_acks_and_bytes_travel_as_messagepack(sio: Served, http: ai
         assert msgpack.unpackb(await next_frame(ws)) == {"type": 3, "data": values, "nsp": "/custom", "id": 41}
 
 
-async def test_an_unknown_namespace_and_a_server_disconnect_carry_what_the_javascript_decoder_accepts(
+async def test_an_unknown_namespace_is_refused_and_leaving_one_is_heard(
     sio: Served, http: aiohttp.ClientSession
 ) -> None:
     ws, _ = await sio_socket(http, sio[0])
@@ -75,10 +74,30 @@ async def test_an_unknown_namespace_and_a_server_disconnect_carry_what_the_javas
         assert answer["type"] == 0 and answer["nsp"] == "/custom"  # the event on "/" was not answered
 
 
+async def test_a_server_disconnect_carries_no_data(http: aiohttp.ClientSession) -> None:
+    """The JavaScript decoder refuses a DISCONNECT whose `data` is nil (upstream's MsgPackPacket)."""
+    supervisor = Supervisor()
+    app = socketio_app(Settings(), supervisor)
+    try:
+        async for url in serve(app):
+            ws = await connected(http, f"{url}/socket.io/")
+            async with ws:
+                server = app[SIO]
+                (sid,) = [sid for sid, _ in server.manager.get_participants("/custom", None)]
+                await server.disconnect(sid, namespace="/custom")
+                assert await next_frame(ws) == msgpack.packb({"type": 1, "nsp": "/custom"})
+    finally:
+        await supervisor.stop()
+
+
 async def test_an_invalid_event_with_an_ack_id_is_answered_invalid(sio: Served, http: aiohttp.ClientSession) -> None:
     ws = await connected(http, sio[0])
     async with ws:
-        for data in (["message-with-ack", math.nan], {"not": "a list"}, ["message-with-ack", {1: "int key"}]):
+        for data in (
+            ["message-with-ack", msgpack.ExtType(5, b"?")],
+            {"not": "a list"},
+            ["message-with-ack", {1: "int key"}],
+        ):
             raw = msgpack.packb({"type": 2, "nsp": "/custom", "data": data, "id": 5})
             await ws.send_bytes(raw)
             answer = msgpack.unpackb(await next_frame(ws))

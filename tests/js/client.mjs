@@ -10,7 +10,8 @@ import * as msgpackParser from "socket.io-msgpack-parser";
 const GUARD_MS = 10000;
 
 function options(parser, transport, auth) {
-  const o = { auth, transports: [transport], reconnection: false, forceNew: true };
+  const o = { auth, reconnection: false, forceNew: true };
+  if (transport !== "default") o.transports = [transport]; // default: polling, then the upgrade
   if (parser === "msgpack") o.parser = msgpackParser;
   return o;
 }
@@ -56,6 +57,7 @@ const VALUES = [
   new Uint8Array([9, 8, 7]),
   new Date(Date.UTC(2026, 10, 29, 13, 46, 24, 123)),
   [undefined, 1],
+  { kept: 1, gone: undefined, nan: NaN, inf: Infinity },
 ];
 
 async function echo(url, parser, transport) {

@@ -18,13 +18,14 @@ const refuses = (bytes) => {
 // What socket.io-client 4.8.1 hands its encoder (socket.js: EVENT packets carry `options`).
 const client = {
   connect: { type: 0, nsp: "/customer", data: { token: "t0k" } },
-  connect_without_auth: { type: 0, nsp: "/" },
+  connect_without_auth: { type: 0, nsp: "/", data: undefined }, // what the client really hands over
   event: { type: 2, data: ["offer:revise", { offerId: "o-1", priceKobo: 310000 }], options: { compress: true }, nsp: "/vendor", id: 7 },
   event_without_ack: { type: 2, data: ["location", { lat: 6.5244, lng: 3.3792 }], options: { compress: true }, nsp: "/rider" },
   event_with_values: {
     type: 2,
     data: ["x", "héllo ✓ 🍲", -2, 2 ** 40, 3.5, null, true, { nested: [1, {}] }, Buffer.from([1, 2, 255]),
-      new Uint8Array([9, 8, 7]).buffer, new Date(Date.UTC(2026, 10, 29, 13, 46, 24, 123)), [undefined, 1]],
+      new Uint8Array([9, 8, 7]).buffer, new Date(Date.UTC(2026, 10, 29, 13, 46, 24, 123)), [undefined, 1],
+      { kept: 1, gone: undefined, nan: NaN, inf: -Infinity }],
     nsp: "/",
   },
   ack: { type: 3, data: [{ ok: true }], nsp: "/customer", id: 3 },

@@ -5,7 +5,6 @@ JavaScript parser itself wrote: tests/fixtures/msgpack-vectors.json, made by
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,7 @@ SERVER = {name: bytes.fromhex(h) for name, h in VECTORS["server"].items()}
 
 def test_what_the_javascript_client_sends_is_read_as_a_json_client_would_send_it() -> None:
     assert unpack(CLIENT["connect"]) == (0, "/customer", {"token": "t0k"}, None)
-    assert unpack(CLIENT["connect_without_auth"]) == (0, "/", None, None)
+    assert unpack(CLIENT["connect_without_auth"]) == (0, "/", None, None)  # its data is `undefined`
     assert unpack(CLIENT["event"]) == (2, "/vendor", ["offer:revise", {"offerId": "o-1", "priceKobo": 310000}], 7)
     assert unpack(CLIENT["event_without_ack"]) == (2, "/rider", ["location", {"lat": 6.5244, "lng": 3.3792}], None)
     assert unpack(CLIENT["ack"]) == (3, "/customer", [{"ok": True}], 3)
@@ -46,6 +45,7 @@ def test_what_the_javascript_client_sends_is_read_as_a_json_client_would_send_it
         b"\x09\x08\x07",  # an ArrayBuffer (notepack's extension 0)
         "2026-11-29T13:46:24.123Z",  # a Date, as its toJSON() (what the JSON parser sends)
         [None, 1],  # undefined in an array, as JSON's null
+        {"kept": 1, "nan": None, "inf": None},  # as JSON.stringify: undefined left out, NaN/Infinity null
     ]
 
 
@@ -72,35 +72,48 @@ def test_packets_the_javascript_decoder_refuses_are_refused(name: str) -> None:
         unpack(bytes.fromhex(vector["hex"]))
 
 
-def test_an_invalid_event_keeps_its_ack_id_so_it_can_be_answered() -> None:
+def refusal(packet: dict[str, Any] | bytes) -> InvalidPacket:
     with pytest.raises(InvalidPacket) as err:
-        unpack(msgpack.packb({"type": 2, "nsp": "/vendor", "data": ["offer:place", {"priceKobo": math.nan}], "id": 9}))
-    assert (err.value.ack_id, err.value.namespace) == (9, "/vendor")
-    with pytest.raises(InvalidPacket) as err:  # an ACK's id is the server's: nothing to answer
-        unpack(msgpack.packb({"type": 3, "nsp": "/", "data": {"a": 1}, "id": 9}))
-    assert err.value.ack_id is None
+        unpack(packet if isinstance(packet, bytes) else msgpack.packb(packet))
+    return err.value
 
 
 @pytest.mark.parametrize(
     ("value", "reason"),
     [
-        (math.inf, "NaN or infinity"),
         ({1: "a"}, "a map key that is not text"),
         (msgpack.ExtType(5, b"x"), "unsupported MessagePack extension 5"),
+        (msgpack.ExtType(0, bytes(range(1, 9))), "a Date out of range"),  # an 8-byte ArrayBuffer: see the docs
     ],
 )
-def test_values_no_json_client_could_send_are_refused(value: Any, reason: str) -> None:
-    with pytest.raises(InvalidPacket, match=reason):
-        unpack(msgpack.packb({"type": 2, "nsp": "/", "data": ["x", value]}))
+def test_values_no_json_client_could_send_are_refused_on_the_events_ack_id(value: Any, reason: str) -> None:
+    err = refusal({"type": 2, "nsp": "/vendor", "data": ["offer:place", {"v": value}], "id": 9})
+    assert (str(err), err.ack_id, err.namespace) == (reason, 9, "/vendor")
 
 
-def test_garbage_and_deep_nesting_are_refused_not_raised() -> None:
+def test_text_that_is_not_utf8_is_refused_on_the_events_ack_id() -> None:
+    good = msgpack.packb({"type": 2, "data": ["x", "ab"], "nsp": "/", "id": 5})
+    err = refusal(good.replace(b"\xa2ab", b"\xa2\xff\xfe"))
+    assert (err.ack_id, err.namespace) == (5, "/")
+
+
+def test_an_ack_id_of_anything_but_an_event_is_not_answered() -> None:
+    assert refusal({"type": 3, "nsp": "/", "data": {"a": 1}, "id": 9}).ack_id is None  # the server's id
+
+
+def test_garbage_and_nesting_past_msgpacks_limit_are_refused_not_raised() -> None:
     for raw in (b"", b"\xc1", b"\x81\xa4type", msgpack.packb({"type": 2, "nsp": "/", "data": ["x"]}) + b"\x00"):
-        with pytest.raises(InvalidPacket):
-            unpack(raw)
-    deep = msgpack.packb({"type": 2, "nsp": "/", "data": ["x"]})[:-3] + b"\x92\xa1x" + b"\x91" * 1020 + b"\xc0"
-    with pytest.raises(InvalidPacket):
-        unpack(deep)
+        refusal(raw)
+    deep = b"\x84\xa4type\x02\xa4data" + b"\x91" * 1100 + b"\xc0" + b"\xa3nsp\xa1/\xa2id\x05"
+    assert refusal(deep).ack_id is None  # nothing after `data` can be read: the connection closes
+    nested: Any = "leaf"
+    for _ in range(1000):  # as deep as MessagePack goes: no recursion limit of ours below it
+        nested = [nested]
+    read = unpack(msgpack.packb({"type": 2, "nsp": "/", "data": ["x", nested]}))[2][1]
+    for _ in range(1000):  # compared level by level: == itself would recurse
+        assert isinstance(read, list) and len(read) == 1
+        read = read[0]
+    assert read == "leaf"
 
 
 def test_a_standard_timestamp_is_read_as_a_date() -> None:
@@ -128,8 +141,10 @@ def test_what_is_packed_is_read_back_unchanged(data: list[Any], ack_id: int | No
     assert unpack(pack(2, "/customer", ["e", *data], ack_id)) == (2, "/customer", ["e", *data], ack_id)
 
 
-def test_a_frame_for_a_room_is_packed_once_and_text_packets_with_bytes_are_gathered() -> None:
-    Packet.json = json  # what the server sets on its packet class
+def test_a_frame_for_a_room_is_packed_once_and_text_packets_with_bytes_are_gathered(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(Packet, "json", json)  # what a server sets on its packet class
     frame = event_frame("offer:new", '{"offer":{"id":"o-1"}}', "/customer")
     first, second = Repacker(Packet), Repacker(Packet)
     packed = first(frame)
