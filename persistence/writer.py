@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import re
 import time
@@ -80,7 +81,9 @@ def _bulk_sql(sql: str, types: tuple[str, ...], first: int = 1) -> str:
     return f"INSERT INTO {m.group(1)} {m.group(2)} SELECT * FROM unnest({arrays}){m.group(4)}"
 
 
+@functools.lru_cache(maxsize=256)
 def _table(sql: str) -> str:
+    """The table an insert writes (asked per statement of every group: remembered)."""
     m = _VALUES.match(sql)
     assert m is not None
     return m.group(1)
