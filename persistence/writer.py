@@ -109,12 +109,16 @@ class Statement:
 
     `key`: index of the row's identity column when later rows for the same identity in one
     group replace earlier ones (snapshots); None when every row is appended (events).
+    `many`: a statement that does what `sql` does for every row, given one array per parameter
+    (a function looping over them), run instead of `executemany` for a statement that is not
+    an insert (the shard fence): one round of the protocol per group instead of one per row.
     """
 
     name: str
     sql: str
     order: int
     key: int | None = None
+    many: str | None = None  # the same for all of a group's rows in one call, one array per parameter
 
 
 @dataclass(slots=True)
@@ -440,7 +444,10 @@ class Writer:
                     continue
                 await self._execute_run(conn, run)
                 run = []
-                await conn.executemany(stmt.sql, rows)
+                if self.bulk and stmt.many is not None:
+                    await conn.execute(stmt.many, *map(list, zip(*rows, strict=True)))
+                else:
+                    await conn.executemany(stmt.sql, rows)
             await self._execute_run(conn, run)
             lane.commit_sent = True  # leaving the block sends COMMIT: from here a lost answer is a doubt
         metrics.WRITER_BATCH.observe(len(subs))

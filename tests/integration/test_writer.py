@@ -87,6 +87,15 @@ async def scratch(db: asyncpg.Connection, ddl: str, *tables: str) -> AsyncIterat
         await db.execute(drop)
 
 
+@contextlib.asynccontextmanager
+async def dropping(db: asyncpg.Connection, function: str) -> AsyncIterator[None]:
+    """A scratch function the test creates (visible to the writer's connections): dropped on exit."""
+    try:
+        yield
+    finally:
+        await db.execute(f"DROP FUNCTION IF EXISTS {function}")
+
+
 def insert(table: str, *, order: int = 1, key: int | None = None) -> Statement:
     return Statement(f"ins_{table}", f"INSERT INTO {table} (id, v) VALUES ($1, $2)", order=order, key=key)
 
@@ -241,6 +250,39 @@ async def test_a_slow_group_holds_back_only_writes_chained_after_it(pool: asyncp
 
 
 # ---------------------------------------------------------------- failures
+
+
+async def test_a_statement_with_many_runs_once_per_group(pool: asyncpg.Pool, db: asyncpg.Connection) -> None:
+    """`Statement.many` (the shard fence's form): one call with one array per parameter for all
+    of a group's rows, in place of one execution per row; a refusal still fails only its own
+    submission (the group is retried one submission at a time)."""
+    ddl = """
+        CREATE TABLE wt_calls (rows int NOT NULL, ids int[] NOT NULL, tx bigint NOT NULL DEFAULT txid_current());
+        CREATE OR REPLACE FUNCTION wt_check_all(p_ids int[], p_tags text[]) RETURNS void LANGUAGE plpgsql AS $$
+        BEGIN
+            IF 'bad' = ANY(p_tags) THEN RAISE EXCEPTION 'refused' USING ERRCODE = 'PF999'; END IF;
+            INSERT INTO wt_calls (rows, ids) VALUES (array_length(p_ids, 1), p_ids);
+        END $$;
+    """
+    row_at_a_time = "SELECT wt_check_all(ARRAY[$1::int], ARRAY[$2::text])"
+    check = Statement("check", row_at_a_time, order=0, key=0, many="SELECT wt_check_all($1::int[], $2::text[])")
+    async with (
+        dropping(db, "wt_check_all(int[], text[])"),
+        scratch(db, ddl, "wt_calls"),
+        running(Writer(pool, flush_ms=20)) as writer,
+    ):
+        futs = [writer.submit([(check, (i, "ok"))]) for i in range(5)] + [writer.submit([(check, (0, "ok"))])]
+        assert await asyncio.wait_for(asyncio.gather(*futs), 5) == [None] * 6
+        calls = await db.fetch("SELECT rows, ids FROM wt_calls")
+        assert [(r["rows"], r["ids"]) for r in calls] == [(5, [0, 1, 2, 3, 4])]  # one call, keyed rows coalesced
+
+        await db.execute("TRUNCATE wt_calls")
+        good = writer.submit([(check, (1, "ok"))])
+        bad = writer.submit([(check, (2, "bad"))])
+        results = await asyncio.wait_for(asyncio.gather(good, bad, return_exceptions=True), 5)
+        assert results[0] is None
+        assert isinstance(results[1], EngineError) and results[1].code == "unavailable"
+        assert [r["ids"] for r in await db.fetch("SELECT ids FROM wt_calls")] == [[1]]
 
 
 async def test_data_error_fails_only_its_submission(pool: asyncpg.Pool, db: asyncpg.Connection) -> None:
