@@ -151,6 +151,12 @@ def test_iso_times() -> None:
     lagos = timezone(timedelta(hours=1))
     assert iso(datetime(2026, 11, 25, 21, 1, 2, 999999, tzinfo=lagos)) == "2026-11-25T20:01:02.999Z"
     assert iso(datetime(2026, 1, 2, 3, 4, 5)) == "2026-01-02T03:04:05.000Z"
+    assert iso(datetime(2026, 1, 2, 3, 4, 5, 999, tzinfo=UTC)) == "2026-01-02T03:04:05.000Z"  # truncated
+    assert iso(datetime(2026, 1, 2, 3, 4, 5, 1000, tzinfo=timezone(timedelta(0), "GMT"))) == "2026-01-02T03:04:05.001Z"
+    assert iso(datetime(2026, 1, 2, 0, 0, 0, 0, tzinfo=lagos)) == "2026-01-01T23:00:00.000Z"
+    for us in (0, 1, 999, 1000, 123456, 999999):  # the same text as isoformat's milliseconds
+        d = datetime(2026, 11, 25, 20, 1, 2, us, tzinfo=UTC)
+        assert iso(d) == d.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def test_offer_view_values() -> None:
