@@ -20,14 +20,17 @@ def iso(value: datetime | None) -> str | None:
     if value is None:
         return None
     text = _ISO.get(value)
-    if text is None:
-        if value.tzinfo is None:
+    if text is None:  # every command's own `now` (an offer's updatedAt) is new: keep this cheap
+        if value.tzinfo is UTC:
+            utc = value
+        elif value.tzinfo is None:
             utc = value.replace(tzinfo=UTC)
         elif value.utcoffset():
             utc = value.astimezone(UTC)
         else:
             utc = value
-        text = utc.isoformat(timespec="milliseconds")[:-6] + "Z"
+        whole = utc.isoformat()  # ...THH:MM:SS[.ffffff]+00:00; milliseconds truncated, as timespec does
+        text = (whole[:23] if utc.microsecond else whole[:19] + ".000") + "Z"
         if len(_ISO) >= _ISO_MAX:
             _ISO.clear()
         _ISO[value] = text

@@ -86,6 +86,9 @@ _RULES: dict[type, Callable[[n.MealRequest, Any], tuple[n.MealRequest, list[n.Ev
 }
 
 
+_NEEDS_NEARBY = (n.AcceptOffer, n.CancelRequest)  # a tuple: `A | B` would build a union per command
+
+
 class MealRequestActor(Actor):
     kind: ClassVar[str] = MEAL_REQUEST_KIND
     __slots__ = ("_nearby", "_timer", "_writes", "deps", "req")
@@ -160,7 +163,7 @@ class MealRequestActor(Actor):
         req = self.req
         if req is None:
             raise EngineError("not_found", "no such meal request")
-        if isinstance(cmd, n.AcceptOffer | n.CancelRequest) and self._nearby is None:
+        if isinstance(cmd, _NEEDS_NEARBY) and self._nearby is None:
             self._nearby = await self.deps.vendors.vendors_covering(req.delivery_lat, req.delivery_lng)
         order = None
         if isinstance(cmd, n.AcceptOffer):

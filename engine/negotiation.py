@@ -612,10 +612,16 @@ def place_offer(req: MealRequest, cmd: PlaceOffer) -> tuple[MealRequest, list[Ev
     return _with_flips(req, _changed(req, offer), offer, cmd.now, "offer:new", (ROOM, "offer:new"))
 
 
+def _plain_price(price_kobo: object) -> bool:
+    """A revision that only sets a valid price (the common one): nothing else to check."""
+    return type(price_kobo) is int and 1 <= price_kobo <= MAX_PRICE_KOBO
+
+
 def revise_offer(req: MealRequest, cmd: ReviseOffer) -> tuple[MealRequest, list[Event]]:
     """The hot path: one offer copy, one dict copy, one request copy (plus any flipped offers)."""
     offer = _vendor_offer(req, cmd.offer_id, cmd.vendor_id, cmd.now)
-    _invalid(_offer_errors(cmd.price_kobo, cmd.details, cmd.prep_minutes))
+    if cmd.details is not None or cmd.prep_minutes is not None or not _plain_price(cmd.price_kobo):
+        _invalid(_offer_errors(cmd.price_kobo, cmd.details, cmd.prep_minutes))
     revised = evolve(
         offer,
         price_kobo=cmd.price_kobo,

@@ -267,12 +267,14 @@ class NegotiationStore:
         rows.extend((UPSERT_OFFER, _offer_row(o)) for o in change.offers)
         if change.order is not None:
             rows.append((INSERT_ORDER, _order_row(change.order)))
-        encoded = [RawJson(orjson.dumps(e.payload).decode()) for e in change.events]
-        change.payload_json = list(encoded)  # plaintext: what the publisher sends
-        for i, e in enumerate(change.events):
+        plain: list[str] = []  # plaintext: what the publisher sends
+        for e in change.events:
+            text = RawJson(orjson.dumps(e.payload).decode())
+            plain.append(text)
             if "request" in e.payload:
-                encoded[i] = RawJson(orjson.dumps(_sealed_holder(e.payload, req, sealed, self.pii)).decode())
-        rows.extend((INSERT_EVENT, _event_row(req.id, e, p)) for e, p in zip(change.events, encoded, strict=True))
+                text = RawJson(orjson.dumps(_sealed_holder(e.payload, req, sealed, self.pii)).decode())
+            rows.append((INSERT_EVENT, _event_row(req.id, e, text)))
+        change.payload_json = plain
         if change.reply is not None:
             user_id, client_msg_id, reply = change.reply
             if isinstance(reply, dict) and "request" in reply:

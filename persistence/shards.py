@@ -38,8 +38,15 @@ SELECT shard, epoch FROM moved UNION ALL SELECT shard, epoch FROM fresh
 
 STALE_EPOCH = "PF001"  # SQLSTATE of a fenced-out write (migration 0008)
 
-# First in its transaction; one check per shard per group (key: the shard).
-FENCE = Statement("fence", "SELECT pocho_fence($1::integer, $2::bigint)", order=-1, key=0)
+# First in its transaction; one check per shard per group (key: the shard), all of a group's
+# shards in one call (`many`, migration 0010).
+FENCE = Statement(
+    "fence",
+    "SELECT pocho_fence($1::integer, $2::bigint)",
+    order=-1,
+    key=0,
+    many="SELECT pocho_fence_all($1::integer[], $2::bigint[])",
+)
 
 
 async def take(pool: asyncpg.Pool | asyncpg.Connection, shard: int, node_id: str) -> int | None:

@@ -96,6 +96,7 @@ async def open_services(settings: Settings, database_url: str, redis_url: str) -
         queue_max=settings.writer_queue_max,
         connections=min(settings.writer_connections, max(1, settings.db_pool_size - 2)),  # leave reads some
         bulk=settings.writer_bulk,
+        bulk_json=settings.writer_bulk_json,
         slow_ms=settings.writer_slow_ms,
     )
     actors = ActorSystem(

@@ -12,6 +12,7 @@ import asyncio
 import functools
 import logging
 import uuid
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any
 
@@ -153,9 +154,17 @@ class NegotiationService:
         self._remember_offer(reply["offer"]["id"], request_id)
         return reply
 
-    async def offer(self, offer_id: str, cmd: Any, user_id: str, client_msg_id: str | None) -> Any:
+    def offer(self, offer_id: str, cmd: Any, user_id: str, client_msg_id: str | None) -> Awaitable[Any]:
+        """Ask the offer's request actor. Not a coroutine itself: the common case (the offer in
+        our own index) goes straight to the ask, one coroutine frame less per command."""
+        request_id = self._offer_request.get(offer_id)
+        if request_id is None:
+            return self._offer_unindexed(offer_id, Envelope(cmd, user_id, client_msg_id))
+        return self._ask(request_id, Envelope(cmd, user_id, client_msg_id), known=True)
+
+    async def _offer_unindexed(self, offer_id: str, env: Envelope) -> Any:
         request_id = await self._request_of(offer_id)
-        return await self._ask(request_id, Envelope(cmd, user_id, client_msg_id), known=True)
+        return await self._ask(request_id, env, known=True)
 
     async def watch(self, request_id: str, user_id: str, vendor: VendorProfile | None = None) -> dict[str, Any]:
         msg = (

@@ -204,6 +204,34 @@ class GuardedServer(ConformantServer):
         finally:
             flow.draining = False
 
+    async def _handle_event(self, eio_sid: str, namespace: str | None, id: int | None, data: list[Any]) -> None:
+        """Upstream's, in one frame when a namespace class handles the event (ours always do):
+        no handler lookup chain, no ack Packet, the ack encoded once by orjson (issue 12)."""
+        namespace = namespace or "/"
+        handler = self.namespace_handlers.get(namespace)
+        if handler is None or self.handlers:  # plain `on()` handlers (relays, tests): upstream's path
+            await super()._handle_event(eio_sid, namespace, id, data)
+            return
+        sid = self.manager.sid_from_eio_sid(eio_sid, namespace)
+        if not self.manager.is_connected(sid, namespace):
+            return
+        r = await handler.trigger_event(data[0], sid, *data[1:])
+        if id is None or r is self.not_handled:
+            return
+        ack = [] if r is None else list(r) if isinstance(r, tuple) else [r]
+        session = self.eio.sockets.get(eio_sid)
+        if session is not None and session.repack is None:  # JSON (a MessagePack session packs the values)
+            try:
+                text = orjson.dumps(ack).decode()
+            except TypeError:  # bytes in the answer: upstream's packet, which sends them as attachments
+                pass
+            else:
+                await self._send_packet(
+                    eio_sid, _Encoded(f"3{namespace},{id}{text}" if namespace != "/" else f"3{id}{text}")
+                )
+                return
+        await self._send_packet(eio_sid, self.packet_class(_sio_packet.ACK, namespace=namespace, id=id, data=ack))
+
     async def _dispatch(self, eio_sid: str, pkt: Any) -> None:
         kind = pkt.packet_type
         if kind == _sio_packet.EVENT:
@@ -261,6 +289,18 @@ class GuardedServer(ConformantServer):
     async def _drop(self, eio_sid: str) -> None:
         """Close the session and its transport (the Engine closes both)."""
         await self.eio.disconnect(eio_sid)
+
+
+class _Encoded:
+    """A Socket.IO packet already encoded as text (what `_send_packet` asks of a packet)."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def encode(self) -> str:
+        return self.text
 
 
 _HANDLED = (_sio_packet.EVENT, _sio_packet.CONNECT, _sio_packet.DISCONNECT, _sio_packet.ACK)

@@ -15,6 +15,7 @@ from engine.clock import utcnow
 from engine.limits import MAX_WATCHED_PER_SOCKET
 from engine.orders import VENDOR
 from pocho_rt.auth.tokens import Principal
+from pocho_rt.context import Services
 from pocho_rt.errors import ApiError, ok
 from pocho_rt.negotiation_service import VendorProfile
 from pocho_rt.publisher import vendor_room
@@ -26,16 +27,31 @@ from pocho_rt.validation import convert
 class VendorNamespace(BaseNamespace):
     role = "VENDOR"
 
+    def __init__(self, namespace: str, svc: Services) -> None:
+        super().__init__(namespace, svc)
+        # Each socket's verified profile as last read (a plain dict: the hot commands look it
+        # up without the awaits of the Socket.IO session); unverified profiles are re-read.
+        self._verified: dict[str, VendorProfile] = {}
+
     async def joined(self, sid: str, principal: Principal) -> None:
         profile = await self.negotiation.vendor_profile(principal.user_id)
         session = await self.get_session(sid)
         session["vendor"] = profile
+        self._keep(sid, profile)
         if profile is not None:
             await self.enter_room(sid, vendor_room(profile.id))
+
+    def _keep(self, sid: str, profile: VendorProfile | None) -> None:
+        if profile is not None and profile.verified:
+            self._verified[sid] = profile
+        else:
+            self._verified.pop(sid, None)
 
     async def _vendor(self, sid: str, *, fresh: bool = False) -> VendorProfile:
         """The caller's vendor profile; `fresh` re-reads it (location, radius, verification
         may have changed) for commands that depend on them, not for the hot revise path."""
+        if not fresh and (known := self._verified.get(sid)) is not None:
+            return known
         session = await self.get_session(sid)
         profile: VendorProfile | None = session.get("vendor")
         if fresh or profile is None or not profile.verified:
@@ -43,6 +59,7 @@ class VendorNamespace(BaseNamespace):
             if profile is not None and session.get("vendor") is None:
                 await self.enter_room(sid, vendor_room(profile.id))
             session["vendor"] = profile
+            self._keep(sid, profile)
         if profile is None:
             raise ApiError("forbidden", "create your vendor profile first")
         if not profile.verified:
@@ -74,6 +91,7 @@ class VendorNamespace(BaseNamespace):
         return ok({})
 
     async def on_disconnect(self, sid: str, reason: Any = None) -> None:
+        self._verified.pop(sid, None)
         await super().on_disconnect(sid, reason)
         for request_id in self.negotiation.presence.leave_all(sid):
             await self.negotiation.presence_changed(request_id)
@@ -99,7 +117,7 @@ class VendorNamespace(BaseNamespace):
         return ok(await self.negotiation.place_offer(c.request_id, cmd, v.user_id, c.client_msg_id))
 
     async def on_offer_revise(self, sid: str, data: Any) -> dict[str, Any]:
-        v = await self._vendor(sid)
+        v = self._verified.get(sid) or await self._vendor(sid)  # the hot path: no await when known
         c = convert(data, s.OfferRevise)
         cmd = n.ReviseOffer(
             offer_id=c.offer_id,

@@ -37,6 +37,31 @@ async def test_a_stale_epoch_aborts_the_transaction_and_writes_nothing(db: async
         await db.execute(shards.FENCE.sql, 99, 1)
 
 
+async def test_one_call_fences_every_shard_of_a_group(db: asyncpg.Connection) -> None:
+    """`FENCE.many` (migration 0010), what the writer runs once per group: the same check as one
+    `FENCE` per shard; the first stale shard aborts the transaction and is named."""
+    assert shards.FENCE.many is not None
+    await db.execute("CREATE TEMP TABLE t (v int)")
+    epochs = {s: await shards.take(db, s, "n1") for s in (11, 12, 13)}
+    async with db.transaction():
+        await db.execute(shards.FENCE.many, [11, 12, 13], [epochs[11], epochs[12], epochs[13]])
+        await db.execute("INSERT INTO t VALUES (1)")
+    await db.execute(shards.FENCE.many, [], [])  # nothing to fence: passes
+    await shards.take(db, 12, "n2")  # taken over
+    with pytest.raises(asyncpg.PostgresError) as caught:
+        async with db.transaction():
+            await db.execute("INSERT INTO t VALUES (2)")
+            await db.execute(shards.FENCE.many, [11, 12, 13], [epochs[11], epochs[12], epochs[13]])
+    assert caught.value.sqlstate == shards.STALE_EPOCH
+    assert caught.value.detail == "12"
+    assert [r["v"] for r in await db.fetch("SELECT v FROM t")] == [1]
+    with pytest.raises(asyncpg.PostgresError) as caught:  # a shard nobody took is nobody's to write
+        await db.execute(shards.FENCE.many, [11, 99], [epochs[11], 1])
+    assert caught.value.sqlstate == shards.STALE_EPOCH and caught.value.detail == "99"
+    with pytest.raises(asyncpg.PostgresError):  # arrays of different lengths are a bug, not a pass
+        await db.execute(shards.FENCE.many, [11, 13], [epochs[11]])
+
+
 async def test_a_take_leaves_a_shard_whose_stale_group_already_passed_the_check(
     database_url: str, db: asyncpg.Connection
 ) -> None:

@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import asyncpg
+import orjson
 import pytest
 
 from engine.errors import EngineError
 from engine.runtime.metrics import REGISTRY
-from persistence.db import create_pool
+from persistence.db import RawJson, create_pool
 from persistence.writer import Statement, Writer
 from tests.helpers import eventually
 from tests.proxy import TcpProxy, via_proxy
@@ -85,6 +88,15 @@ async def scratch(db: asyncpg.Connection, ddl: str, *tables: str) -> AsyncIterat
         yield
     finally:
         await db.execute(drop)
+
+
+@contextlib.asynccontextmanager
+async def dropping(db: asyncpg.Connection, function: str) -> AsyncIterator[None]:
+    """A scratch function the test creates (visible to the writer's connections): dropped on exit."""
+    try:
+        yield
+    finally:
+        await db.execute(f"DROP FUNCTION IF EXISTS {function}")
 
 
 def insert(table: str, *, order: int = 1, key: int | None = None) -> Statement:
@@ -165,6 +177,83 @@ async def test_statements_run_in_order_regardless_of_submission(pool: asyncpg.Po
         assert [(r["id"], r["v"]) for r in children] == [(10, 1), (11, 1), (12, 2)]
 
 
+async def test_bulk_json_rows_store_exactly_what_arrays_store(pool: asyncpg.Pool, db: asyncpg.Connection) -> None:
+    """A group's inserts as one JSON document per table (`bulk_json`, the default) store every
+    value exactly as one array per column does: text with quotes, backslashes and non-ASCII,
+    NULLs, 64-bit integers, doubles, booleans, times to the microsecond in any offset (naive =
+    UTC), jsonb given as RawJson, a dict or a plain string; a column type outside `_JSON_SAFE`
+    (bytea) keeps its statement on arrays."""
+    cols = "id, u, t, i2, i4, i8, f8, b, ts, j"
+    ddl = (
+        " ".join(
+            f"""CREATE TABLE {name} (id int PRIMARY KEY, u uuid, t text, i2 smallint, i4 int, i8 bigint,
+                f8 double precision, b boolean, ts timestamptz, j jsonb);"""
+            for name in ("wt_json", "wt_arrays")
+        )
+        + "CREATE TABLE wt_bytes (id int PRIMARY KEY, raw bytea);"
+    )
+    lagos = timezone(timedelta(hours=1))
+    rows = [
+        (
+            1,
+            "8a0b2f7e-57a1-4d0e-9c1e-0d6f1b2a3c4d",
+            'quote " back \\ slash',
+            -32768,
+            2**31 - 1,
+            2**63 - 1,
+            0.1,
+            True,
+            datetime(2026, 11, 29, 13, 1, 2, 345678, tzinfo=UTC),
+            RawJson('{"a": [1, 2.5, "x"], "seq": 3}'),
+        ),
+        (
+            2,
+            uuid.UUID("00000000-0000-0000-0000-000000000001"),
+            "naïve ₦ 🍲",
+            0,
+            -1,
+            -(2**63),
+            -1e-300,
+            False,
+            datetime(2026, 1, 1, 0, 0, 0, 1, tzinfo=lagos),
+            {"k": "v", "n": None},
+        ),
+        (3, None, "", None, None, None, 12345678.125, None, datetime(2026, 6, 1, 12, 0, 0), "just a string"),
+        (4, None, None, None, None, None, None, None, None, None),
+    ]
+    stmts = {
+        name: Statement(
+            f"ins_{name}", f"INSERT INTO {name} ({cols}) VALUES ({','.join(f'${i}' for i in range(1, 11))})", 1
+        )
+        for name in ("wt_json", "wt_arrays")
+    }
+    raw = Statement("ins_bytes", "INSERT INTO wt_bytes (id, raw) VALUES ($1,$2)", 2)
+    async with scratch(db, ddl, "wt_json", "wt_arrays", "wt_bytes"):
+        for name, json in (("wt_json", True), ("wt_arrays", False)):
+            async with running(Writer(pool, flush_ms=20, bulk_json=json)) as writer:
+                futs = [writer.submit([(stmts[name], row)]) for row in rows]
+                futs.append(writer.submit([(raw, (1, b"\x00\xff")), (raw, (2, b""))]))
+                assert await asyncio.wait_for(asyncio.gather(*futs), 5) == [None] * 5
+                await db.execute("TRUNCATE wt_bytes")
+                forms = writer._types  # how each statement went in bulk (asked of the server once)
+                assert (forms[stmts[name].sql].json is not None) is json  # type: ignore[union-attr]
+                assert forms[raw.sql].json is None  # type: ignore[union-attr]
+        stored = {
+            name: [tuple(r) for r in await db.fetch(f"SELECT {cols} FROM {name} ORDER BY id")]
+            for name in ("wt_json", "wt_arrays")
+        }
+    assert stored["wt_json"] == stored["wt_arrays"]
+    first, second, third, fourth = stored["wt_json"]
+    assert first[2] == 'quote " back \\ slash' and first[5] == 2**63 - 1 and first[6] == 0.1
+    assert first[8] == datetime(2026, 11, 29, 13, 1, 2, 345678, tzinfo=UTC)
+    assert orjson.loads(first[9]) == {"a": [1, 2.5, "x"], "seq": 3}  # `db` reads jsonb as text
+    assert second[2] == "naïve ₦ 🍲" and second[6] == -1e-300 and second[7] is False
+    assert second[8] == datetime(2025, 12, 31, 23, 0, 0, 1, tzinfo=UTC)
+    assert orjson.loads(second[9]) == {"k": "v", "n": None}
+    assert third[8] == datetime(2026, 6, 1, 12, 0, 0, tzinfo=UTC) and orjson.loads(third[9]) == "just a string"
+    assert fourth == (4, None, None, None, None, None, None, None, None, None)
+
+
 async def test_keyed_statements_coalesce_last_row_wins(pool: asyncpg.Pool, db: asyncpg.Connection) -> None:
     ddl = """
         CREATE TABLE wt_snap (id int PRIMARY KEY, v text);
@@ -241,6 +330,39 @@ async def test_a_slow_group_holds_back_only_writes_chained_after_it(pool: asyncp
 
 
 # ---------------------------------------------------------------- failures
+
+
+async def test_a_statement_with_many_runs_once_per_group(pool: asyncpg.Pool, db: asyncpg.Connection) -> None:
+    """`Statement.many` (the shard fence's form): one call with one array per parameter for all
+    of a group's rows, in place of one execution per row; a refusal still fails only its own
+    submission (the group is retried one submission at a time)."""
+    ddl = """
+        CREATE TABLE wt_calls (rows int NOT NULL, ids int[] NOT NULL, tx bigint NOT NULL DEFAULT txid_current());
+        CREATE OR REPLACE FUNCTION wt_check_all(p_ids int[], p_tags text[]) RETURNS void LANGUAGE plpgsql AS $$
+        BEGIN
+            IF 'bad' = ANY(p_tags) THEN RAISE EXCEPTION 'refused' USING ERRCODE = 'PF999'; END IF;
+            INSERT INTO wt_calls (rows, ids) VALUES (array_length(p_ids, 1), p_ids);
+        END $$;
+    """
+    row_at_a_time = "SELECT wt_check_all(ARRAY[$1::int], ARRAY[$2::text])"
+    check = Statement("check", row_at_a_time, order=0, key=0, many="SELECT wt_check_all($1::int[], $2::text[])")
+    async with (
+        dropping(db, "wt_check_all(int[], text[])"),
+        scratch(db, ddl, "wt_calls"),
+        running(Writer(pool, flush_ms=20)) as writer,
+    ):
+        futs = [writer.submit([(check, (i, "ok"))]) for i in range(5)] + [writer.submit([(check, (0, "ok"))])]
+        assert await asyncio.wait_for(asyncio.gather(*futs), 5) == [None] * 6
+        calls = await db.fetch("SELECT rows, ids FROM wt_calls")
+        assert [(r["rows"], r["ids"]) for r in calls] == [(5, [0, 1, 2, 3, 4])]  # one call, keyed rows coalesced
+
+        await db.execute("TRUNCATE wt_calls")
+        good = writer.submit([(check, (1, "ok"))])
+        bad = writer.submit([(check, (2, "bad"))])
+        results = await asyncio.wait_for(asyncio.gather(good, bad, return_exceptions=True), 5)
+        assert results[0] is None
+        assert isinstance(results[1], EngineError) and results[1].code == "unavailable"
+        assert [r["ids"] for r in await db.fetch("SELECT ids FROM wt_calls")] == [[1]]
 
 
 async def test_data_error_fails_only_its_submission(pool: asyncpg.Pool, db: asyncpg.Connection) -> None:

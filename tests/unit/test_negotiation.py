@@ -13,6 +13,7 @@ import pytest
 from engine import limits
 from engine import negotiation as n
 from engine.clock import iso
+from engine.limits import MAX_PRICE_KOBO
 from engine.negotiation import (
     AcceptCounter,
     AcceptOffer,
@@ -151,6 +152,12 @@ def test_iso_times() -> None:
     lagos = timezone(timedelta(hours=1))
     assert iso(datetime(2026, 11, 25, 21, 1, 2, 999999, tzinfo=lagos)) == "2026-11-25T20:01:02.999Z"
     assert iso(datetime(2026, 1, 2, 3, 4, 5)) == "2026-01-02T03:04:05.000Z"
+    assert iso(datetime(2026, 1, 2, 3, 4, 5, 999, tzinfo=UTC)) == "2026-01-02T03:04:05.000Z"  # truncated
+    assert iso(datetime(2026, 1, 2, 3, 4, 5, 1000, tzinfo=timezone(timedelta(0), "GMT"))) == "2026-01-02T03:04:05.001Z"
+    assert iso(datetime(2026, 1, 2, 0, 0, 0, 0, tzinfo=lagos)) == "2026-01-01T23:00:00.000Z"
+    for us in (0, 1, 999, 1000, 123456, 999999):  # the same text as isoformat's milliseconds
+        d = datetime(2026, 11, 25, 20, 1, 2, us, tzinfo=UTC)
+        assert iso(d) == d.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def test_offer_view_values() -> None:
@@ -427,6 +434,22 @@ def test_revise_refusals() -> None:
     assert_refused(req, revise, "conflict")
     req, _ = n.cancel_request(req, CancelRequest(customer_id=CUSTOMER, now=T0))
     assert_refused(req, revise, "conflict")
+
+
+def test_revise_price_alone_is_checked_as_fully_as_with_other_fields() -> None:
+    """A price-only revision skips building the field errors (the hot path) but refuses exactly
+    what the full check refuses: not an int (bool included), out of range."""
+    req, _ = place(new_request(), "v1", 300_000)
+
+    def revise(price: Any, **kw: Any) -> tuple[MealRequest, list[Event]]:
+        return n.revise_offer(req, ReviseOffer(offer_id="off-v1-0", vendor_id="v1", price_kobo=price, now=T0, **kw))
+
+    for bad in (True, False, 0, -1, MAX_PRICE_KOBO + 1, 1.0, "300000", None):
+        assert_refused(req, lambda bad=bad: revise(bad), "invalid")
+        assert_refused(req, lambda bad=bad: revise(bad, details="ok"), "invalid")
+    for good in (1, MAX_PRICE_KOBO):
+        new, _ = revise(good)
+        assert offer_of(new, "v1").price_kobo == good
 
 
 # ---------------------------------------------------------------- withdraw_offer
