@@ -38,13 +38,14 @@ SELECT shard, epoch FROM moved UNION ALL SELECT shard, epoch FROM fresh
 
 STALE_EPOCH = "PF001"  # SQLSTATE of a fenced-out write (migration 0008)
 
-# First in its transaction; one check per shard per group (key: the shard), all of a group's
-# shards in one call (`many`, migration 0010).
+# First in its transaction, all of a group's checks in one call (`many`, migration 0010). Every
+# submission's (shard, epoch) is checked, not one per shard (no `key`): a group may hold a write
+# queued under an epoch the node has since lost beside one under the epoch it took back, and
+# the stale one must fail its check (and be refused alone when the group is retried one by one).
 FENCE = Statement(
     "fence",
     "SELECT pocho_fence($1::integer, $2::bigint)",
     order=-1,
-    key=0,
     many="SELECT pocho_fence_all($1::integer[], $2::bigint[])",
 )
 

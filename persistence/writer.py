@@ -29,10 +29,12 @@ import asyncio
 import contextlib
 import functools
 import logging
+import math
 import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -77,9 +79,29 @@ def _array_types(sql: str, params: Sequence[Any]) -> tuple[str, ...] | None:
 
 # Column types a bulk insert may send as one JSON document (`_json_sql`): PostgreSQL reads back
 # exactly what orjson writes for their Python values (uuid and text as strings, 64-bit integers,
-# doubles in their shortest exact form, booleans, RFC 3339 times to the microsecond; naive times
-# are UTC, as `engine.clock` takes them). Any other column type keeps one array per column.
+# finite doubles in their shortest exact form, booleans, aware times in RFC 3339 to the
+# microsecond). Any other column type keeps one array per column, and so does a group whose
+# float8 or timestamptz values JSON would change (`_json_exact`).
 _JSON_SAFE = frozenset({"uuid", "text", "varchar", "int2", "int4", "int8", "float8", "bool", "timestamptz", "jsonb"})
+
+
+_CHECKED = ("jsonb", "float8", "timestamptz")  # column types whose positions `_Bulk` keeps
+
+
+def _json_exact(rows: Sequence[tuple[Any, ...]], floats: tuple[int, ...], times: tuple[int, ...]) -> bool:
+    """Whether JSON carries these rows' doubles and times exactly as the arrays form does: not
+    NaN, infinities or -0.0 (JSON has no such numbers), not a naive time or a date (asyncpg's
+    binary form reads those in the process's time zone)."""
+    for row in rows:
+        for i in floats:
+            v = row[i]
+            if type(v) is float and (not math.isfinite(v) or (v == 0.0 and math.copysign(1.0, v) < 0)):
+                return False
+        for i in times:
+            v = row[i]
+            if v is not None and (type(v) is not datetime or v.tzinfo is None):
+                return False
+    return True
 
 
 def _json_types(params: Sequence[Any]) -> tuple[str, ...] | None:
@@ -142,6 +164,11 @@ class _Bulk:
     arrays: tuple[str, ...]
     json: tuple[str, ...] | None = None
     jsonb: tuple[int, ...] = ()  # positions of jsonb columns (their values travel as JSON text)
+    floats: tuple[int, ...] = ()  # positions of float8 columns, checked by `_json_exact`
+    times: tuple[int, ...] = ()  # positions of timestamptz columns, checked by `_json_exact`
+
+    def as_arrays(self) -> _Bulk:
+        return _Bulk(self.arrays)
 
 
 def _merged_sql(parts: Sequence[tuple[str, _Bulk]]) -> str:
@@ -267,7 +294,7 @@ class Writer:
     bulk: bool = True  # a group's inserts as one `unnest` statement (see _merged_sql)
     bulk_json: bool = True  # ... each insert's rows as one JSON document where its column types allow
     _types: dict[str, _Bulk | None] = field(default_factory=dict)  # statement -> how it goes in bulk
-    _merged: dict[tuple[str, ...], str] = field(default_factory=dict)  # statements -> one statement
+    _merged: dict[tuple[tuple[str, bool], ...], str] = field(default_factory=dict)  # (statement, as JSON) -> one
 
     def __post_init__(self) -> None:
         self._lanes = [_Lane(self.pool) for _ in range(max(1, self.connections))]
@@ -520,8 +547,13 @@ class Writer:
             params = (await conn.prepare(stmt.sql)).get_parameters()
             arrays = _array_types(stmt.sql, params)
             json = _json_types(params) if self.bulk_json else None
-            jsonb = tuple(i for i, t in enumerate(json or ()) if t == "jsonb")
-            self._types[stmt.sql] = None if arrays is None else _Bulk(arrays, json, jsonb)
+            at = {
+                kind: tuple(i for i, t in enumerate(json or ()) if t == kind)
+                for kind in ("jsonb", "float8", "timestamptz")
+            }
+            self._types[stmt.sql] = (
+                None if arrays is None else _Bulk(arrays, json, at["jsonb"], at["float8"], at["timestamptz"])
+            )
         return self._types[stmt.sql]
 
     async def _execute_run(self, conn: asyncpg.Connection, run: list[tuple[Statement, list[tuple[Any, ...]]]]) -> None:
@@ -532,15 +564,21 @@ class Writer:
         if len(run) == 1 and len(run[0][1]) == 1:
             await conn.execute(run[0][0].sql, *run[0][1][0])
             return
-        names = tuple(stmt.sql for stmt, _ in run)
-        sql = self._merged.get(names)
-        if sql is None:
-            parts = [(stmt.sql, self._types[stmt.sql]) for stmt, _ in run]
-            sql = self._merged[names] = _merged_sql([(q, b) for q, b in parts if b is not None])
-        args: list[Any] = []
+        forms: list[_Bulk] = []
         for stmt, rows in run:
             bulk = self._types[stmt.sql]
             assert bulk is not None
+            if bulk.json is not None and not _json_exact(rows, bulk.floats, bulk.times):
+                bulk = bulk.as_arrays()
+            forms.append(bulk)
+        key = tuple((stmt.sql, bulk.json is not None) for (stmt, _), bulk in zip(run, forms, strict=True))
+        sql = self._merged.get(key)
+        if sql is None:
+            sql = self._merged[key] = _merged_sql(
+                [(stmt.sql, bulk) for (stmt, _), bulk in zip(run, forms, strict=True)]
+            )
+        args: list[Any] = []
+        for (_, rows), bulk in zip(run, forms, strict=True):
             if bulk.json is not None:
                 args.append(_json_rows(rows, bulk.jsonb))
             else:

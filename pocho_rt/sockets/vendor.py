@@ -42,7 +42,8 @@ class VendorNamespace(BaseNamespace):
             await self.enter_room(sid, vendor_room(profile.id))
 
     def _keep(self, sid: str, profile: VendorProfile | None) -> None:
-        if profile is not None and profile.verified:
+        # a socket that disconnected while its profile was read is not kept (on_disconnect ran)
+        if profile is not None and profile.verified and self.server.manager.is_connected(sid, self.namespace):
             self._verified[sid] = profile
         else:
             self._verified.pop(sid, None)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta, timezone
@@ -21,6 +22,7 @@ import pytest
 
 from engine.errors import EngineError
 from engine.runtime.metrics import REGISTRY
+from persistence import shards
 from persistence.db import RawJson, create_pool
 from persistence.writer import Statement, Writer
 from tests.helpers import eventually
@@ -180,9 +182,10 @@ async def test_statements_run_in_order_regardless_of_submission(pool: asyncpg.Po
 async def test_bulk_json_rows_store_exactly_what_arrays_store(pool: asyncpg.Pool, db: asyncpg.Connection) -> None:
     """A group's inserts as one JSON document per table (`bulk_json`, the default) store every
     value exactly as one array per column does: text with quotes, backslashes and non-ASCII,
-    NULLs, 64-bit integers, doubles, booleans, times to the microsecond in any offset (naive =
-    UTC), jsonb given as RawJson, a dict or a plain string; a column type outside `_JSON_SAFE`
-    (bytea) keeps its statement on arrays."""
+    NULLs, 64-bit integers, doubles, booleans, times to the microsecond in any offset, jsonb
+    given as RawJson, a dict or a plain string. A group with a value JSON would change (NaN,
+    infinity, -0.0, a naive time) goes as arrays; a column type outside `_JSON_SAFE` (bytea)
+    keeps its statement on arrays."""
     cols = "id, u, t, i2, i4, i8, f8, b, ts, j"
     ddl = (
         " ".join(
@@ -218,8 +221,13 @@ async def test_bulk_json_rows_store_exactly_what_arrays_store(pool: asyncpg.Pool
             datetime(2026, 1, 1, 0, 0, 0, 1, tzinfo=lagos),
             {"k": "v", "n": None},
         ),
-        (3, None, "", None, None, None, 12345678.125, None, datetime(2026, 6, 1, 12, 0, 0), "just a string"),
+        (3, None, "", None, None, None, 12345678.125, None, None, "just a string"),
         (4, None, None, None, None, None, None, None, None, None),
+    ]
+    risky = [  # sent after the rows above, in a group of their own
+        (5, None, None, None, None, None, -0.0, None, datetime(2026, 6, 1, 12, 0, 0), None),  # naive: local time
+        (6, None, None, None, None, None, math.inf, None, None, None),
+        (7, None, None, None, None, None, math.nan, None, None, None),
     ]
     stmts = {
         name: Statement(
@@ -234,23 +242,31 @@ async def test_bulk_json_rows_store_exactly_what_arrays_store(pool: asyncpg.Pool
                 futs = [writer.submit([(stmts[name], row)]) for row in rows]
                 futs.append(writer.submit([(raw, (1, b"\x00\xff")), (raw, (2, b""))]))
                 assert await asyncio.wait_for(asyncio.gather(*futs), 5) == [None] * 5
+                futs = [writer.submit([(stmts[name], row)]) for row in risky]
+                assert await asyncio.wait_for(asyncio.gather(*futs), 5) == [None] * 3
                 await db.execute("TRUNCATE wt_bytes")
                 forms = writer._types  # how each statement went in bulk (asked of the server once)
                 assert (forms[stmts[name].sql].json is not None) is json  # type: ignore[union-attr]
                 assert forms[raw.sql].json is None  # type: ignore[union-attr]
+                sent = {form for key in writer._merged for sql, form in key if sql == stmts[name].sql}
+                assert sent == ({True, False} if json else {False})  # the risky group went as arrays
         stored = {
             name: [tuple(r) for r in await db.fetch(f"SELECT {cols} FROM {name} ORDER BY id")]
             for name in ("wt_json", "wt_arrays")
         }
-    assert stored["wt_json"] == stored["wt_arrays"]
-    first, second, third, fourth = stored["wt_json"]
+    nan = [r[6] for r in stored["wt_json"] + stored["wt_arrays"] if r[0] == 7]
+    assert len(nan) == 2 and all(math.isnan(v) for v in nan)  # NaN, not NULL (JSON has no NaN)
+    assert stored["wt_json"][:-1] == stored["wt_arrays"][:-1]
+    first, second, third, fourth, zero, inf, _ = stored["wt_json"]
+    assert math.copysign(1.0, zero[6]) == -1.0 and inf[6] == math.inf
+    assert zero[8] == datetime(2026, 6, 1, 12, 0, 0).astimezone(UTC)  # asyncpg's reading of a naive time
     assert first[2] == 'quote " back \\ slash' and first[5] == 2**63 - 1 and first[6] == 0.1
     assert first[8] == datetime(2026, 11, 29, 13, 1, 2, 345678, tzinfo=UTC)
     assert orjson.loads(first[9]) == {"a": [1, 2.5, "x"], "seq": 3}  # `db` reads jsonb as text
     assert second[2] == "naïve ₦ 🍲" and second[6] == -1e-300 and second[7] is False
     assert second[8] == datetime(2025, 12, 31, 23, 0, 0, 1, tzinfo=UTC)
     assert orjson.loads(second[9]) == {"k": "v", "n": None}
-    assert third[8] == datetime(2026, 6, 1, 12, 0, 0, tzinfo=UTC) and orjson.loads(third[9]) == "just a string"
+    assert orjson.loads(third[9]) == "just a string"
     assert fourth == (4, None, None, None, None, None, None, None, None, None)
 
 
@@ -619,3 +635,27 @@ def test_lanes_on_uvloop(database_url: str) -> None:
     assert results == [None] * 40
     assert count == 40
     assert alive, "the writer's loop died"
+
+
+async def test_a_stale_write_beside_a_fresh_one_for_the_same_shard_is_refused(
+    pool: asyncpg.Pool, db: asyncpg.Connection
+) -> None:
+    """One group holding a write queued under an epoch the node has since lost and one under
+    the epoch it took back, for the same shard: both are checked, the stale one is refused
+    alone (the group is retried one by one), the fresh one commits."""
+    lost = await shards.take(db, 21, "n1")
+    current = await shards.take(db, 21, "n1")  # lost, then taken back under a newer epoch
+    assert lost is not None and current is not None and current > lost
+    await db.execute("CREATE TABLE fence_pair (k text)")
+    insert = Statement("fence_pair", "INSERT INTO fence_pair (k) VALUES ($1)", 10)
+    try:
+        async with running(Writer(pool, flush_ms=20)) as writer:
+            stale = writer.submit([(shards.FENCE, (21, lost)), (insert, ("stale",))])
+            fresh = writer.submit([(shards.FENCE, (21, current)), (insert, ("fresh",))])
+            await fresh
+            with pytest.raises(EngineError) as refused:
+                await stale
+        assert refused.value.code == "unavailable" and shards.stale_shard(refused.value) == 21
+        assert [r["k"] for r in await db.fetch("SELECT k FROM fence_pair")] == ["fresh"]
+    finally:
+        await db.execute("DROP TABLE fence_pair")
