@@ -20,13 +20,14 @@ import pytest
 from aiohttp import web
 from redis.asyncio import Redis
 
+from persistence.db import create_pool
 from persistence.migrate import migrate
 from pocho_rt.app import build_app, close_services, open_services
 from pocho_rt.config import Settings
 from pocho_rt.context import Services
 from pocho_rt.embedded import EmbeddedServices
 from pocho_rt.http.guard import make_runner
-from tests.helpers import Client
+from tests.helpers import Client, close_pool
 
 
 def _with_db(url: str, name: str) -> str:
@@ -143,6 +144,16 @@ async def db(database_url: str, clean: None) -> AsyncIterator[asyncpg.Connection
         yield conn
     finally:
         await conn.close()
+
+
+@pytest.fixture
+async def pool(database_url: str, clean: None) -> AsyncIterator[asyncpg.Pool]:
+    """A small pool of the server's own kind (its codecs) on the cleaned test database."""
+    p = await create_pool(database_url, size=4)
+    try:
+        yield p
+    finally:
+        await close_pool(p)
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
+import asyncpg
 import socketio
 
 if TYPE_CHECKING:
@@ -121,3 +122,11 @@ class Client:
         for s in self.sockets:
             if s.connected:
                 await s.disconnect()
+
+
+async def close_pool(p: asyncpg.Pool) -> None:
+    """Close a test's pool, or terminate it after 5 s (a pool behind a cut proxy never closes)."""
+    try:
+        await asyncio.wait_for(p.close(), 5)
+    except TimeoutError:
+        p.terminate()

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -22,15 +21,6 @@ from persistence.riders import LocationHistory
 
 LAT, LNG = 6.5244, 3.3792
 T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-async def pool(database_url: str, clean: None) -> AsyncIterator[asyncpg.Pool]:
-    p = await create_pool(database_url, size=2)
-    try:
-        yield p
-    finally:
-        await p.close()
 
 
 async def new_rider(db: asyncpg.Connection) -> tuple[str, str]:

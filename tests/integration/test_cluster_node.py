@@ -6,7 +6,6 @@ larger epoch, and a paused node learns it lost its shards and stops serving them
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
@@ -42,13 +41,6 @@ class Node:
 
     async def _released(self, shard: int) -> None:
         self.log.append(("release", shard))
-
-
-@pytest.fixture
-async def pool(database_url: str, clean: None) -> AsyncIterator[asyncpg.Pool]:
-    p = await asyncpg.create_pool(database_url, min_size=1, max_size=4)
-    yield p
-    await p.close()
 
 
 async def rounds(*nodes: Node, times: int = 2) -> None:

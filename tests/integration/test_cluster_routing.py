@@ -70,13 +70,6 @@ class Node:
 
 
 @pytest.fixture
-async def pool(database_url: str, clean: None) -> AsyncIterator[asyncpg.Pool]:
-    p = await asyncpg.create_pool(database_url, min_size=1, max_size=4)
-    yield p
-    await p.close()
-
-
-@pytest.fixture
 async def pair(redis: Redis, pool: asyncpg.Pool) -> AsyncIterator[tuple[Node, Node]]:
     a, b = Node(redis, pool, "a", 400), Node(redis, pool, "b", 400)
     await a.postman.ready.wait()

@@ -25,7 +25,7 @@ from engine.runtime.metrics import REGISTRY
 from persistence import shards
 from persistence.db import RawJson, create_pool
 from persistence.writer import Statement, Writer
-from tests.helpers import eventually
+from tests.helpers import close_pool, eventually
 from tests.proxy import TcpProxy, via_proxy
 
 Rows = Sequence[tuple[Statement, tuple[Any, ...]]]
@@ -41,15 +41,6 @@ def failures(reason: str) -> float:
 
 
 @pytest.fixture
-async def pool(database_url: str, db: asyncpg.Connection) -> AsyncIterator[asyncpg.Pool]:
-    p = await create_pool(database_url, size=4)
-    try:
-        yield p
-    finally:
-        await close_pool(p)
-
-
-@pytest.fixture
 async def proxied_pool(database_url: str, proxy: TcpProxy, db: asyncpg.Connection) -> AsyncIterator[asyncpg.Pool]:
     p = await create_pool(via_proxy(database_url, proxy.port), size=2)
     assert proxy.accepted >= 1  # really goes through the proxy
@@ -57,13 +48,6 @@ async def proxied_pool(database_url: str, proxy: TcpProxy, db: asyncpg.Connectio
         yield p
     finally:
         await close_pool(p)
-
-
-async def close_pool(p: asyncpg.Pool) -> None:
-    try:
-        await asyncio.wait_for(p.close(), 5)
-    except TimeoutError:
-        p.terminate()
 
 
 @contextlib.asynccontextmanager
