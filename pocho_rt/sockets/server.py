@@ -220,15 +220,15 @@ class GuardedServer(ConformantServer):
             return
         ack = [] if r is None else list(r) if isinstance(r, tuple) else [r]
         session = self.eio.sockets.get(eio_sid)
-        if session is not None and session.repack is None:  # JSON (a MessagePack session packs the values)
+        if session is None:
+            return
+        if session.repack is None:  # JSON (a MessagePack session packs the values: `_send_packet`)
             try:
                 text = orjson.dumps(ack).decode()
             except TypeError:  # bytes in the answer: upstream's packet, which sends them as attachments
                 pass
             else:
-                await self._send_packet(
-                    eio_sid, _Encoded(f"3{namespace},{id}{text}" if namespace != "/" else f"3{id}{text}")
-                )
+                await session.send_message(f"3{namespace},{id}{text}" if namespace != "/" else f"3{id}{text}")
                 return
         await self._send_packet(eio_sid, self.packet_class(_sio_packet.ACK, namespace=namespace, id=id, data=ack))
 
@@ -289,18 +289,6 @@ class GuardedServer(ConformantServer):
     async def _drop(self, eio_sid: str) -> None:
         """Close the session and its transport (the Engine closes both)."""
         await self.eio.disconnect(eio_sid)
-
-
-class _Encoded:
-    """A Socket.IO packet already encoded as text (what `_send_packet` asks of a packet)."""
-
-    __slots__ = ("text",)
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-
-    def encode(self) -> str:
-        return self.text
 
 
 _HANDLED = (_sio_packet.EVENT, _sio_packet.CONNECT, _sio_packet.DISCONNECT, _sio_packet.ACK)

@@ -1,6 +1,7 @@
 """The one-frame dispatch of namespace classes (`GuardedServer._handle_event`, issue 12): acks on
 the wire exactly as upstream writes them, for every kind of handler answer, on JSON and on
-MessagePack sessions; an event on a namespace the socket has not joined is not handled."""
+MessagePack sessions; an event on a namespace the socket has not joined is not handled. The
+`http` client fixture is tests/integration/transport_support.py's."""
 
 from __future__ import annotations
 
@@ -53,12 +54,6 @@ async def served() -> AsyncIterator[tuple[str, _Answers]]:
             yield f"{url}/socket.io/", answers
     finally:
         await supervisor.stop()
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as s:
-        yield s
 
 
 async def test_acks_of_every_answer_kind_as_upstream_writes_them(
