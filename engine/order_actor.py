@@ -1,4 +1,4 @@
-"""The actor that owns one order: the order rules (engine.orders) plus I/O around them.
+"""The actor that owns one order: the order rules (engine.order_rules) plus I/O around them.
 
 Kind "order" (engine.assignment.ORDER_KIND), keyed by order id. It loads the order from
 PostgreSQL on activation and re-arms its one timer at the order's next deadline (unpaid
@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 from typing import Any, ClassVar, Protocol
 
 from engine import dispatch
+from engine import order_rules as rules
 from engine import orders as o
 from engine.assignment import ORDER_KIND, RIDER_KIND, Carrying, RiderCandidate, RiderDirectory, RiderUnavailable
 from engine.clock import iso, utcnow
@@ -109,12 +110,12 @@ class Deps:
 
 # command type -> rule
 _RULES: dict[type, Callable[[o.Order, Any], tuple[o.Order, list[o.Event]]]] = {
-    o.CustomerCancel: o.cancel_by_customer,
-    o.VendorUpdate: o.vendor_update,
-    o.RiderUpdate: o.rider_update,
-    o.AcceptAssignment: o.accept_assignment,
-    o.DeclineAssignment: o.decline_assignment,
-    o.Rate: o.rate,
+    o.CustomerCancel: rules.cancel_by_customer,
+    o.VendorUpdate: rules.vendor_update,
+    o.RiderUpdate: rules.rider_update,
+    o.AcceptAssignment: rules.accept_assignment,
+    o.DeclineAssignment: rules.decline_assignment,
+    o.Rate: rules.rate,
 }
 
 
@@ -220,16 +221,16 @@ class OrderActor(Actor):
             return await self._tick()
         if isinstance(msg, o.PaymentConfirmed):
             order = self._existing()
-            new, events = o.confirm_payment(order, msg)
+            new, events = rules.confirm_payment(order, msg)
             return self._commit(new, events, None, {"order": _view_of(new, events)})
         if isinstance(msg, o.PaymentNoted):
             order = self._existing()
-            new, events = o.note_payment(order, msg)
+            new, events = rules.note_payment(order, msg)
             reply = {"order": _view_of(new, events)}
             return self._writes.when_committed(reply) if new is order else self._commit(new, events, None, reply)
         if isinstance(msg, RiderUnavailable):
             order = self._existing()
-            new, events = o.rider_unavailable(order, msg.rider_id, utcnow())
+            new, events = rules.rider_unavailable(order, msg.rider_id, utcnow())
             return None if new is order else self._commit(new, events, None, None)
         raise EngineError("invalid", f"unknown message {type(msg).__name__}")
 
@@ -248,7 +249,7 @@ class OrderActor(Actor):
             raise EngineError("invalid", f"unknown command {type(env.cmd).__name__}")
         try:
             new, events = rule(order, env.cmd)
-        except o.CodeRejected as exc:
+        except rules.CodeRejected as exc:
             return self._refused(exc)
         reply = _reply(env.cmd, new, events)
         if new is order:  # nothing to write (a retried accept): answer once what it shows is committed
@@ -269,9 +270,9 @@ class OrderActor(Actor):
         if order is None:
             return None
         now = utcnow()
-        new, events = o.due(order, now, self.deps.policy)
+        new, events = rules.due(order, now, self.deps.policy)
         if new.status in o.NEEDS_RIDER and new.rider_id is None and dispatch.search_due(new.dispatch, now):
-            new, offered = o.offer_next(new, await self._search(new), now, self.deps.policy)
+            new, offered = rules.offer_next(new, await self._search(new), now, self.deps.policy)
             events += offered
         if new is order:  # early (clock skew) or nothing left: wait for the next deadline, never spin
             at = o.next_deadline(order, self.deps.policy)
@@ -324,7 +325,7 @@ class OrderActor(Actor):
         except Exception:  # no rider actor kind on this node: dispatch still works by sockets
             log.exception("could not tell the rider actor", extra={"riderId": rider_id})
 
-    def _refused(self, exc: o.CodeRejected) -> Pending:
+    def _refused(self, exc: rules.CodeRejected) -> Pending:
         """A wrong delivery code: store the counted attempt, then answer `forbidden`."""
         committed = self._commit(exc.order, exc.events, None, None).commit
         answer: asyncio.Future[None] = asyncio.get_running_loop().create_future()

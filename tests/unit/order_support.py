@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from engine import order_rules as rules
 from engine import orders as o
 from engine.assignment import RiderCandidate
 from engine.orders import Event, Order, Policy
@@ -73,18 +74,18 @@ def at(minutes: float) -> datetime:
 
 
 def paid(order: Order, now: datetime | None = None) -> Order:
-    return o.confirm_payment(order, o.PaymentConfirmed(delivery_code=CODE, now=now or at(1)))[0]
+    return rules.confirm_payment(order, o.PaymentConfirmed(delivery_code=CODE, now=now or at(1)))[0]
 
 
 def vendor(order: Order, status: str, now: datetime | None = None, **kw: object) -> Order:
     cmd = o.VendorUpdate(vendor_id=VENDOR, status=status, now=now or order.updated_at, **kw)  # type: ignore[arg-type]
-    return o.vendor_update(order, cmd)[0]
+    return rules.vendor_update(order, cmd)[0]
 
 
 def offered(order: Order, rider: str = RIDER, now: datetime | None = None) -> Order:
     """The order offered to `rider` (a search just ran and found it nearest)."""
     when = now or order.dispatch.retry_at or order.updated_at
-    return o.offer_next(order, [RiderCandidate(rider, 0.5)], when, POLICY)[0]
+    return rules.offer_next(order, [RiderCandidate(rider, 0.5)], when, POLICY)[0]
 
 
 def assigned(order: Order, rider: str = RIDER, user: str = RIDER_USER) -> Order:
@@ -92,12 +93,12 @@ def assigned(order: Order, rider: str = RIDER, user: str = RIDER_USER) -> Order:
     now = order.dispatch.offer_expires_at
     assert now is not None
     cmd = o.AcceptAssignment(rider_id=rider, rider_user_id=user, now=now - timedelta(seconds=1))
-    return o.accept_assignment(order, cmd)[0]
+    return rules.accept_assignment(order, cmd)[0]
 
 
 def rider(order: Order, status: str, code: str | None = None, now: datetime | None = None) -> Order:
     cmd = o.RiderUpdate(rider_id=RIDER, status=status, delivery_code=code, now=now or order.updated_at)
-    return o.rider_update(order, cmd)[0]
+    return rules.rider_update(order, cmd)[0]
 
 
 def at_status(status: str, *, with_rider: bool = True, t0: datetime = T0) -> Order:
@@ -109,7 +110,7 @@ def at_status(status: str, *, with_rider: bool = True, t0: datetime = T0) -> Ord
         return order
     if status == o.CANCELED:
         cmd = o.CustomerCancel(customer_id=CUSTOMER, reason="changed my mind", now=now)
-        return o.cancel_by_customer(order, cmd)[0]
+        return rules.cancel_by_customer(order, cmd)[0]
     order = paid(order, now)
     if with_rider or o.RANK[status] > o.RANK[o.READY]:
         order = assigned(order)

@@ -8,8 +8,9 @@ from datetime import timedelta
 
 import pytest
 
+from engine import order_rules as rules
 from engine import orders as o
-from engine.assignment import AssignmentWithdrawn, Carrying, Release
+from engine.assignment import AssignmentWithdrawn, Carrying, Release, RiderCandidate
 from engine.errors import DomainError
 from engine.limits import MAX_CODE_ATTEMPTS
 from engine.orders import Order
@@ -79,16 +80,16 @@ def move(order: Order, role: str, target: str) -> tuple[Order, list[o.Event]]:
     stranger = role.startswith("other_")
     now = order.updated_at + timedelta(minutes=1)
     if base == "payment":
-        return o.confirm_payment(order, o.PaymentConfirmed(delivery_code=CODE, now=now))
+        return rules.confirm_payment(order, o.PaymentConfirmed(delivery_code=CODE, now=now))
     if base == "customer":
         who = "cust-2" if stranger else CUSTOMER
-        return o.cancel_by_customer(order, o.CustomerCancel(customer_id=who, reason="no longer hungry", now=now))
+        return rules.cancel_by_customer(order, o.CustomerCancel(customer_id=who, reason="no longer hungry", now=now))
     if base == "vendor":
         cmd = o.VendorUpdate(vendor_id="vend-2" if stranger else VENDOR, status=target, reason="sold out", now=now)
-        return o.vendor_update(order, cmd)
+        return rules.vendor_update(order, cmd)
     code = CODE if target == o.DELIVERED else None
     cmd_r = o.RiderUpdate(rider_id="rider-2" if stranger else RIDER, status=target, delivery_code=code, now=now)
-    return o.rider_update(order, cmd_r)
+    return rules.rider_update(order, cmd_r)
 
 
 def expected(role: str, status: str, has_rider: bool, target: str) -> str:
@@ -109,7 +110,7 @@ def test_every_role_status_and_target(role: str, status: str, has_rider: bool, t
         with pytest.raises(DomainError) as err:
             move(order, role, target)
         assert err.value.code == outcome
-        assert not isinstance(err.value, o.CodeRejected)
+        assert not isinstance(err.value, rules.CodeRejected)
         assert order == before  # refused: nothing changed
         return
     new, events = move(order, role, target)
@@ -134,7 +135,9 @@ def test_there_are_cases_for_every_status_and_role() -> None:
 
 
 def test_payment_confirms_sets_the_code_and_starts_dispatch() -> None:
-    new, events = o.confirm_payment(new_order(), o.PaymentConfirmed(delivery_code=CODE, now=at(3), reference="ps_1"))
+    new, events = rules.confirm_payment(
+        new_order(), o.PaymentConfirmed(delivery_code=CODE, now=at(3), reference="ps_1")
+    )
     assert new.status == o.CONFIRMED and new.payment_status == o.PAID and new.delivery_code == CODE
     assert new.confirmed_at == at(3) and new.eta_minutes == 20  # the promised prep minutes
     assert new.dispatch.retry_at == at(3)  # search at once
@@ -145,7 +148,7 @@ def test_payment_confirms_sets_the_code_and_starts_dispatch() -> None:
 @pytest.mark.parametrize("code", ["12345", "1234567", "12a456", "", "١٢٣٤٥٦"])
 def test_payment_needs_a_six_digit_code(code: str) -> None:
     with pytest.raises(DomainError) as err:
-        o.confirm_payment(new_order(), o.PaymentConfirmed(delivery_code=code, now=at(1)))
+        rules.confirm_payment(new_order(), o.PaymentConfirmed(delivery_code=code, now=at(1)))
     assert err.value.code == "invalid" and err.value.details == {"deliveryCode": "must be 6 digits"}
 
 
@@ -166,7 +169,7 @@ def test_only_the_customer_view_has_the_code() -> None:
 
 def _deliver(order: Order, code: str | None) -> tuple[Order, list[o.Event]]:
     cmd = o.RiderUpdate(rider_id=RIDER, status=o.DELIVERED, delivery_code=code, now=at(60))
-    return o.rider_update(order, cmd)
+    return rules.rider_update(order, cmd)
 
 
 def test_delivered_needs_the_code() -> None:
@@ -182,7 +185,7 @@ def test_delivered_needs_the_code() -> None:
 def test_wrong_codes_count_and_lock_after_five() -> None:
     order = at_status(o.OUT_FOR_DELIVERY)
     for attempt in range(1, MAX_CODE_ATTEMPTS + 1):
-        with pytest.raises(o.CodeRejected) as err:
+        with pytest.raises(rules.CodeRejected) as err:
             _deliver(order, "000000")
         assert err.value.code == "forbidden"
         assert err.value.order.code_attempts == attempt and err.value.order.status == o.OUT_FOR_DELIVERY
@@ -193,18 +196,18 @@ def test_wrong_codes_count_and_lock_after_five() -> None:
         else:
             assert [e.payload["kind"] for e in ops] == [o.CODE_LOCKED] and "locked" in err.value.message
         order = err.value.order
-    assert o.code_locked(order)
+    assert rules.code_locked(order)
     with pytest.raises(DomainError) as locked:
         _deliver(order, CODE)  # even the right code
     assert locked.value.code == "forbidden" and "locked" in locked.value.message
-    assert not isinstance(locked.value, o.CodeRejected)  # nothing more is counted
+    assert not isinstance(locked.value, rules.CodeRejected)  # nothing more is counted
 
 
 def test_the_code_is_checked_only_when_delivering_from_out_for_delivery() -> None:
     order = at_status(o.PICKED_UP)
     with pytest.raises(DomainError) as err:
         _deliver(order, "000000")
-    assert err.value.code == "conflict" and not isinstance(err.value, o.CodeRejected)
+    assert err.value.code == "conflict" and not isinstance(err.value, rules.CodeRejected)
 
 
 # ---------------------------------------------------------------- cancellation side effects
@@ -213,7 +216,7 @@ def test_the_code_is_checked_only_when_delivering_from_out_for_delivery() -> Non
 def test_cancel_withdraws_an_open_offer() -> None:
     order = offered(paid(new_order()))
     cmd = o.CustomerCancel(customer_id=CUSTOMER, reason="too slow", now=at(2))
-    new, events = o.cancel_by_customer(order, cmd)
+    new, events = rules.cancel_by_customer(order, cmd)
     assert new.status == o.CANCELED and new.dispatch.offered_rider_id is None and new.dispatch.retry_at is None
     revoked = [e for e in events if e.kind == o.ASSIGNMENT_REVOKED]
     assert [e.targets for e in revoked] == [(f"rider:{RIDER}",)]
@@ -224,7 +227,7 @@ def test_cancel_withdraws_an_open_offer() -> None:
 def test_vendor_cancel_frees_the_assigned_rider_and_tells_it() -> None:
     order = at_status(o.READY)
     cmd = o.VendorUpdate(vendor_id=VENDOR, status=o.CANCELED, reason="gas ran out", now=at(30))
-    new, events = o.vendor_update(order, cmd)
+    new, events = rules.vendor_update(order, cmd)
     [status] = status_events(events)
     assert o.RIDER in status.targets  # the rider hears it too
     assert tells(events) == [(RIDER, Release(order.id))]
@@ -248,7 +251,7 @@ def test_vendor_eta_with_preparing_is_the_view_eta_and_bounded() -> None:
 def test_customer_cancel_reason_is_checked() -> None:
     for reason in ("", "   ", "x" * 281, "a\x00b"):
         with pytest.raises(DomainError) as err:
-            o.cancel_by_customer(new_order(), o.CustomerCancel(customer_id=CUSTOMER, reason=reason, now=at(1)))
+            rules.cancel_by_customer(new_order(), o.CustomerCancel(customer_id=CUSTOMER, reason=reason, now=at(1)))
         assert err.value.code == "invalid"
 
 
@@ -261,9 +264,9 @@ def test_only_the_offered_rider_accepts_and_only_in_time() -> None:
     assert expires is not None
     for rider_id, when in (("rider-2", expires - timedelta(seconds=1)), (RIDER, expires)):
         with pytest.raises(DomainError) as err:
-            o.accept_assignment(order, o.AcceptAssignment(rider_id=rider_id, rider_user_id="u", now=when))
+            rules.accept_assignment(order, o.AcceptAssignment(rider_id=rider_id, rider_user_id="u", now=when))
         assert err.value.code == "conflict"
-    new, events = o.accept_assignment(
+    new, events = rules.accept_assignment(
         order, o.AcceptAssignment(rider_id=RIDER, rider_user_id="u", now=expires - timedelta(seconds=1))
     )
     assert new.rider_id == RIDER and new.dispatch.offered_rider_id is None and new.dispatch.retry_at is None
@@ -271,42 +274,42 @@ def test_only_the_offered_rider_accepts_and_only_in_time() -> None:
     assert event.payload["event"]["kind"] == "rider_assigned" and o.RIDER in event.targets
     assert tells(events) == [(RIDER, Carrying(order.id, order.delivery_lat, order.delivery_lng))]
     # Accepting again as the assigned rider is a retry: no change; another rider: taken.
-    again, none = o.accept_assignment(new, o.AcceptAssignment(rider_id=RIDER, rider_user_id="u", now=at(5)))
+    again, none = rules.accept_assignment(new, o.AcceptAssignment(rider_id=RIDER, rider_user_id="u", now=at(5)))
     assert again is new and none == []
     with pytest.raises(DomainError) as taken:
-        o.accept_assignment(new, o.AcceptAssignment(rider_id="rider-2", rider_user_id="u", now=at(5)))
+        rules.accept_assignment(new, o.AcceptAssignment(rider_id="rider-2", rider_user_id="u", now=at(5)))
     assert taken.value.code == "conflict"
 
 
 def test_accept_after_the_offer_was_revoked_is_a_conflict() -> None:
     order = offered(paid(new_order()))
-    declined, _ = o.decline_assignment(order, o.DeclineAssignment(rider_id=RIDER, now=at(1)))
+    declined, _ = rules.decline_assignment(order, o.DeclineAssignment(rider_id=RIDER, now=at(1)))
     with pytest.raises(DomainError) as err:
-        o.accept_assignment(declined, o.AcceptAssignment(rider_id=RIDER, rider_user_id="u", now=at(1)))
+        rules.accept_assignment(declined, o.AcceptAssignment(rider_id=RIDER, rider_user_id="u", now=at(1)))
     assert err.value.code == "conflict"
 
 
 def test_decline_skips_the_rider_and_searches_again() -> None:
     order = offered(paid(new_order()))
-    new, events = o.decline_assignment(order, o.DeclineAssignment(rider_id=RIDER, now=at(2)))
+    new, events = rules.decline_assignment(order, o.DeclineAssignment(rider_id=RIDER, now=at(2)))
     assert new.dispatch.skipped == (RIDER,) and new.dispatch.retry_at == at(2) and new.seq == order.seq
     assert tells(events) == [(RIDER, AssignmentWithdrawn(order.id))]
     with pytest.raises(DomainError) as err:
-        o.decline_assignment(new, o.DeclineAssignment(rider_id=RIDER, now=at(2)))
+        rules.decline_assignment(new, o.DeclineAssignment(rider_id=RIDER, now=at(2)))
     assert err.value.code == "conflict"
 
 
 def test_rider_unavailable_moves_on_only_for_the_offered_rider() -> None:
     order = offered(paid(new_order()))
-    same, none = o.rider_unavailable(order, "rider-9", at(2))
+    same, none = rules.rider_unavailable(order, "rider-9", at(2))
     assert same is order and none == []
-    new, events = o.rider_unavailable(order, RIDER, at(2))
+    new, events = rules.rider_unavailable(order, RIDER, at(2))
     assert new.dispatch.skipped == (RIDER,) and [e.kind for e in events] == [o.ASSIGNMENT_REVOKED, o.TELL]
 
 
 def test_offer_payload_is_protocols() -> None:
     order = offered(paid(new_order()))
-    events = o.offer_next(paid(new_order()), [o.RiderCandidate(RIDER, 1.0)], at(1), o.Policy())[1]
+    events = rules.offer_next(paid(new_order()), [RiderCandidate(RIDER, 1.0)], at(1), o.Policy())[1]
     offer = events[0]
     assert offer.kind == o.ASSIGNMENT_OFFER and offer.targets == (f"rider:{RIDER}",)
     p = offer.payload
@@ -318,14 +321,14 @@ def test_offer_payload_is_protocols() -> None:
 
 def test_offer_next_plans_a_retry_when_nobody_is_eligible() -> None:
     order = paid(new_order())
-    new, events = o.offer_next(order, [], at(1), o.Policy(dispatch_retry=timedelta(seconds=15)))
+    new, events = rules.offer_next(order, [], at(1), o.Policy(dispatch_retry=timedelta(seconds=15)))
     assert events == [] and new.dispatch.retry_at == at(1) + timedelta(seconds=15)
-    assert o.offer_next(new, [o.RiderCandidate(RIDER, 1.0)], at(1), o.Policy())[0] is new  # not due yet
+    assert rules.offer_next(new, [RiderCandidate(RIDER, 1.0)], at(1), o.Policy())[0] is new  # not due yet
 
 
 def test_no_dispatch_before_payment_or_after_assignment() -> None:
     for order in (new_order(), assigned(paid(new_order()))):
-        assert o.offer_next(order, [o.RiderCandidate("rider-5", 0.1)], at(50), o.Policy()) == (order, [])
+        assert rules.offer_next(order, [RiderCandidate("rider-5", 0.1)], at(50), o.Policy()) == (order, [])
 
 
 # ---------------------------------------------------------------- rating
@@ -333,7 +336,7 @@ def test_no_dispatch_before_payment_or_after_assignment() -> None:
 
 def _rate(order: Order, rating: object = 5, customer: str = CUSTOMER, comment: str | None = None) -> Order:
     cmd = o.Rate(customer_id=customer, rating=rating, comment=comment, now=at(90))  # type: ignore[arg-type]
-    return o.rate(order, cmd)[0]
+    return rules.rate(order, cmd)[0]
 
 
 def test_rating_once_per_delivered_order_by_its_customer() -> None:
@@ -355,7 +358,7 @@ def test_rating_once_per_delivered_order_by_its_customer() -> None:
 
 def test_rating_event_carries_what_the_review_stores() -> None:
     delivered = at_status(o.DELIVERED)
-    _, events = o.rate(delivered, o.Rate(customer_id=CUSTOMER, rating=3, comment="ok", now=at(90)))
+    _, events = rules.rate(delivered, o.Rate(customer_id=CUSTOMER, rating=3, comment="ok", now=at(90)))
     body = events[0].payload["event"]
     assert body["kind"] == "rated" and body["rating"] == 3 and body["comment"] == "ok"
     assert set(events[0].targets) == {o.CUSTOMER, o.VENDOR, o.RIDER}

@@ -11,6 +11,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
+from engine import order_rules as rules
 from engine import orders as o
 from engine.assignment import RiderCandidate
 from engine.errors import DomainError
@@ -52,7 +53,7 @@ class OrderLife(RuleBasedStateMachine):
         before = self.order
         try:
             new, events = fn()
-        except o.CodeRejected as exc:
+        except rules.CodeRejected as exc:
             assert exc.code == "forbidden"
             assert evolve(exc.order, code_attempts=before.code_attempts, updated_at=before.updated_at) == before
             assert exc.order.code_attempts == before.code_attempts + 1
@@ -110,7 +111,7 @@ class OrderLife(RuleBasedStateMachine):
             self.payment(CODE)
         elif order.status in o.NEEDS_RIDER and order.rider_id is None:
             if order.dispatch.offered_rider_id is None:
-                self.apply(lambda: o.offer_next(order, [RiderCandidate(RIDERS[0], 1.0)], now, POLICY))
+                self.apply(lambda: rules.offer_next(order, [RiderCandidate(RIDERS[0], 1.0)], now, POLICY))
             else:
                 self.rider_accepts(None)
         elif order.status in (o.CONFIRMED, o.PREPARING):
@@ -124,24 +125,24 @@ class OrderLife(RuleBasedStateMachine):
     @rule(step=steps)
     def time_passes(self, step: timedelta) -> None:
         self.now += step
-        self.apply(lambda: o.due(self.order, self.now, POLICY))
+        self.apply(lambda: rules.due(self.order, self.now, POLICY))
 
     @rule(code=st.sampled_from([CODE, CODE, "12345"]))
     def payment(self, code: str) -> None:
         cmd = o.PaymentConfirmed(delivery_code=code, now=self.now)
-        self.apply(lambda: o.confirm_payment(self.order, cmd), payment=code == CODE)
+        self.apply(lambda: rules.confirm_payment(self.order, cmd), payment=code == CODE)
 
     @rule(who=customers, dice=rarely)
     def customer_cancels(self, who: str, dice: int) -> None:
         if dice:
             return
         cmd = o.CustomerCancel(customer_id=who, reason="changed my mind", now=self.now)
-        self.apply(lambda: o.cancel_by_customer(self.order, cmd))
+        self.apply(lambda: rules.cancel_by_customer(self.order, cmd))
 
     @rule(who=vendors, to=vendor_moves, reason=st.sampled_from(["sold out", None]))
     def vendor_updates(self, who: str, to: str, reason: str | None) -> None:
         cmd = o.VendorUpdate(vendor_id=who, status=to, reason=reason, now=self.now)
-        self.apply(lambda: o.vendor_update(self.order, cmd))
+        self.apply(lambda: rules.vendor_update(self.order, cmd))
 
     def rider(self, who: str | None) -> str:
         return who or self.order.rider_id or self.order.dispatch.offered_rider_id or RIDERS[0]
@@ -149,32 +150,32 @@ class OrderLife(RuleBasedStateMachine):
     @rule(who=its_rider, to=rider_moves, code=codes)
     def rider_updates(self, who: str | None, to: str, code: str | None) -> None:
         cmd = o.RiderUpdate(rider_id=self.rider(who), status=to, delivery_code=code, now=self.now)
-        self.apply(lambda: o.rider_update(self.order, cmd))
+        self.apply(lambda: rules.rider_update(self.order, cmd))
 
     @rule(found=st.lists(riders, max_size=3, unique=True))
     def search_finds(self, found: list[str]) -> None:
         candidates = [RiderCandidate(r, float(i)) for i, r in enumerate(found)]
-        self.apply(lambda: o.offer_next(self.order, candidates, self.now, POLICY))
+        self.apply(lambda: rules.offer_next(self.order, candidates, self.now, POLICY))
 
     @rule(who=its_rider)
     def rider_accepts(self, who: str | None) -> None:
         rider = self.rider(who)
         cmd = o.AcceptAssignment(rider_id=rider, rider_user_id=f"user-{rider}", now=self.now)
-        self.apply(lambda: o.accept_assignment(self.order, cmd))
+        self.apply(lambda: rules.accept_assignment(self.order, cmd))
 
     @rule(who=its_rider)
     def rider_declines(self, who: str | None) -> None:
         cmd = o.DeclineAssignment(rider_id=self.rider(who), now=self.now)
-        self.apply(lambda: o.decline_assignment(self.order, cmd))
+        self.apply(lambda: rules.decline_assignment(self.order, cmd))
 
     @rule(who=riders)
     def rider_goes_offline(self, who: str) -> None:
-        self.apply(lambda: o.rider_unavailable(self.order, who, self.now))
+        self.apply(lambda: rules.rider_unavailable(self.order, who, self.now))
 
     @rule(who=customers, rating=st.integers(0, 6))
     def customer_rates(self, who: str, rating: int) -> None:
         cmd = o.Rate(customer_id=who, rating=rating, now=self.now)
-        self.apply(lambda: o.rate(self.order, cmd))
+        self.apply(lambda: rules.rate(self.order, cmd))
 
 
 OrderLife.TestCase.settings = settings(max_examples=200, stateful_step_count=50, deadline=None)

@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from adapters import webhooks as wh
+from engine import order_rules as rules
 from engine import orders as o
 from engine import payments as pay
 from engine.errors import DomainError
@@ -268,7 +269,7 @@ def test_deliveries_read_and_redacted() -> None:
 
 def test_order_note_payment_changes_only_payment_status() -> None:
     order = paid(new_order())
-    new, events = o.note_payment(order, o.PaymentNoted(payment_status="REFUND_PENDING", now=at(5), reference="r1"))
+    new, events = rules.note_payment(order, o.PaymentNoted(payment_status="REFUND_PENDING", now=at(5), reference="r1"))
     assert (new.status, new.payment_status, new.seq) == (order.status, "REFUND_PENDING", order.seq + 1)
     body = events[0].payload["event"]
     assert (body["kind"], body["by"], body["paymentStatus"], body["reference"]) == (
@@ -278,8 +279,8 @@ def test_order_note_payment_changes_only_payment_status() -> None:
         "r1",
     )
     assert "previousStatus" not in body and events[0].targets == (o.CUSTOMER, o.VENDOR)
-    same, none = o.note_payment(new, o.PaymentNoted(payment_status="REFUND_PENDING", now=at(6)))
+    same, none = rules.note_payment(new, o.PaymentNoted(payment_status="REFUND_PENDING", now=at(6)))
     assert same is new and none == []
     with pytest.raises(DomainError) as bad:
-        o.note_payment(new, o.PaymentNoted(payment_status="FREE", now=at(6)))
+        rules.note_payment(new, o.PaymentNoted(payment_status="FREE", now=at(6)))
     assert bad.value.code == "invalid"
