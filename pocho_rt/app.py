@@ -51,7 +51,8 @@ from pocho_rt.http.guard import make_runner
 from pocho_rt.http.middleware import observe
 from pocho_rt.negotiation_service import NegotiationService
 from pocho_rt.order_service import OrderService
-from pocho_rt.payment_service import PaymentService, build_providers
+from pocho_rt.payment_common import build_providers
+from pocho_rt.payment_service import PaymentService
 from pocho_rt.presence import PresenceBoard
 from pocho_rt.redis_client import connect_redis
 from pocho_rt.rider_service import RiderService

@@ -56,7 +56,7 @@ class Services:
     orders: OrderService  # order actors: status, dispatch, SLA timers
     cluster: ClusterRuntime  # shards, routing to other nodes, rooms across nodes (issue 9)
     # payments (issue 8) services below this line
-    payments: PaymentService  # initialise, webhooks inbox and worker, reconcile, refunds, settlement
+    payments: PaymentService  # initialise, webhooks inbox and worker, reconcile; its .refunds, .settlement
 
     # users (issue 15) services below this line
     pii: PiiCodec  # seals personal columns at rest, blind indexes for lookups (persistence.pii)

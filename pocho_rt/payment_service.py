@@ -1,7 +1,8 @@
 """Payments: initialise a checkout, record and apply provider webhooks, reconcile what webhooks
-missed, refunds and vendor settlement accounts. Rules: engine.payments; storage:
-persistence.payments; providers: adapters.paystack / adapters.flutterwave. Flows and states:
-docs/PAYMENTS.md.
+missed. Refunds (pocho_rt.refunds) and vendor settlement accounts (pocho_rt.settlement) are
+parts the service owns; what they all share is pocho_rt.payment_common. Rules: engine.payments;
+storage: persistence.payments; providers: adapters.paystack / adapters.flutterwave. Flows and
+states: docs/PAYMENTS.md.
 
 A webhook is only a trigger. The route verifies its signature over the raw bytes and records it
 in the inbox (`webhook_events`, unique per provider + transaction + event type) before answering
@@ -28,31 +29,28 @@ from typing import Any
 import asyncpg
 
 from adapters import webhooks as wh
-from adapters.flutterwave import FlutterwaveClient
-from adapters.paystack import PaystackClient
 from engine import payments as pay
-from engine.clock import iso, utcnow
+from engine.clock import utcnow
 from engine.errors import EngineError
 from engine.limits import PAYMENT_INBOX_BATCH
 from engine.ports import CheckoutRequest, PaymentProvider, ProviderError, Split
 from engine.state import evolve
 from persistence import payments as db
-from persistence.audit import audit
 from persistence.pii import PiiCodec
 from pocho_rt.config import Settings
 from pocho_rt.errors import ApiError
-from pocho_rt.logs import request_id
 from pocho_rt.metrics import PAYMENT_INBOX, PAYMENT_RECONCILED, PAYMENT_REVIEWS, PAYMENT_TRANSITIONS, PAYMENT_WEBHOOKS
 from pocho_rt.order_service import OrderService
+from pocho_rt.payment_common import STORAGE_ERRORS, audit_status, provider_failure, provider_of, unavailable
+from pocho_rt.refunds import Refunds
+from pocho_rt.settlement import VendorSettlement
 from pocho_rt.tasks import Supervisor
 from pocho_rt.validation import decode_json
-from pocho_rt.views import payment_view, refund_view
+from pocho_rt.views import payment_view
 
 log = logging.getLogger("pocho.payments")
 
-STORAGE_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
 _QUEUE_MAX = 10_000  # webhook ids waiting for the worker; past it the reconcile loop finds them
-_SYSTEM = "system"
 # The order's paymentStatus for a payment status reached after the fact (engine.orders.PAYMENT_NOTES).
 _ORDER_NOTE = {
     pay.SUCCESS: "PAID",
@@ -68,17 +66,6 @@ def new_reference() -> str:
     return f"pocho-{secrets.token_hex(10)}"
 
 
-def unavailable(what: str) -> ApiError:
-    return ApiError("unavailable", f"{what}: storage is unavailable, retry")
-
-
-def provider_failure(exc: ProviderError) -> ApiError:
-    """A provider call failed while a client waited: 503 when it is worth retrying, 502 else."""
-    if exc.kind == "unavailable":
-        return ApiError("unavailable", "the payment provider is unavailable, retry")
-    return ApiError("provider_error", f"the payment provider refused the request ({exc.kind})", status=502)
-
-
 class PaymentService:
     def __init__(
         self, settings: Settings, pool: asyncpg.Pool, providers: dict[str, PaymentProvider], pii: PiiCodec
@@ -89,6 +76,8 @@ class PaymentService:
         self.pii = pii  # users' names, email and phone are sealed at rest: opened to send them
         self._orders: OrderService | None = None
         self._queue: asyncio.Queue[int] = asyncio.Queue(_QUEUE_MAX)
+        self.refunds = Refunds(pool, providers, self._note_order)
+        self.settlement = VendorSettlement(settings, pool, providers, pii)
 
     @property
     def orders(self) -> OrderService:
@@ -106,19 +95,12 @@ class PaymentService:
         for p in self.providers.values():
             await p.close()
 
-    def _provider(self, name: str) -> PaymentProvider:
-        provider = self.providers.get(name)
-        if provider is None:
-            reason = f"{name} is not configured on this server"
-            raise ApiError("invalid", f"invalid provider: {reason}", {"provider": reason})
-        return provider
-
     # ------------------------------------------------------------------ initialise
 
     async def init(self, customer_id: str, order_id: str, provider_name: str) -> dict[str, Any]:
         """{reference, authorizationUrl, amountKobo}: the live payment of this order at this
         provider, or a new one (stored INITIATED before the provider is called)."""
-        provider = self._provider(provider_name)
+        provider = provider_of(self.providers, provider_name)
         try:
             order = await db.order_for_payment(self.pool, order_id)
             if order is None or str(order["customer_id"]) != customer_id:
@@ -130,7 +112,7 @@ class PaymentService:
                 return self._init_answer(live)
             if live is not None and utcnow() - live["created_at"] > self._stale_after:
                 await self._retire(live)
-            split = await self._split(str(order["vendor_id"]), provider_name, order["amount_kobo"])
+            split = await self.settlement.split(str(order["vendor_id"]), provider_name, order["amount_kobo"])
             row = await self._insert(order, provider_name, split)
         except STORAGE_ERRORS as exc:
             raise unavailable("payment init") from exc
@@ -164,7 +146,7 @@ class PaymentService:
             if locked is None or locked["status"] != pay.INITIATED or locked["authorization_url"]:
                 return
             await db.update_payment(conn, evolve(db.payment_from_row(locked), status=pay.FAILED))
-            await self._audit(conn, locked, pay.INITIATED, pay.FAILED, reason="initialise: no checkout URL")
+            await audit_status(conn, locked, pay.INITIATED, pay.FAILED, reason="initialise: no checkout URL")
         PAYMENT_TRANSITIONS.labels(pay.FAILED).inc()
 
     @staticmethod
@@ -174,13 +156,6 @@ class PaymentService:
             "authorizationUrl": row["authorization_url"],
             "amountKobo": row["amount_kobo"],
         }
-
-    async def _split(self, vendor_id: str, provider: str, amount_kobo: int) -> Split | None:
-        settlement = await db.settlement_of(self.pool, vendor_id)
-        column = "paystack_subaccount" if provider == "PAYSTACK" else "flutterwave_subaccount"
-        if settlement is None or not settlement[column]:
-            return None
-        return Split(settlement[column], pay.commission_kobo(amount_kobo, self.settings.platform_commission_bps))
 
     async def _insert(self, order: asyncpg.Record, provider: str, split: Split | None) -> asyncpg.Record:
         order_id = str(order["id"])
@@ -201,7 +176,7 @@ class PaymentService:
                 if live is None or not live["authorization_url"]:
                     raise ApiError("conflict", "a payment for this order is being initialised, retry")
                 return live
-            await self._audit(conn, row, None, pay.INITIATED, actor_id=str(order["customer_id"]), actor_kind="user")
+            await audit_status(conn, row, None, pay.INITIATED, actor_id=str(order["customer_id"]), actor_kind="user")
         PAYMENT_TRANSITIONS.labels(pay.INITIATED).inc()
         return row
 
@@ -215,7 +190,7 @@ class PaymentService:
                 if locked is None or locked["status"] != pay.INITIATED:
                     return
                 await db.update_payment(conn, evolve(db.payment_from_row(locked), status=pay.FAILED))
-                await self._audit(conn, locked, pay.INITIATED, pay.FAILED, reason=f"initialise: {exc.kind}")
+                await audit_status(conn, locked, pay.INITIATED, pay.FAILED, reason=f"initialise: {exc.kind}")
             PAYMENT_TRANSITIONS.labels(pay.FAILED).inc()
 
     # ------------------------------------------------------------------ webhooks
@@ -290,7 +265,7 @@ class PaymentService:
             await db.event_processed(self.pool, event_id, "provider_mismatch")
             return "provider_mismatch"
         if delivery.kind == wh.REFUND:
-            return await self._refund_event(event_id, payment, delivery)
+            return await self.refunds.apply_event(event_id, payment, delivery)
         try:
             tx_id = None if delivery.tx_id.startswith("ref:") else delivery.tx_id
             verified = await self.providers[provider].verify(payment.reference, tx_id)
@@ -323,7 +298,7 @@ class PaymentService:
             if after != before:
                 await db.update_payment(conn, after)
                 reason = after.review_reason if after.status == pay.REVIEW else None
-                await self._audit(conn, locked, before.status, after.status, reason=reason, source=source)
+                await audit_status(conn, locked, before.status, after.status, reason=reason, source=source)
                 if pay.OPS_REVIEW in decision.effects:
                     await self._review_record(conn, after, source)
             if event_id is not None:
@@ -341,7 +316,7 @@ class PaymentService:
         if pay.CONFIRM_ORDER in effects:
             await self._confirm(p)
         if pay.AUTO_REFUND in effects:
-            await self._auto_refund(p)
+            await self.refunds.auto_refund(p)
 
     async def _confirm(self, p: pay.Payment) -> None:
         """Ask the order actor to confirm. Refused: the order moved on (cancelled: the payment is
@@ -368,7 +343,7 @@ class PaymentService:
             if after == before:
                 return
             await db.update_payment(conn, after)
-            await self._audit(conn, locked, before.status, after.status, reason=f"order is {status}")
+            await audit_status(conn, locked, before.status, after.status, reason=f"order is {status}")
             if pay.OPS_REVIEW in decision.effects:
                 await self._review_record(conn, after, "confirm_refused")
         PAYMENT_TRANSITIONS.labels(after.status).inc()
@@ -408,149 +383,7 @@ class PaymentService:
         body = f"Payment {p.reference} for order {p.order_id[:8]} needs review: {p.review_reason}"
         await db.ops_record(conn, p.order_id, "payment_review", details, body)
 
-    async def _audit(
-        self,
-        conn: asyncpg.Connection,
-        row: asyncpg.Record,
-        before: str | None,
-        after: str,
-        *,
-        reason: str | None = None,
-        source: str | None = None,
-        actor_id: str | None = None,
-        actor_kind: str = _SYSTEM,
-        extra: dict[str, Any] | None = None,
-    ) -> None:
-        """Every payment status change has its audit row, in the transaction that makes it."""
-        details: dict[str, Any] = {"from": before, "to": after, "reference": row["reference"]}
-        details |= {"orderId": str(row["order_id"]), "provider": row["provider"]}
-        if reason:
-            details["reason"] = reason
-        if source:
-            details["source"] = source
-        details |= extra or {}
-        await audit(
-            conn,
-            "payment.status",
-            actor_id=actor_id,
-            actor_kind=actor_kind,
-            target_kind="payment",
-            target_id=str(row["id"]),
-            details=details,
-            request_id=request_id.get(),
-        )
-
-    # ------------------------------------------------------------------ refunds
-
-    async def refund(
-        self, payment_id: str, amount_kobo: int | None, reason: str, *, admin_id: str | None, automatic: bool = False
-    ) -> dict[str, Any]:
-        """Start a refund (full when `amount_kobo` is None): recorded PENDING with the payment's
-        REFUND_PENDING in one transaction, then asked of the provider; the refund webhook
-        completes it. A provider failure gives the amount back (refund FAILED) and is raised."""
-        try:
-            async with self.pool.acquire() as conn, conn.transaction():
-                locked = await db.by_id(conn, payment_id, lock=True)
-                if locked is None:
-                    raise ApiError("not_found", "no such payment")
-                before = db.payment_from_row(locked)
-                provider = self._provider(before.provider)
-                after, amount = pay.request_refund(before, amount_kobo)
-                refund = await db.insert_refund(conn, payment_id, amount, reason, admin_id, automatic)
-                row = await db.update_payment(conn, after)
-                kind = "admin" if admin_id else ("admin_key" if not automatic else _SYSTEM)
-                await self._audit(
-                    conn,
-                    locked,
-                    before.status,
-                    after.status,
-                    reason=reason,
-                    source="refund",
-                    actor_id=admin_id,
-                    actor_kind=kind,
-                    extra={"refundId": str(refund["id"]), "amountKobo": amount},
-                )
-        except STORAGE_ERRORS as exc:
-            raise unavailable("refund") from exc
-        PAYMENT_TRANSITIONS.labels(after.status).inc()
-        try:
-            answer = await provider.refund(before.reference, before.provider_tx_id, amount, reason)
-        except ProviderError as exc:
-            log.warning("refund refused by the provider", extra={"paymentId": payment_id, "kind": exc.kind})
-            await self._settle_refund(str(refund["id"]), payment_id, amount, processed=False, source="provider")
-            raise provider_failure(exc) from None
-        with contextlib.suppress(*STORAGE_ERRORS):
-            await db.set_provider_refund_id(self.pool, str(refund["id"]), answer.provider_refund_id)
-        await self._note_order(after, before.status)
-        return {"refund": refund_view(refund), "payment": payment_view(row)}
-
-    async def _auto_refund(self, p: pay.Payment) -> None:
-        try:
-            await self.refund(p.id, None, "order cancelled before the payment arrived", admin_id=None, automatic=True)
-        except EngineError as exc:  # the reconcile job tries again
-            log.warning("automatic refund deferred", extra={"paymentId": p.id, "code": exc.code})
-
-    async def _settle_refund(
-        self, refund_id: str, payment_id: str, amount: int, *, processed: bool, source: str
-    ) -> None:
-        async with self.pool.acquire() as conn, conn.transaction():
-            locked = await db.by_id(conn, payment_id, lock=True)
-            assert locked is not None
-            before = db.payment_from_row(locked)
-            after = pay.refund_settled(before, amount, processed)
-            await db.settle_refund(conn, refund_id, "PROCESSED" if processed else "FAILED")
-            await db.update_payment(conn, after)
-            if after.status != before.status or processed:
-                await self._audit(
-                    conn,
-                    locked,
-                    before.status,
-                    after.status,
-                    source=source,
-                    extra={
-                        "refundId": refund_id,
-                        "amountKobo": amount,
-                        "refund": "processed" if processed else "failed",
-                    },
-                )
-        PAYMENT_TRANSITIONS.labels(after.status).inc()
-        await self._note_order(after, before.status)
-
-    async def _refund_event(self, event_id: int, p: pay.Payment, d: wh.Delivery) -> str:
-        """A refund webhook completes (processed) or gives back (failed) our pending refund of
-        that amount; other refund states (pending, processing) change nothing."""
-        status = (d.refund_status or "").lower()
-        if status not in ("processed", "failed"):
-            await db.event_processed(self.pool, event_id, f"refund_{status or 'unknown'}")
-            return "refund_noted"
-        amount = d.refund_kobo or 0
-        async with self.pool.acquire() as conn, conn.transaction():
-            ev = await db.event(conn, event_id, lock=True)
-            if ev is None or ev["processed_at"] is not None:
-                return "done"
-            locked = await db.by_id(conn, p.id, lock=True)
-            assert locked is not None
-            refund = await db.pending_refund(conn, p.id, amount)
-            if refund is None:
-                await db.event_processed(conn, event_id, "refund_unmatched")
-                return "refund_unmatched"
-            before = db.payment_from_row(locked)
-            processed = status == "processed"
-            after = pay.refund_settled(before, refund["amount_kobo"], processed)
-            await db.settle_refund(conn, str(refund["id"]), "PROCESSED" if processed else "FAILED")
-            await db.update_payment(conn, after)
-            await self._audit(
-                conn,
-                locked,
-                before.status,
-                after.status,
-                source=f"webhook:{d.event_type}",
-                extra={"refundId": str(refund["id"]), "amountKobo": refund["amount_kobo"], "refund": status},
-            )
-            await db.event_processed(conn, event_id, f"refund_{status}")
-        PAYMENT_TRANSITIONS.labels(after.status).inc()
-        await self._note_order(after, before.status)
-        return f"refund_{status}"
+    # ------------------------------------------------------------------ admin
 
     async def payment(self, payment_id: str) -> dict[str, Any]:
         row = await db.by_id(self.pool, payment_id)
@@ -595,77 +428,8 @@ class PaymentService:
             await self._confirm(p)
         for p in await db.refund_due(self.pool, PAYMENT_INBOX_BATCH):
             PAYMENT_RECONCILED.labels("refund_retried").inc()
-            await self._auto_refund(p)
+            await self.refunds.auto_refund(p)
         PAYMENT_INBOX.set(await db.inbox_size(self.pool))
-
-    # ------------------------------------------------------------------ vendor settlement
-
-    async def set_settlement(self, vendor_id: str, user_id: str, bank_code: str, account_number: str) -> dict[str, Any]:
-        """Validate the account with a provider's resolve API, make a subaccount of it at every
-        configured provider, store both."""
-        owner = await db.vendor_owner(self.pool, vendor_id)
-        if owner is None:
-            raise ApiError("not_found", "vendor not found")
-        if str(owner["user_id"]) != user_id:
-            raise ApiError("forbidden", "not your vendor profile")
-        if not self.providers:
-            raise ApiError("unavailable", "no payment provider is configured")
-        resolver = self.providers.get("PAYSTACK") or next(iter(self.providers.values()))
-        try:
-            account_name = await resolver.resolve_account(bank_code, account_number)
-        except ProviderError as exc:
-            if exc.kind == "not_found":
-                reason = "the bank could not resolve this account"
-                raise ApiError("invalid", f"invalid accountNumber: {reason}", {"accountNumber": reason}) from None
-            raise provider_failure(exc) from None
-        codes: dict[str, str | None] = {"PAYSTACK": None, "FLUTTERWAVE": None}
-        bps = self.settings.platform_commission_bps
-        for name, provider in self.providers.items():
-            try:
-                codes[name] = await provider.create_subaccount(
-                    owner["display_name"], bank_code, account_number, bps, self.pii.open("phone", owner["phone"]) or ""
-                )
-            except ProviderError as exc:
-                raise provider_failure(exc) from None
-        try:
-            async with self.pool.acquire() as conn, conn.transaction():
-                row = await db.upsert_settlement(
-                    conn, vendor_id, bank_code, account_number, account_name, codes["PAYSTACK"], codes["FLUTTERWAVE"]
-                )
-                await audit(
-                    conn,
-                    "vendor.settlement",
-                    actor_id=user_id,
-                    request_id=request_id.get(),
-                    target_kind="vendor",
-                    target_id=vendor_id,
-                    details={"bankCode": bank_code, "accountLast4": account_number[-4:]},
-                )
-        except STORAGE_ERRORS as exc:
-            raise unavailable("settlement") from exc
-        return {
-            "vendorId": vendor_id,
-            "bankCode": row["bank_code"],
-            "accountNumber": row["account_number"],
-            "accountName": row["account_name"],
-            "paystackSubaccount": row["paystack_subaccount"],
-            "flutterwaveSubaccount": row["flutterwave_subaccount"],
-            "commissionBps": bps,
-            "updatedAt": iso(row["updated_at"]),
-        }
-
-
-def build_providers(settings: Settings) -> dict[str, PaymentProvider]:
-    """A client for each provider whose secret key is set."""
-    providers: dict[str, PaymentProvider] = {}
-    timeout = settings.payment_provider_timeout
-    if settings.paystack_secret_key:
-        providers["PAYSTACK"] = PaystackClient(settings.paystack_base_url, settings.paystack_secret_key, timeout)
-    if settings.flutterwave_secret_key:
-        providers["FLUTTERWAVE"] = FlutterwaveClient(
-            settings.flutterwave_base_url, settings.flutterwave_secret_key, timeout, settings.payment_redirect_url
-        )
-    return providers
 
 
 def parse_payment_id(raw: str) -> str:

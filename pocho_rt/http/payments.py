@@ -93,7 +93,7 @@ async def refund_payment(request: web.Request) -> web.Response:
     payment_id = parse_payment_id(request.match_info["id"])
     req = await body(request, RefundRequest)
     admin_id = principal.user_id if principal is not None else None
-    result = await services(request).payments.refund(payment_id, req.amount_kobo, req.reason, admin_id=admin_id)
+    result = await services(request).payments.refunds.refund(payment_id, req.amount_kobo, req.reason, admin_id=admin_id)
     return json_response(result)
 
 
@@ -108,7 +108,7 @@ async def get_payment(request: web.Request) -> web.Response:
 async def put_settlement(request: web.Request) -> web.Response:
     p = await require_user(request, "VENDOR")
     req = await body(request, Settlement)
-    result = await services(request).payments.set_settlement(
+    result = await services(request).payments.settlement.set_settlement(
         request.match_info["id"], p.user_id, req.bank_code, req.account_number
     )
     return json_response(result)
