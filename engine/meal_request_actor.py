@@ -15,9 +15,11 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from engine import negotiation as n
+from engine import negotiation_views as views
 from engine.clock import utcnow
 from engine.errors import EngineError
 from engine.limits import REMEMBERED_REPLIES
+from engine.negotiation_statuses import OPEN
 from engine.ports import NegotiationChange, NegotiationStore, Publisher, VendorDirectory
 from engine.runtime.actor import Actor, Pending
 from engine.runtime.write_chain import WriteChain
@@ -71,7 +73,7 @@ def _offer_reply(req: n.MealRequest, offer_id: str, events: list[n.Event]) -> di
         view = e.payload.get("offer")
         if view is not None and view["id"] == offer_id:
             return {"offer": view}
-    return {"offer": n.offer_view(req.offers[offer_id])}
+    return {"offer": views.offer_view(req.offers[offer_id])}
 
 
 # command type -> rule; create and accept are handled apart (other shapes).
@@ -120,8 +122,8 @@ class MealRequestActor(Actor):
         if self.req is None:
             return {"id": self.id, "exists": False}
         return {
-            "request": n.request_view(self.req),
-            "offers": [n.offer_view(o) for o in self.req.offers.values()],
+            "request": views.request_view(self.req),
+            "offers": [views.offer_view(o) for o in self.req.offers.values()],
             "inflightWrites": self._writes.inflight,
             "nearbyVendors": len(self._nearby or ()),
         }
@@ -134,7 +136,7 @@ class MealRequestActor(Actor):
 
     def _arm(self) -> None:
         self._cancel_timer()
-        if self.req is not None and self.req.status == n.OPEN:
+        if self.req is not None and self.req.status == OPEN:
             delay = (self.req.expires_at - utcnow()).total_seconds()
             self._timer = self.schedule(delay, Expire())
 
@@ -157,7 +159,7 @@ class MealRequestActor(Actor):
                 raise EngineError("conflict", "this request already exists")
             self._nearby = await self.deps.vendors.vendors_covering(cmd.delivery_lat, cmd.delivery_lng)
             created, events = n.create_request(cmd)
-            pending = self._commit(created, events, None, key, {"request": n.request_view(created)})
+            pending = self._commit(created, events, None, key, {"request": views.request_view(created)})
             self._arm()
             return pending
         req = self.req
@@ -168,16 +170,16 @@ class MealRequestActor(Actor):
         order = None
         if isinstance(cmd, n.AcceptOffer):
             new, events, order = n.accept_offer(req, cmd)
-            reply: Any = {"offer": _offer_reply(new, cmd.offer_id, events)["offer"], "order": n.order_view(order)}
+            reply: Any = {"offer": _offer_reply(new, cmd.offer_id, events)["offer"], "order": views.order_view(order)}
         else:
             rule = _RULES.get(type(cmd))
             if rule is None:
                 raise EngineError("invalid", f"unknown command {type(cmd).__name__}")
             new, events = rule(req, cmd)
             offer_id = getattr(cmd, "offer_id", None)
-            reply = _offer_reply(new, offer_id, events) if offer_id else {"request": n.request_view(new)}
+            reply = _offer_reply(new, offer_id, events) if offer_id else {"request": views.request_view(new)}
         pending = self._commit(new, events, order, key, reply)
-        if new.status != n.OPEN:
+        if new.status != OPEN:
             self._cancel_timer()
         return pending
 
@@ -206,7 +208,7 @@ class MealRequestActor(Actor):
             }.values()
         )
         change = NegotiationChange(
-            new, n.offer_count(new), offers, events, order, (key[0], key[1], reply) if key else None
+            new, views.offer_count(new), offers, events, order, (key[0], key[1], reply) if key else None
         )
         change.nearby = self._nearby or ()
         commit = self.deps.store.record(change, after=self._writes.last)  # refused: raises, nothing changed
@@ -226,7 +228,7 @@ class MealRequestActor(Actor):
             raise EngineError("not_found", "no such meal request")
         if w.vendor_id is None and req.customer_id != w.user_id:
             raise EngineError("forbidden", "not your request")
-        if w.vendor_id is not None and not n.vendor_may_view(
+        if w.vendor_id is not None and not views.vendor_may_view(
             status=req.status,
             delivery_lat=req.delivery_lat,
             delivery_lng=req.delivery_lng,
@@ -237,13 +239,13 @@ class MealRequestActor(Actor):
             vendor_km=w.vendor_km,
         ):
             raise EngineError("forbidden", "this request is outside your service area")
-        offers = [n.offer_view(o) for o in req.offers.values() if w.vendor_id in (None, o.vendor_id)]
-        data = {"request": n.request_view(req), "offers": offers}
+        offers = [views.offer_view(o) for o in req.offers.values() if w.vendor_id in (None, o.vendor_id)]
+        data = {"request": views.request_view(req), "offers": offers}
         return self._writes.when_committed(data)  # answer once what the snapshot shows is committed
 
     async def _expire(self) -> Any:
         req = self.req
-        if req is None or req.status != n.OPEN:
+        if req is None or req.status != OPEN:
             return None
         if utcnow() < req.expires_at:
             self._arm()  # fired early (clock skew): try again at the deadline

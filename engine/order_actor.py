@@ -27,7 +27,7 @@ from engine.assignment import ORDER_KIND, RIDER_KIND, Carrying, RiderCandidate, 
 from engine.clock import iso, utcnow
 from engine.errors import DomainError, EngineError
 from engine.limits import REMEMBERED_REPLIES
-from engine.negotiation import OrderView
+from engine.negotiation_views import OrderView
 from engine.runtime.actor import Actor, Pending
 from engine.runtime.write_chain import WriteChain
 

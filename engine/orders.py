@@ -33,7 +33,7 @@ from engine import dispatch
 from engine.clock import iso
 from engine.dispatch import Dispatch
 from engine.geometry import distance_km
-from engine.negotiation import OrderView
+from engine.negotiation_views import OrderView
 
 # Statuses, in the only order an order moves through them (CANCELED aside).
 PENDING_PAYMENT, CONFIRMED, PREPARING, READY = "PENDING_PAYMENT", "CONFIRMED", "PREPARING", "READY"

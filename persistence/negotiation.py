@@ -35,7 +35,8 @@ from pypika import functions as fn
 from pypika.dialects import PostgreSQLQueryBuilder
 
 from engine.meal_request_actor import MEAL_REQUEST_KIND
-from engine.negotiation import OPEN, Event, MealRequest, NewOrder, Offer
+from engine.negotiation import Event, MealRequest, NewOrder, Offer
+from engine.negotiation_statuses import OPEN
 from engine.ports import Loaded, NegotiationChange
 from persistence.db import RawJson
 from persistence.notifications import negotiation_rows as notification_rows

@@ -37,7 +37,7 @@ KEY_BYTES = 32
 
 # Users' personal columns and the blind index each one feeds.
 USER_PII_COLUMNS = ("phone", "first_name", "last_name", "email")
-# Meal requests' personal columns and their names in a request view (engine.negotiation's
+# Meal requests' personal columns and their names in a request view (engine.negotiation_views'
 # request_view). The same sealed value goes into `meal_requests`, into the `request` object of
 # stored event payloads and into stored command replies: the column name is its associated data
 # wherever it is stored.

@@ -26,7 +26,7 @@ from engine.clock import utcnow
 from engine.errors import EngineError
 from engine.limits import MAX_OPEN_REQUESTS, MAX_REPLAY_EVENTS
 from engine.meal_request_actor import Deps, Envelope, Expire, MealRequestActor, Watch
-from engine.negotiation import RequestView
+from engine.negotiation_views import RequestView
 from engine.runtime.actor import ActorSystem
 from persistence import catalogue as catalogue_db
 from persistence import negotiation as negotiation_db

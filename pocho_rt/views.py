@@ -2,7 +2,7 @@
 
 They live at the edge, not in persistence/, so the storage layer returns plain rows and
 one module decides what a client may see of them. Live engine objects are rendered by
-`engine.negotiation` (request_view, offer_view); the stored-row views here reuse those so
+`engine.negotiation_views` (request_view, offer_view); the stored-row views here reuse those so
 a request looks the same whether it comes from an actor or from the database.
 """
 
@@ -14,7 +14,7 @@ from typing import Any, TypedDict
 from uuid import UUID
 
 from engine.clock import iso
-from engine.negotiation import OfferView, OrderView, RequestView, offer_view, request_view
+from engine.negotiation_views import OfferView, OrderView, RequestView, offer_view, request_view
 from engine.orders import ORDER_STATUS, CustomerOrderView, customer_view, order_view, with_code
 from persistence.negotiation import offer_from_row, request_from_row
 from persistence.orders import order_from_row

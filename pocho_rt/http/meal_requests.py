@@ -2,7 +2,7 @@
 
 Customers see their own requests, admins everyone's; a vendor sees the open requests
 within its service area (list) and any request it may bid on or has bid on (detail,
-with only its own offers; `engine.negotiation.vendor_may_view`, the rule request:watch
+with only its own offers; `engine.negotiation_views.vendor_may_view`, the rule request:watch
 on /vendor applies too).
 """
 
@@ -12,7 +12,7 @@ from datetime import datetime
 
 from aiohttp import web
 
-from engine.negotiation import vendor_may_view
+from engine.negotiation_views import vendor_may_view
 from persistence.negotiation import list_requests, request_with_offers
 from pocho_rt.auth.principal import require_user
 from pocho_rt.context import services

@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from engine import negotiation as n
+from engine.negotiation_statuses import COUNTERED, PENDING
 from engine.state import evolve
 from tests.unit.negotiation_support import new_request, offer_of, place_all
 
@@ -14,9 +14,9 @@ from tests.unit.negotiation_support import new_request, offer_of, place_all
 def test_evolve_matches_dataclasses_replace() -> None:
     req = place_all(new_request(), ("v1", 300_000))
     offer = offer_of(req, "v1")
-    changed = evolve(offer, price_kobo=250_000, status=n.COUNTERED)
-    assert changed == dataclasses.replace(offer, price_kobo=250_000, status=n.COUNTERED)
-    assert offer.price_kobo == 300_000 and offer.status == n.PENDING  # the original is untouched
+    changed = evolve(offer, price_kobo=250_000, status=COUNTERED)
+    assert changed == dataclasses.replace(offer, price_kobo=250_000, status=COUNTERED)
+    assert offer.price_kobo == 300_000 and offer.status == PENDING  # the original is untouched
     assert evolve(req, seq=req.seq + 1) == dataclasses.replace(req, seq=req.seq + 1)
     with pytest.raises(dataclasses.FrozenInstanceError):
         changed.price_kobo = 1  # type: ignore[misc]

@@ -12,6 +12,7 @@ import pytest
 
 from engine import limits
 from engine import negotiation as n
+from engine import negotiation_views as views
 from engine.clock import iso
 from engine.limits import MAX_PRICE_KOBO
 from engine.negotiation import (
@@ -58,7 +59,7 @@ def test_create_request_happy_path() -> None:
     [e] = events
     assert e.seq == 1 and e.kind == "request:new"
     assert e.targets == (("nearby", "request:new"),)
-    assert e.payload == {"request": n.request_view(req), "seq": 1}
+    assert e.payload == {"request": views.request_view(req), "seq": 1}
     view = e.payload["request"]
     assert view["seq"] == 1 and view["offerCount"] == 0 and view["status"] == "OPEN"
     assert view["expiresAt"] == "2026-11-25T20:15:00.000Z"
@@ -141,9 +142,9 @@ def test_create_request_reports_every_bad_field_at_once() -> None:
 def test_view_field_sets_match_protocol() -> None:
     req, _ = place(new_request(), "v1", 300_000)
     req, _, order = accept(req, offer_of(req, "v1").id)
-    assert set(n.request_view(req)) == REQUEST_FIELDS
-    assert set(n.offer_view(offer_of(req, "v1"))) == OFFER_FIELDS
-    assert set(n.order_view(order)) == ORDER_FIELDS
+    assert set(views.request_view(req)) == REQUEST_FIELDS
+    assert set(views.offer_view(offer_of(req, "v1"))) == OFFER_FIELDS
+    assert set(views.order_view(order)) == ORDER_FIELDS
 
 
 def test_iso_times() -> None:
@@ -163,7 +164,7 @@ def test_iso_times() -> None:
 def test_offer_view_values() -> None:
     slot = T0 + timedelta(hours=1)
     req, _ = place(new_request(), "v1", 600_000, details="with plantain", prep_minutes=30, slot_from=slot, slot_to=slot)
-    v = n.offer_view(offer_of(req, "v1"))
+    v = views.offer_view(offer_of(req, "v1"))
     assert v == {
         "id": "off-v1-0",
         "requestId": "req-1",
@@ -188,13 +189,13 @@ def test_offer_count_counts_live_and_accepted_only() -> None:
     req = new_request()
     for vendor, price in (("v1", 300_000), ("v2", 310_000), ("v3", 320_000)):
         req, _ = place(req, vendor, price)
-    assert n.request_view(req)["offerCount"] == 3
+    assert views.request_view(req)["offerCount"] == 3
     req, _ = n.withdraw_offer(req, WithdrawOffer(vendor_id="v3", offer_id=offer_of(req, "v3").id, now=T0))
-    assert n.request_view(req)["offerCount"] == 2
+    assert views.request_view(req)["offerCount"] == 2
     req, _, _ = n.accept_offer(
         req, AcceptOffer(customer_id=CUSTOMER, offer_id=offer_of(req, "v1").id, order_id="o", now=T0)
     )
-    assert n.request_view(req)["offerCount"] == 1  # v2 rejected, v3 withdrawn
+    assert views.request_view(req)["offerCount"] == 1  # v2 rejected, v3 withdrawn
 
 
 def test_state_is_slotted_and_small() -> None:
@@ -226,7 +227,7 @@ def test_place_offer_happy_path() -> None:
     assert offer.created_at == offer.updated_at == T0
     [e] = events
     assert e.kind == "offer:new" and e.targets == (("room", "offer:new"),)
-    assert e.payload == {"offer": n.offer_view(offer), "seq": 2}
+    assert e.payload == {"offer": views.offer_view(offer), "seq": 2}
     check_seqs(req, events, 2)
 
 
@@ -384,7 +385,7 @@ def test_revise_offer_happy_path() -> None:
     assert o.updated_at == LATER
     [e] = events
     assert e.kind == "offer:updated" and e.targets == (("room", "offer:updated"),)
-    assert e.payload["offer"] == n.offer_view(o)
+    assert e.payload["offer"] == views.offer_view(o)
     check_seqs(req, events, 3)
     req, _ = n.revise_offer(
         req, ReviseOffer(offer_id="off-v1-0", vendor_id="v1", price_kobo=1, details="new", prep_minutes=5, now=LATER)
@@ -572,7 +573,7 @@ def may_view(**kw: Any) -> bool:
         vendor_km=5.0,
     )
     args.update(kw)
-    return n.vendor_may_view(**args)
+    return views.vendor_may_view(**args)
 
 
 def test_vendor_may_view_an_open_request_it_could_bid_on() -> None:

@@ -11,6 +11,7 @@ import pytest
 
 from engine import geometry, limits
 from engine import negotiation as n
+from engine import negotiation_views as views
 from engine.negotiation import (
     AcceptCounter,
     CancelRequest,
@@ -67,7 +68,7 @@ def test_counter_offer_happy_path() -> None:
     [e] = events
     assert e.kind == "offer:countered"
     assert e.targets == (("vendor:v1", "offer:countered"), ("room", "offer:updated"))
-    assert e.payload == {"offer": n.offer_view(o), "message": "can you do 3.5k?", "seq": 3}
+    assert e.payload == {"offer": views.offer_view(o), "message": "can you do 3.5k?", "seq": 3}
     check_seqs(req, events, 3)
 
 
@@ -166,7 +167,7 @@ def test_accept_offer_happy_path() -> None:
     assert rej.payload["offer"]["status"] == "REJECTED"
     assert closed.targets == (("nearby", "request:closed"), ("room", "request:closed"))
     assert closed.payload == {"requestId": "req-1", "reason": "accepted", "seq": closed.seq}
-    assert n.order_view(order) == {
+    assert views.order_view(order) == {
         "id": "ord-1",
         "requestId": "req-1",
         "offerId": "off-b-1",
@@ -329,7 +330,7 @@ def test_full_negotiation_has_gap_free_seqs_and_room_targets() -> None:
     assert [e.seq for e in events] == list(range(1, req.seq + 1))
     assert all(e.payload["seq"] == e.seq for e in events)
     assert all(any(aud == "room" for aud, _ in e.targets) for e in events[1:])
-    assert n.request_view(req)["seq"] == req.seq
+    assert views.request_view(req)["seq"] == req.seq
 
 
 # ---------------------------------------------------------------- geometry

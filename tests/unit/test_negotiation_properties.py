@@ -23,8 +23,10 @@ from hypothesis.stateful import (
 
 from engine import limits
 from engine import negotiation as n
+from engine import negotiation_views as views
 from engine.errors import DomainError
 from engine.negotiation import Event, MealRequest
+from engine.negotiation_statuses import ACCEPTED, COUNTERED, LIVE, OPEN
 
 T0 = datetime(2026, 11, 25, 20, 0, 0, tzinfo=UTC)
 CUSTOMER = "cust-1"
@@ -40,12 +42,12 @@ rarely = st.integers(0, 9)  # closing commands act only on 0, so negotiations la
 
 
 def expected_flags(req: MealRequest) -> dict[str, bool]:
-    live = sorted(o.price_kobo for o in req.offers.values() if o.status in n.LIVE)
+    live = sorted(o.price_kobo for o in req.offers.values() if o.status in LIVE)
     if not live:
         return {}
     k = len(live)
     median = Fraction(live[(k - 1) // 2] + live[k // 2], 2)
-    return {o.id: o.price_kobo <= median for o in req.offers.values() if o.status in n.LIVE}
+    return {o.id: o.price_kobo <= median for o in req.offers.values() if o.status in LIVE}
 
 
 class Negotiation(RuleBasedStateMachine):
@@ -214,9 +216,9 @@ class Negotiation(RuleBasedStateMachine):
 
     @invariant()
     def one_accepted_offer_iff_accepted_request(self) -> None:
-        accepted = [o.id for o in self.req.offers.values() if o.status == n.ACCEPTED]
+        accepted = [o.id for o in self.req.offers.values() if o.status == ACCEPTED]
         assert len(accepted) <= 1
-        assert (self.req.status == n.ACCEPTED) == (len(accepted) == 1)
+        assert (self.req.status == ACCEPTED) == (len(accepted) == 1)
         assert self.req.accepted_offer_id == (accepted[0] if accepted else None)
 
     @invariant()
@@ -232,13 +234,13 @@ class Negotiation(RuleBasedStateMachine):
 
     @invariant()
     def live_flags_match_a_fresh_recomputation(self) -> None:
-        live = {o.id: o.is_competitive for o in self.req.offers.values() if o.status in n.LIVE}
+        live = {o.id: o.is_competitive for o in self.req.offers.values() if o.status in LIVE}
         assert live == expected_flags(self.req)
 
     @invariant()
     def closed_requests_have_no_live_offers(self) -> None:
-        live = [o for o in self.req.offers.values() if o.status in n.LIVE]
-        if self.req.status != n.OPEN:
+        live = [o for o in self.req.offers.values() if o.status in LIVE]
+        if self.req.status != OPEN:
             assert live == []
         assert len(live) <= self.req.max_vendor_offers
         assert len({o.vendor_id for o in live}) == len(live)  # one live offer per vendor
@@ -247,10 +249,10 @@ class Negotiation(RuleBasedStateMachine):
     def derived_fields_agree(self) -> None:
         for o in self.req.offers.values():
             assert o.over_budget == (o.price_kobo > self.req.budget_max_kobo)
-            assert o.status != n.COUNTERED or o.counter_price_kobo is not None
-        view = n.request_view(self.req)
+            assert o.status != COUNTERED or o.counter_price_kobo is not None
+        view = views.request_view(self.req)
         assert view["seq"] == self.req.seq
-        assert view["offerCount"] == sum(o.status in n.LIVE | {n.ACCEPTED} for o in self.req.offers.values())
+        assert view["offerCount"] == sum(o.status in LIVE | {ACCEPTED} for o in self.req.offers.values())
 
 
 Negotiation.TestCase.settings = settings(max_examples=200, stateful_step_count=50, deadline=None)

@@ -63,7 +63,7 @@ def _forged(name: str, values: list[object]) -> Any:
 
 @pytest.mark.parametrize(
     "name",
-    ["os:system", "builtins:eval", "subprocess:Popen", "engine.errors:EngineError", "engine.negotiation:iso"],
+    ["os:system", "builtins:eval", "subprocess:Popen", "engine.errors:EngineError", "engine.clock:iso"],
 )
 def test_bytes_cannot_name_anything_but_an_engine_dataclass(name: str) -> None:
     with pytest.raises(ValueError):
