@@ -8,8 +8,9 @@ own cost per command is Pocho's CPU per acked revision minus the bare relay's CP
 message in the same run:
 
 - `relay`: stock python-socketio relay (`../shared/bench/relay_server.py`, what `run` measures);
-- `stack relay`: the same messaging on the project's own transport (`create_sio`), this module
-  with `--serve-relay`, so whatever the transport work changes is subtracted too;
+- `stack relay`: the same messaging on the project's own transport (`create_sio` of the `--tree`
+  measured), this module with `--serve-relay`, so whatever the transport work changes is
+  subtracted too;
 - `pocho`: `pocho-rt serve` from THIS tree (PYTHONPATH is set: the venv's editable install may
   point at another checkout).
 
@@ -344,8 +345,10 @@ def main() -> None:
                 )
             )
         if "stack" in only:
-            cmd = [PY, "-m", "scripts.bench_cpu", "--serve-relay", "PORT"]
-            env = {**os.environ, "PYTHONPATH": str(ROOT)}
+            # the relay on the transport of the tree measured (--tree), so that Pocho minus it is
+            # that tree's engine: a tree from before the transport rewrite relays on its own stack
+            cmd = [PY, str(ROOT / "scripts" / "bench_cpu.py"), "--serve-relay", "PORT"]
+            env = {**os.environ, "PYTHONPATH": str(args.tree)}
             rows.append(_measure("stack relay", cmd, env, "relay", args, "socket.io/?EIO=4&transport=polling", None))
         if "peer" in only and args.pg:
             db = f"pocho_peer_{uuid.uuid4().hex[:8]}"
