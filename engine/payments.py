@@ -1,7 +1,7 @@
 """Pure payment rules: what a verified provider outcome or a refund does to a payment.
 
-No I/O: the service (pocho_rt.payment_service) loads the payment row under a lock, asks these
-functions, writes what they return and carries out the effects after commit.
+No I/O: the services (pocho_rt.payment_service, pocho_rt.refunds) load the payment row under a
+lock, ask these functions, write what they return and carry out the effects after commit.
 
 States (payments.status; docs/PAYMENTS.md):
 

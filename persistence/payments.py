@@ -3,8 +3,9 @@ and the ops record of a payment sent for review.
 
 Style: SQL text constants (these statements lean on ON CONFLICT, FOR UPDATE, RETURNING and
 partial unique indexes, which read more plainly as SQL than as pypika). Every change of a
-payment's status is written with its audit row by the caller (pocho_rt.payment_service), in
-the transaction that changes it. Reads return asyncpg Records; views are built at the edge.
+payment's status is written with its audit row by the caller (pocho_rt.payment_service and
+pocho_rt.refunds, through pocho_rt.payment_common.audit_status), in the transaction that
+changes it. Reads return asyncpg Records; views are built at the edge.
 """
 
 from __future__ import annotations

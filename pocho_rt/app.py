@@ -12,10 +12,12 @@ from collections.abc import AsyncIterator
 import asyncpg
 from aiohttp import web
 
+from adapters.flutterwave import FlutterwaveClient
 from adapters.geo import GeoIndex
 from adapters.meilisearch import MeiliSearchIndex
+from adapters.paystack import PaystackClient
 from adapters.search_pg import PgSearchIndex
-from engine.ports import SearchIndex
+from engine.ports import PaymentProvider, SearchIndex
 from engine.runtime.actor import ActorSystem
 from persistence import catalogue as catalogue_db
 from persistence import outbox
@@ -51,7 +53,6 @@ from pocho_rt.http.guard import make_runner
 from pocho_rt.http.middleware import observe
 from pocho_rt.negotiation_service import NegotiationService
 from pocho_rt.order_service import OrderService
-from pocho_rt.payment_common import build_providers
 from pocho_rt.payment_service import PaymentService
 from pocho_rt.presence import PresenceBoard
 from pocho_rt.redis_client import connect_redis
@@ -70,6 +71,19 @@ _SHUTDOWN_GRACE = 5.0  # seconds aiohttp waits for HTTP requests still running a
 
 def default_node_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def build_providers(settings: Settings) -> dict[str, PaymentProvider]:
+    """A client for each provider whose secret key is set."""
+    providers: dict[str, PaymentProvider] = {}
+    timeout = settings.payment_provider_timeout
+    if settings.paystack_secret_key:
+        providers["PAYSTACK"] = PaystackClient(settings.paystack_base_url, settings.paystack_secret_key, timeout)
+    if settings.flutterwave_secret_key:
+        providers["FLUTTERWAVE"] = FlutterwaveClient(
+            settings.flutterwave_base_url, settings.flutterwave_secret_key, timeout, settings.payment_redirect_url
+        )
+    return providers
 
 
 async def open_services(settings: Settings, database_url: str, redis_url: str) -> Services:

@@ -1,7 +1,7 @@
 """What the payment flows share (initialise and webhooks in pocho_rt.payment_service, refunds in
-pocho_rt.refunds, vendor settlement in pocho_rt.settlement): the provider clients, looked up by
-name, the answers a waiting client gets when storage or a provider fails, and the audit row of
-every payment status change."""
+pocho_rt.refunds, vendor settlement in pocho_rt.settlement): a provider client looked up by name
+(the clients are built in pocho_rt.app), the answers a waiting client gets when storage or a
+provider fails, and the audit row of every payment status change."""
 
 from __future__ import annotations
 
@@ -9,11 +9,8 @@ from typing import Any
 
 import asyncpg
 
-from adapters.flutterwave import FlutterwaveClient
-from adapters.paystack import PaystackClient
 from engine.ports import PaymentProvider, ProviderError
 from persistence.audit import audit
-from pocho_rt.config import Settings
 from pocho_rt.errors import ApiError
 from pocho_rt.logs import request_id
 
@@ -30,19 +27,6 @@ def provider_failure(exc: ProviderError) -> ApiError:
     if exc.kind == "unavailable":
         return ApiError("unavailable", "the payment provider is unavailable, retry")
     return ApiError("provider_error", f"the payment provider refused the request ({exc.kind})", status=502)
-
-
-def build_providers(settings: Settings) -> dict[str, PaymentProvider]:
-    """A client for each provider whose secret key is set."""
-    providers: dict[str, PaymentProvider] = {}
-    timeout = settings.payment_provider_timeout
-    if settings.paystack_secret_key:
-        providers["PAYSTACK"] = PaystackClient(settings.paystack_base_url, settings.paystack_secret_key, timeout)
-    if settings.flutterwave_secret_key:
-        providers["FLUTTERWAVE"] = FlutterwaveClient(
-            settings.flutterwave_base_url, settings.flutterwave_secret_key, timeout, settings.payment_redirect_url
-        )
-    return providers
 
 
 def provider_of(providers: dict[str, PaymentProvider], name: str) -> PaymentProvider:

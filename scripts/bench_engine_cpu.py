@@ -38,7 +38,6 @@ import uvloop
 
 from engine import negotiation as n
 from engine.meal_request_actor import Deps, Envelope, MealRequestActor
-from engine.negotiation_views import offer_view
 from engine.runtime.actor import ActorSystem
 from persistence import negotiation as pn
 from persistence.db import RawJson, _init_connection
@@ -168,7 +167,7 @@ async def _writer(pg: str, groups: int) -> None:
         rows: list[tuple[Statement, tuple[Any, ...]]] = []
         for i in range(90):
             req, offer = _revision(i)
-            event = n.Event(4, "offer:updated", {"offer": offer_view(offer), "seq": 4}, (("room", "offer:updated"),))
+            event = n.Event(4, "offer:updated", {"offer": n.offer_view(offer), "seq": 4}, (("room", "offer:updated"),))
             payload = RawJson(orjson.dumps(event.payload).decode())
             rows += [
                 (to_scratch(pn.UPSERT_REQUEST), pn._request_row(req, 1, "sealed address", None)),
