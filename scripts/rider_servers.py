@@ -52,6 +52,16 @@ def _mark_ready(path: str) -> None:
     Path(path).write_text("ready")
 
 
+def _started() -> asyncio.Event:
+    """Both servers start alike: the benchmark's GC settings, and an event set on SIGTERM/SIGINT."""
+    _gc_settings()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
 def serve_pocho(port: int, ready_file: str) -> None:
     """Pocho as `pocho-rt serve` runs it, plus the one step dispatch would do: every bench rider
     is told `Carrying` for its order, so its pings fan out to that order's customer."""
@@ -69,11 +79,7 @@ def serve_pocho(port: int, ready_file: str) -> None:
     async def main() -> None:
         from aiohttp import web
 
-        _gc_settings()
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
+        stop = _started()
         assert settings.database_url and settings.redis_url
         svc = await open_services(settings, settings.database_url, settings.redis_url)
         runner = make_runner(build_app(svc), settings, access_log=None, handle_signals=False)  # as `serve`
@@ -110,11 +116,7 @@ def serve_relay(port: int, ready_file: str) -> None:
     from pocho_rt.tasks import Supervisor
 
     async def main() -> None:
-        _gc_settings()
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
+        stop = _started()
         sio: socketio.AsyncServer = create_sio(Settings(), Supervisor())
 
         async def rider_connect(sid: str, environ: dict[str, Any], auth: dict[str, Any] | None = None) -> None:
