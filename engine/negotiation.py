@@ -24,6 +24,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from engine.errors import DomainError
+from engine.fields import int_error, invalid, text_error
 from engine.geometry import covers
 from engine.limits import (
     ADDRESS_MAX_LENGTH,
@@ -229,29 +230,7 @@ class CancelRequest:
     now: datetime
 
 
-# ---------------------------------------------------------------- validation helpers
-
-
-def _int_error(v: object, lo: int, hi: int) -> str | None:
-    if not isinstance(v, int) or isinstance(v, bool):  # bool is an int to Python, not to us
-        return "must be an integer"
-    return None if lo <= v <= hi else f"must be between {lo} and {hi}"
-
-
-def _text_error(v: object, lo: int, hi: int) -> str | None:
-    if not isinstance(v, str):
-        return "must be a string"
-    if lo and not v.strip():
-        return "must not be empty"
-    if "\x00" in v:  # PostgreSQL text cannot hold NUL
-        return "must not contain NUL characters"
-    return None if len(v) <= hi else f"must be at most {hi} characters"
-
-
-def _invalid(errors: dict[str, str | None]) -> None:
-    bad = {k: v for k, v in errors.items() if v is not None}
-    if bad:
-        raise DomainError("invalid", "invalid payload: " + ", ".join(bad), bad)
+# ---------------------------------------------------------------- who may act on what
 
 
 def _check_open(req: MealRequest, now: datetime) -> None:
@@ -369,13 +348,13 @@ def _changed(req: MealRequest, offer: Offer) -> dict[str, Offer]:
 def create_request(cmd: CreateRequest) -> tuple[MealRequest, list[Event]]:
     lo, hi = cmd.budget_min_kobo, cmd.budget_max_kobo
     errors = {
-        "budgetMinKobo": _int_error(lo, 1, MAX_BUDGET_KOBO),
-        "budgetMaxKobo": _int_error(hi, 1, MAX_BUDGET_KOBO),
-        "category": _text_error(cmd.category, 1, CATEGORY_MAX_LENGTH),
-        "addressLine": _text_error(cmd.address_line, 1, ADDRESS_MAX_LENGTH),
-        "notes": None if cmd.notes is None else _text_error(cmd.notes, 0, NOTES_MAX_LENGTH),
-        "expiresInMinutes": _int_error(cmd.expires_in_minutes, EXPIRES_IN_MINUTES_MIN, EXPIRES_IN_MINUTES_MAX),
-        "maxVendorOffers": _int_error(cmd.max_vendor_offers, MAX_VENDOR_OFFERS_MIN, MAX_VENDOR_OFFERS_MAX),
+        "budgetMinKobo": int_error(lo, 1, MAX_BUDGET_KOBO),
+        "budgetMaxKobo": int_error(hi, 1, MAX_BUDGET_KOBO),
+        "category": text_error(cmd.category, CATEGORY_MAX_LENGTH, required=True),
+        "addressLine": text_error(cmd.address_line, ADDRESS_MAX_LENGTH, required=True),
+        "notes": text_error(cmd.notes, NOTES_MAX_LENGTH, required=False),
+        "expiresInMinutes": int_error(cmd.expires_in_minutes, EXPIRES_IN_MINUTES_MIN, EXPIRES_IN_MINUTES_MAX),
+        "maxVendorOffers": int_error(cmd.max_vendor_offers, MAX_VENDOR_OFFERS_MIN, MAX_VENDOR_OFFERS_MAX),
     }
     if errors["budgetMinKobo"] is None and errors["budgetMaxKobo"] is None and lo > hi:
         errors["budgetMaxKobo"] = "must be at least budgetMinKobo"
@@ -388,7 +367,7 @@ def create_request(cmd: CreateRequest) -> tuple[MealRequest, list[Event]]:
             errors["desiredAt"] = "must be an aware UTC time"
         elif d < cmd.now - DESIRED_AT_GRACE:
             errors["desiredAt"] = "must not be in the past"
-    _invalid(errors)
+    invalid(errors)
     req = MealRequest(
         id=cmd.request_id,
         customer_id=cmd.customer_id,
@@ -412,9 +391,9 @@ def create_request(cmd: CreateRequest) -> tuple[MealRequest, list[Event]]:
 
 def _offer_errors(price_kobo: object, details: str | None, prep_minutes: int | None) -> dict[str, str | None]:
     return {
-        "priceKobo": _int_error(price_kobo, 1, MAX_PRICE_KOBO),
-        "details": None if details is None else _text_error(details, 0, DETAILS_MAX_LENGTH),
-        "prepMinutes": None if prep_minutes is None else _int_error(prep_minutes, PREP_MINUTES_MIN, PREP_MINUTES_MAX),
+        "priceKobo": int_error(price_kobo, 1, MAX_PRICE_KOBO),
+        "details": text_error(details, DETAILS_MAX_LENGTH, required=False),
+        "prepMinutes": None if prep_minutes is None else int_error(prep_minutes, PREP_MINUTES_MIN, PREP_MINUTES_MAX),
     }
 
 
@@ -430,7 +409,7 @@ def place_offer(req: MealRequest, cmd: PlaceOffer) -> tuple[MealRequest, list[Ev
         if cmd.slot_from is not None and cmd.slot_to is not None and cmd.slot_to < cmd.slot_from
         else None
     )
-    _invalid(errors)
+    invalid(errors)
     if cmd.offer_id in req.offers:
         raise DomainError("conflict", "offer id already used")
     live = [o for o in req.offers.values() if o.status in LIVE]
@@ -470,7 +449,7 @@ def revise_offer(req: MealRequest, cmd: ReviseOffer) -> tuple[MealRequest, list[
     """The hot path: one offer copy, one dict copy, one request copy (plus any flipped offers)."""
     offer = _vendor_offer(req, cmd.offer_id, cmd.vendor_id, cmd.now)
     if cmd.details is not None or cmd.prep_minutes is not None or not _plain_price(cmd.price_kobo):
-        _invalid(_offer_errors(cmd.price_kobo, cmd.details, cmd.prep_minutes))
+        invalid(_offer_errors(cmd.price_kobo, cmd.details, cmd.prep_minutes))
     revised = evolve(
         offer,
         price_kobo=cmd.price_kobo,
@@ -495,10 +474,10 @@ def counter_offer(req: MealRequest, cmd: CounterOffer) -> tuple[MealRequest, lis
         raise DomainError("conflict", "offer is already countered: waiting for the vendor")
     if offer.round >= MAX_COUNTER_ROUNDS:
         raise DomainError("limit_reached", f"at most {MAX_COUNTER_ROUNDS} counters per offer")
-    _invalid(
+    invalid(
         {
-            "priceKobo": _int_error(cmd.price_kobo, 1, MAX_PRICE_KOBO),
-            "message": None if cmd.message is None else _text_error(cmd.message, 0, MESSAGE_MAX_LENGTH),
+            "priceKobo": int_error(cmd.price_kobo, 1, MAX_PRICE_KOBO),
+            "message": text_error(cmd.message, MESSAGE_MAX_LENGTH, required=False),
         }
     )
     countered = evolve(

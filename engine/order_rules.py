@@ -34,6 +34,7 @@ from engine import orders as o
 from engine.assignment import AssignmentOffered, AssignmentWithdrawn, Carrying, Release, RiderCandidate
 from engine.clock import iso
 from engine.errors import DomainError
+from engine.fields import int_error, invalid, text_error
 from engine.limits import (
     DELIVERY_CODE_LENGTH,
     MAX_CODE_ATTEMPTS,
@@ -63,30 +64,6 @@ def code_locked(order: Order) -> bool:
 
 
 # ---------------------------------------------------------------- helpers
-
-
-def _text_error(v: object, hi: int, *, required: bool) -> str | None:
-    if v is None:
-        return "required" if required else None
-    if not isinstance(v, str):
-        return "must be a string"
-    if required and not v.strip():
-        return "must not be empty"
-    if "\x00" in v:
-        return "must not contain NUL characters"
-    return None if len(v) <= hi else f"must be at most {hi} characters"
-
-
-def _int_error(v: object, lo: int, hi: int) -> str | None:
-    if not isinstance(v, int) or isinstance(v, bool):
-        return "must be an integer"
-    return None if lo <= v <= hi else f"must be between {lo} and {hi}"
-
-
-def _invalid(errors: dict[str, str | None]) -> None:
-    bad = {k: v for k, v in errors.items() if v is not None}
-    if bad:
-        raise DomainError("invalid", "invalid payload: " + ", ".join(bad), bad)
 
 
 def _conflict(order: Order, what: str) -> DomainError:
@@ -155,7 +132,7 @@ def confirm_payment(order: Order, cmd: o.PaymentConfirmed) -> tuple[Order, list[
     """PENDING_PAYMENT -> CONFIRMED; dispatch starts searching at once."""
     code = cmd.delivery_code
     ok_code = isinstance(code, str) and len(code) == DELIVERY_CODE_LENGTH and code.isdigit() and code.isascii()
-    _invalid({"deliveryCode": None if ok_code else f"must be {DELIVERY_CODE_LENGTH} digits"})
+    invalid({"deliveryCode": None if ok_code else f"must be {DELIVERY_CODE_LENGTH} digits"})
     if order.status != o.PENDING_PAYMENT:
         raise _conflict(order, "only an unpaid order can be confirmed")
     extra = {"reference": cmd.reference} if cmd.reference else None
@@ -175,7 +152,7 @@ def confirm_payment(order: Order, cmd: o.PaymentConfirmed) -> tuple[Order, list[
 
 
 def cancel_by_customer(order: Order, cmd: o.CustomerCancel) -> tuple[Order, list[Event]]:
-    _invalid({"reason": _text_error(cmd.reason, REASON_MAX_LENGTH, required=True)})
+    invalid({"reason": text_error(cmd.reason, REASON_MAX_LENGTH, required=True)})
     if cmd.customer_id != order.customer_id:
         raise DomainError("forbidden", "not your order")
     if order.status not in (o.PENDING_PAYMENT, o.CONFIRMED):
@@ -186,10 +163,10 @@ def cancel_by_customer(order: Order, cmd: o.CustomerCancel) -> tuple[Order, list
 def rate(order: Order, cmd: o.Rate) -> tuple[Order, list[Event]]:
     """Once per DELIVERED order, by its customer; the store writes the review and the vendor's
     new average in the same transaction."""
-    _invalid(
+    invalid(
         {
-            "rating": _int_error(cmd.rating, RATING_MIN, RATING_MAX),
-            "comment": _text_error(cmd.comment, REVIEW_COMMENT_MAX_LENGTH, required=False),
+            "rating": int_error(cmd.rating, RATING_MIN, RATING_MAX),
+            "comment": text_error(cmd.comment, REVIEW_COMMENT_MAX_LENGTH, required=False),
         }
     )
     if cmd.customer_id != order.customer_id:
@@ -208,13 +185,13 @@ def rate(order: Order, cmd: o.Rate) -> tuple[Order, list[Event]]:
 
 def vendor_update(order: Order, cmd: o.VendorUpdate) -> tuple[Order, list[Event]]:
     status = cmd.status
-    _invalid(
+    invalid(
         {
             "status": None if status in o.VENDOR_TARGETS else "must be PREPARING, READY or CANCELED",
             "etaMinutes": None
             if cmd.eta_minutes is None
-            else _int_error(cmd.eta_minutes, ORDER_ETA_MINUTES_MIN, ORDER_ETA_MINUTES_MAX),
-            "reason": _text_error(cmd.reason, REASON_MAX_LENGTH, required=status == o.CANCELED),
+            else int_error(cmd.eta_minutes, ORDER_ETA_MINUTES_MIN, ORDER_ETA_MINUTES_MAX),
+            "reason": text_error(cmd.reason, REASON_MAX_LENGTH, required=status == o.CANCELED),
         }
     )
     if cmd.vendor_id != order.vendor_id:
@@ -241,7 +218,7 @@ def vendor_update(order: Order, cmd: o.VendorUpdate) -> tuple[Order, list[Event]
 
 def rider_update(order: Order, cmd: o.RiderUpdate) -> tuple[Order, list[Event]]:
     status = cmd.status
-    _invalid(
+    invalid(
         {
             "status": None if status in o.RIDER_TARGETS else "must be PICKED_UP, OUT_FOR_DELIVERY or DELIVERED",
             "deliveryCode": "required" if status == o.DELIVERED and cmd.delivery_code is None else None,
@@ -401,7 +378,7 @@ def due(order: Order, now: datetime, policy: Policy) -> tuple[Order, list[Event]
 def note_payment(order: Order, cmd: o.PaymentNoted) -> tuple[Order, list[Event]]:
     """Only `paymentStatus` changes, with an `order:status` event of kind `payment` (the order's
     status stays); the same news again changes nothing."""
-    _invalid({"paymentStatus": None if cmd.payment_status in o.PAYMENT_NOTES else f"must be one of {o.PAYMENT_NOTES}"})
+    invalid({"paymentStatus": None if cmd.payment_status in o.PAYMENT_NOTES else f"must be one of {o.PAYMENT_NOTES}"})
     if cmd.payment_status == order.payment_status:
         return order, []
     extra: dict[str, Any] = {"paymentStatus": cmd.payment_status}

@@ -85,7 +85,7 @@ def _array_types(sql: str, params: Sequence[Any]) -> tuple[str, ...] | None:
 _JSON_SAFE = frozenset({"uuid", "text", "varchar", "int2", "int4", "int8", "float8", "bool", "timestamptz", "jsonb"})
 
 
-_CHECKED = ("jsonb", "float8", "timestamptz")  # column types whose positions `_Bulk` keeps
+_CHECKED = ("jsonb", "float8", "timestamptz")  # column types whose positions `_Bulk` keeps, in its order
 
 
 def _json_exact(rows: Sequence[tuple[Any, ...]], floats: tuple[int, ...], times: tuple[int, ...]) -> bool:
@@ -547,13 +547,8 @@ class Writer:
             params = (await conn.prepare(stmt.sql)).get_parameters()
             arrays = _array_types(stmt.sql, params)
             json = _json_types(params) if self.bulk_json else None
-            at = {
-                kind: tuple(i for i, t in enumerate(json or ()) if t == kind)
-                for kind in ("jsonb", "float8", "timestamptz")
-            }
-            self._types[stmt.sql] = (
-                None if arrays is None else _Bulk(arrays, json, at["jsonb"], at["float8"], at["timestamptz"])
-            )
+            jsonb, floats, times = (tuple(i for i, t in enumerate(json or ()) if t == kind) for kind in _CHECKED)
+            self._types[stmt.sql] = None if arrays is None else _Bulk(arrays, json, jsonb, floats, times)
         return self._types[stmt.sql]
 
     async def _execute_run(self, conn: asyncpg.Connection, run: list[tuple[Statement, list[tuple[Any, ...]]]]) -> None:
